@@ -1,0 +1,41 @@
+"""The steps app.py runs around the UI: logging, loading with a readable failure, queue and launch."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import gradio as gr
+import transformers
+
+from janus_demo.backend import Backend
+from janus_demo.loading import ModelLoadError, load_janus
+from janus_demo.settings import Settings
+from janus_demo.ui import launch_options
+
+
+def configure_logging() -> None:
+    """Our own messages at INFO; transformers' per-call deprecation chatter off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def load_backend_or_exit(settings: Settings) -> Backend:
+    """Load the model; on failure print one actionable line and exit with status 2."""
+    log = logging.getLogger("janus_demo")
+    log.info("Loading %s (quantization=%s, device=%s)…", settings.model, settings.quantization, settings.device)
+    try:
+        loaded = load_janus(settings.model, settings.quantization, settings.device, settings.dtype)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    info = loaded.info()
+    log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
+    return Backend(loaded)
+
+
+def queue_and_launch(demo: gr.Blocks, settings: Settings) -> None:
+    """One worker at a time per event, routes that bypass the queue closed, then serve."""
+    demo.queue(default_concurrency_limit=1, api_open=False)
+    demo.launch(server_name=settings.host, server_port=settings.port, **launch_options())

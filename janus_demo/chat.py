@@ -1,0 +1,132 @@
+"""Streaming chat with Janus: text and images in, the answer out token by token.
+
+    generate_answer(loaded, messages, images, ChatOptions(temperature=0.1), stop, emit)
+    # emit(ChatChunk) is called with the whole answer so far after each decoded piece
+
+Runs `model.generate` (text mode) in the calling thread; `Backend.chat` runs it inside the
+GPU section and turns the emitted chunks into a generator.
+A stopping criterion checks `stop` and the deadline after every token, so Stop ends the
+generation itself, not only the UI.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+from janus_demo.loading import LoadedJanus
+
+# DeepSeek's demo defaults.
+DEFAULT_TEMPERATURE = 0.1
+DEFAULT_TOP_P = 0.95
+DEFAULT_MAX_NEW_TOKENS = 512
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """Sampling settings of one answer; temperature 0 means greedy."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    seed: int = DEFAULT_SEED
+    deadline: float | None = None  # time.monotonic() after which generation stops
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """The answer so far, with its speed."""
+
+    text: str
+    new_tokens: int
+    elapsed: float
+    done: bool = False
+    stop_reason: str | None = None  # "stopped", "deadline", "length", "eos"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def build_inputs(loaded: LoadedJanus, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    """Render the chat template and tokenize text and images for the model's device and dtype."""
+    prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = loaded.processor(text=prompt, images=images or None, return_tensors="pt")
+    inputs = inputs.to(loaded.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
+    return dict(inputs)
+
+
+class _StopCriterion(StoppingCriteria):
+    """Ends generation when `stop` is set or the deadline passes (checked every token)."""
+
+    def __init__(self, stop: threading.Event, deadline: float | None) -> None:
+        self.stop, self.deadline, self.reason = stop, deadline, None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        if self.stop.is_set():
+            self.reason = "stopped"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.reason = "deadline"
+        return torch.full((input_ids.shape[0],), self.reason is not None, dtype=torch.bool, device=input_ids.device)
+
+
+class _EmittingStreamer(TextStreamer):
+    """transformers' streamer (UTF-8-safe word-boundary decoding) that hands out ChatChunks."""
+
+    def __init__(self, loaded: LoadedJanus, emit: Callable[[ChatChunk], None]) -> None:
+        super().__init__(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.emit, self.text, self.new_tokens, self.start = emit, "", 0, time.perf_counter()
+        self.saw_eos, self.eos_id = False, loaded.processor.tokenizer.eos_token_id
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.next_tokens_are_prompt:
+            self.new_tokens += value.numel()
+            self.saw_eos = self.saw_eos or bool((value == self.eos_id).any())
+        super().put(value)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.text += text
+        if text or stream_end:
+            self.emit(ChatChunk(self.text, self.new_tokens, time.perf_counter() - self.start))
+
+
+def generate_answer(
+    loaded: LoadedJanus,
+    messages: list[dict],
+    images: list[Image.Image],
+    options: ChatOptions,
+    stop: threading.Event,
+    emit: Callable[[ChatChunk], None],
+) -> None:
+    """Generate one answer, emitting a ChatChunk per decoded piece and a final one with `done`."""
+    inputs = build_inputs(loaded, messages, images)
+    streamer = _EmittingStreamer(loaded, emit)
+    criterion = _StopCriterion(stop, options.deadline)
+    sample = options.temperature > 0
+    torch.manual_seed(options.seed)  # text-mode generate samples from the global RNG; the GPU section serialises us
+    tokenizer = loaded.processor.tokenizer
+    with torch.inference_mode():
+        loaded.model.generate(
+            **inputs,
+            max_new_tokens=options.max_new_tokens,
+            do_sample=sample,
+            temperature=options.temperature if sample else None,
+            top_p=options.top_p if sample else None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([criterion]),
+        )
+    reason = criterion.reason or ("eos" if streamer.saw_eos else "length")
+    final = ChatChunk(streamer.text, streamer.new_tokens, time.perf_counter() - streamer.start)
+    emit(replace(final, done=True, stop_reason=reason))
+

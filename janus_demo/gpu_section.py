@@ -1,0 +1,124 @@
+"""The one GPU section: at most one generation (chat or image) uses the model at a time.
+
+Gradio's queue cannot promise that (each event has its own queue, cancelling frees a slot
+while the work runs on, some routes bypass the queue), so the model layer does:
+
+    section = GpuSection()
+    for item in section.stream(work, stop):   # work(emit) runs in a worker thread, under the lock
+        ...                                    # each emit(x) arrives here as an item
+
+Closing the consumer (Stop button, cancelled job, disconnected client) sets `stop`; the work
+checks it every token or step, so it ends and frees the section within one step. The lock is
+held by the worker thread, never across the consumer's `yield`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from janus_demo.errors import BusyError
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class GpuSection:
+    """A lock around model work, with counters that tests and `/model_info` can read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.active = 0  # generations inside the section now (0 or 1)
+        self.max_active = 0  # most ever inside at once: must stay 1
+        self.waiting = 0  # requests waiting for the section
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def stream(
+        self,
+        work: Callable[[Callable[[T], None]], None],
+        stop: threading.Event,
+        wait_timeout: float | None = None,
+    ) -> Iterator[T]:
+        """Run `work(emit)` under the lock in a worker thread and yield what it emits.
+
+        Exceptions raised by `work` are re-raised here. If the section stays busy longer than
+        `wait_timeout` seconds, `BusyError` is raised and `work` never runs.
+        """
+        items: queue.Queue[Any] = queue.Queue()
+        worker = threading.Thread(
+            target=self._run, args=(work, stop, items, wait_timeout), name="janus-gpu", daemon=True
+        )
+        worker.start()
+        try:
+            while True:
+                item = items.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Raised):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()  # the consumer is gone or done: make the work end at its next step
+
+    def _run(
+        self,
+        work: Callable[[Callable[[Any], None]], None],
+        stop: threading.Event,
+        items: queue.Queue[Any],
+        wait_timeout: float | None,
+    ) -> None:
+        try:
+            if not self._acquire(stop, wait_timeout):
+                if not stop.is_set():
+                    items.put(_Raised(BusyError("The model is busy with other requests. Please try again shortly.")))
+                return
+            try:
+                self._enter()
+                if not stop.is_set():
+                    work(items.put)
+            finally:
+                self._leave()
+                self._lock.release()
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
+            items.put(_Raised(error))
+        finally:
+            items.put(_DONE)
+
+    def _acquire(self, stop: threading.Event, wait_timeout: float | None) -> bool:
+        """Wait for the lock, giving up when the request is stopped or waits too long."""
+        deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+        with self._count_lock:
+            self.waiting += 1
+        try:
+            while not stop.is_set():
+                if self._lock.acquire(timeout=0.05):
+                    return True
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+            return False
+        finally:
+            with self._count_lock:
+                self.waiting -= 1
+
+    def _enter(self) -> None:
+        with self._count_lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def _leave(self) -> None:
+        with self._count_lock:
+            self.active -= 1
+
+
+class _Raised:
+    """An exception travelling from the worker thread to the consumer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

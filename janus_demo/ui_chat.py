@@ -1,0 +1,101 @@
+"""The Chat tab: multimodal, multi-turn chat with streamed answers (gradio only, no model logic).
+
+Public API endpoint: `/chat` with the message `{"text": ..., "files": [...]}` plus the
+generation settings; it streams `(answer so far, status line)`. The history stays on the
+server per session, so a gradio_client follow-up sees the earlier turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from janus_demo import chat
+from janus_demo.backend import Backend
+from janus_demo.ui_errors import user_facing_errors
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+EXAMPLES = [
+    {"text": "Describe this picture in detail.", "files": [str(ASSETS / "chelsea.png")]},
+    {"text": "What is happening in this photo?", "files": [str(ASSETS / "rocket.jpg")]},
+    {"text": "What do these two pictures have in common?", "files": [str(ASSETS / "coffee.png"), str(ASSETS / "chelsea.png")]},
+    {"text": "Write a haiku about autumn.", "files": []},
+]
+
+
+def status_line(chunk: chat.ChatChunk) -> str:
+    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended."""
+    line = f"{chunk.new_tokens} tokens · {chunk.elapsed:.1f} s · {chunk.tokens_per_second:.1f} tokens/s"
+    endings = {"stopped": " · stopped", "deadline": " · stopped at the time limit", "length": " · max tokens reached"}
+    return line + endings.get(chunk.stop_reason or "", "")
+
+
+def make_chat_fn(backend: Backend):
+    """The ChatInterface function: validates via the backend and streams (answer, status)."""
+
+    def respond(
+        message: dict[str, Any],
+        history: list[dict[str, Any]],
+        max_new_tokens: float,
+        temperature: float,
+        top_p: float,
+        seed: float,
+    ):
+        """Chat with Janus about images (or text only).
+
+        Args:
+            message: {"text": the question, "files": image files to ask about}.
+            history: earlier turns (kept on the server per session).
+            max_new_tokens: longest answer, in tokens.
+            temperature: randomness of sampling; 0 means greedy.
+            top_p: nucleus sampling threshold.
+            seed: random seed, for repeatable answers.
+
+        Returns:
+            The answer so far (streamed), and a status line with tokens/s.
+        """
+        yield "", "Waiting for the model…"  # lets gradio cancel us before the first heavy step
+        with user_facing_errors(), contextlib.closing(
+            backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
+        ) as chunks:
+            for chunk in chunks:
+                yield chunk.text, status_line(chunk)
+
+    return respond
+
+
+def build_chat_tab(backend: Backend) -> gr.ChatInterface:
+    """Render the chat interface into the current Blocks context."""
+    status = gr.Markdown("", elem_id="chat-status", render=False)
+    settings = [
+        gr.Slider(1, backend.limits.max_new_tokens, value=chat.DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens"),
+        gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)"),
+        gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p"),
+        gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed"),
+    ]
+    interface = gr.ChatInterface(
+        make_chat_fn(backend),
+        multimodal=True,
+        textbox=gr.MultimodalTextbox(
+            file_types=["image"],
+            file_count="multiple",
+            placeholder="Ask about an image, or just chat. Drop or paste images here.",
+            elem_id="chat-input",
+            stop_btn=True,
+        ),
+        chatbot=gr.Chatbot(elem_id="chatbot", height=520, buttons=["copy"], label="Janus"),
+        additional_inputs=settings,
+        additional_inputs_accordion=gr.Accordion("Generation settings", open=False),
+        additional_outputs=[status],
+        examples=[[example] for example in EXAMPLES],
+        run_examples_on_click=True,
+        cache_examples=False,
+        api_name="chat",
+        fill_height=False,
+    )
+    status.render()
+    return interface
