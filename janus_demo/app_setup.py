@@ -35,7 +35,12 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     return Backend(loaded)
 
 
+def configure_queue(demo: gr.Blocks) -> gr.Blocks:
+    """One worker at a time per event; routes that bypass the queue closed."""
+    return demo.queue(default_concurrency_limit=1, api_open=False)
+
+
 def queue_and_launch(demo: gr.Blocks, settings: Settings) -> None:
-    """One worker at a time per event, routes that bypass the queue closed, then serve."""
-    demo.queue(default_concurrency_limit=1, api_open=False)
+    """Queue, then serve until interrupted."""
+    configure_queue(demo)
     demo.launch(server_name=settings.host, server_port=settings.port, **launch_options())

@@ -24,9 +24,15 @@ from janus_demo.loading import LoadedJanus
 class Backend:
     """A loaded model, its GPU section and the request limits."""
 
-    def __init__(self, loaded: LoadedJanus, limits: validation.Limits | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedJanus,
+        limits: validation.Limits | None = None,
+        image_limits: image_intake.ImageLimits | None = None,
+    ) -> None:
         self.loaded = loaded
         self.limits = limits or validation.Limits()
+        self.image_limits = image_limits or image_intake.ImageLimits()
         self.section = GpuSection()
 
     def info(self) -> dict[str, Any]:
@@ -46,20 +52,22 @@ class Backend:
         """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far)."""
         params = validation.check_chat_params(max_new_tokens, temperature, top_p, seed, self.limits)
         messages, image_paths = self._conversation(message, chat_history)
-        images = image_intake.load_images(image_paths, self.limits.image, self.limits.max_images_per_conversation)
+        images = image_intake.load_images(
+            image_paths, self.image_limits, max_images=self.limits.max_images_per_conversation
+        )
         options = chat.ChatOptions(
             max_new_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
             seed=params.seed,
-            deadline=time.monotonic() + self.limits.request_seconds,
+            deadline=time.monotonic() + self.limits.request_deadline_s,
         )
         stop = stop or threading.Event()
 
         def work(emit):
             chat.generate_answer(self.loaded, messages, images, options, stop, emit)
 
-        yield from self.section.stream(work, stop, wait_timeout=self.limits.request_seconds)
+        yield from self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
 
     def _conversation(self, message: Mapping[str, Any] | str, chat_history: list[Any] | None):
         """Validate the message text and convert history + message to Janus messages."""

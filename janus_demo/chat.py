@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from janus_demo.loading import LoadedJanus
 
@@ -79,24 +80,34 @@ class _StopCriterion(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.reason is not None, dtype=torch.bool, device=input_ids.device)
 
 
-class _EmittingStreamer(TextStreamer):
-    """transformers' streamer (UTF-8-safe word-boundary decoding) that hands out ChatChunks."""
+class _EmittingStreamer(BaseStreamer):
+    """Hands out a ChatChunk after every generated token (transformers' TextStreamer waits for
+    whole words, which is not token by token); holds back only an incomplete UTF-8 character."""
 
     def __init__(self, loaded: LoadedJanus, emit: Callable[[ChatChunk], None]) -> None:
-        super().__init__(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self.emit, self.text, self.new_tokens, self.start = emit, "", 0, time.perf_counter()
-        self.saw_eos, self.eos_id = False, loaded.processor.tokenizer.eos_token_id
+        self.tokenizer, self.emit = loaded.processor.tokenizer, emit
+        self.token_ids: list[int] = []
+        self.text, self.saw_eos, self.prompt_seen = "", False, False
+        self.start = time.perf_counter()
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
 
     def put(self, value: torch.Tensor) -> None:
-        if not self.next_tokens_are_prompt:
-            self.new_tokens += value.numel()
-            self.saw_eos = self.saw_eos or bool((value == self.eos_id).any())
-        super().put(value)
+        if not self.prompt_seen:  # generate() first hands over the prompt
+            self.prompt_seen = True
+            return
+        ids = value.reshape(-1).tolist()
+        self.saw_eos = self.saw_eos or self.tokenizer.eos_token_id in ids
+        self.token_ids.extend(ids)
+        text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd") and text != self.text:
+            self.text = text
+            self.emit(ChatChunk(text, self.new_tokens, time.perf_counter() - self.start))
 
-    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-        self.text += text
-        if text or stream_end:
-            self.emit(ChatChunk(self.text, self.new_tokens, time.perf_counter() - self.start))
+    def end(self) -> None:
+        self.text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
 
 
 def generate_answer(

@@ -72,10 +72,10 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
     status = gr.Markdown("", elem_id="chat-status", render=False)
     settings = [
-        gr.Slider(1, backend.limits.max_new_tokens, value=chat.DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens"),
-        gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)"),
-        gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p"),
-        gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed"),
+        gr.Slider(1, backend.limits.max_new_tokens, value=chat.DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens", render=False),
+        gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False),
+        gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
+        gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed", render=False),
     ]
     interface = gr.ChatInterface(
         make_chat_fn(backend),

@@ -21,3 +21,41 @@ def tiny_dir(tmp_path_factory):
 def loaded_tiny(tiny_dir):
     """The tiny model loaded through from_pretrained, unquantized, on CPU."""
     return load_janus(str(tiny_dir), quantization="none", device="cpu")
+
+
+def serve(demo):
+    """Launch `demo` on a free loopback port as app.py does; return its URL."""
+    from janus_demo.app_setup import configure_queue
+
+    configure_queue(demo)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    return demo.local_url
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(loaded_tiny):
+    from janus_demo.backend import Backend
+
+    return Backend(loaded_tiny)
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_backend, tmp_path_factory):
+    """The full app around the tiny model, served on loopback for the whole session."""
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-tmp"))
+    from janus_demo.ui import build_demo
+
+    demo = build_demo(tiny_backend)
+    url = serve(demo)
+    yield url
+    demo.close()
+
+
+@pytest.fixture
+def client(app_url, tmp_path):
+    """A fresh gradio_client session (its own history) with its own download folder."""
+    from gradio_client import Client
+
+    c = Client(app_url, download_files=str(tmp_path), verbose=False)
+    yield c
+    c.close()
