@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import secrets
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from janus_demo import chat, history, image_intake, validation
+from janus_demo import chat, history, image_intake, imagegen, validation
+from janus_demo.errors import BusyError, InputError
 from janus_demo.gpu_section import GpuSection
 from janus_demo.loading import LoadedJanus
 
@@ -49,7 +51,10 @@ class Backend:
         seed: int = chat.DEFAULT_SEED,
         stop: threading.Event | None = None,
     ) -> Iterator[chat.ChatChunk]:
-        """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far)."""
+        """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far).
+
+        Checks everything first (raising InputError at once), then returns the stream.
+        """
         params = validation.check_chat_params(max_new_tokens, temperature, top_p, seed, self.limits)
         messages, image_paths = self._conversation(message, chat_history)
         images = image_intake.load_images(
@@ -64,10 +69,64 @@ class Backend:
         )
         stop = stop or threading.Event()
 
-        def work(emit):
+        def work(emit: Callable[[chat.ChatChunk], None]) -> None:
             chat.generate_answer(self.loaded, messages, images, options, stop, emit)
 
-        yield from self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+
+    def generate_images(
+        self,
+        prompt: str,
+        seed: int,
+        guidance_scale: float = 5.0,
+        temperature: float = 1.0,
+        num_images: int = 1,
+        top_p: float = 1.0,
+        preview_every: int = 48,
+        preview_mode: str = "auto",
+        stop: threading.Event | None = None,
+    ) -> Iterator[imagegen.ImageProgress]:
+        """Draw `num_images` pictures of `prompt`, streaming progress, previews and the final images.
+
+        `seed` must be concrete (see `resolve_seed`). Checks everything first, then returns the stream.
+        """
+        params = validation.check_image_params(prompt, seed, guidance_scale, temperature, num_images, self.limits)
+        if params.seed < 0:
+            raise InputError("Seed must be a whole number from 0 (use resolve_seed for a random one).")
+        request = imagegen.ImageRequest(
+            prompt=params.prompt,
+            seed=params.seed,
+            guidance_scale=params.guidance_scale,
+            temperature=params.temperature,
+            top_p=top_p,
+            num_images=params.num_images,
+            preview_every=preview_every,
+            preview_mode=preview_mode,
+        )
+        imagegen.validate_request(request)  # top_p and the preview settings
+        stop = stop or threading.Event()
+        deadline = time.monotonic() + self.limits.request_deadline_s
+
+        def work(emit: Callable[[imagegen.ImageProgress], None]) -> None:
+            for progress in imagegen.iter_image_generation(self.loaded, request, stop):
+                if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
+                    for image in progress.images:
+                        image.info.update(imagegen.request_metadata(request, self.loaded.model_id))
+                emit(progress)
+                if time.monotonic() > deadline and not progress.done:
+                    stop.set()
+                    raise BusyError(
+                        f"Image generation ran past the {self.limits.request_deadline_s:.0f} s limit and was stopped. "
+                        "Try fewer images."
+                    )
+
+        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+
+    @staticmethod
+    def resolve_seed(seed: object) -> int:
+        """-1 (or any negative number) means "random": draw a fresh seed; other values are checked."""
+        value = validation.check_seed(seed)
+        return secrets.randbelow(validation.SEED_MAX + 1) if value < 0 else value
 
     def _conversation(self, message: Mapping[str, Any] | str, chat_history: list[Any] | None):
         """Validate the message text and convert history + message to Janus messages."""
@@ -77,5 +136,5 @@ class Backend:
             chat_history, message, max_turns=self.limits.max_history_turns
         )
         if not messages or messages[-1]["role"] != "user" or not messages[-1]["content"]:
-            raise validation.InputError("Type a message or attach an image.")
+            raise InputError("Type a message or attach an image.")
         return messages, image_paths

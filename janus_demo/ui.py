@@ -14,6 +14,7 @@ import gradio as gr
 
 from janus_demo.backend import Backend
 from janus_demo.ui_chat import build_chat_tab
+from janus_demo.ui_images import build_images_tab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "Janus-Pro"
@@ -34,13 +35,16 @@ def describe_model(info: dict[str, Any]) -> str:
 def build_demo(backend: Backend) -> gr.Blocks:
     """Both tabs, the model panel and the `/model_info` endpoint."""
     info = backend.info()
-    with gr.Blocks(title=f"{TITLE} demo", fill_width=False) as demo:
+    # Every streamed image lands in gradio's cache: sweep files older than an hour, hourly.
+    with gr.Blocks(title=f"{TITLE} demo", fill_width=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\nChat about images, or turn words into pictures. {describe_model(info)}")
         if info["random_weights"]:
             gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
-                build_chat_tab(backend)
+                chat = build_chat_tab(backend)
+            with gr.Tab("Text to image", id="images", elem_id="tab-images"):
+                build_images_tab(backend, chat.textbox, tabs)
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
             model_json = gr.JSON(value=info, label="Loaded model", elem_id="model-info")
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
