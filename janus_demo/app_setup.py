@@ -35,12 +35,20 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     return Backend(loaded)
 
 
-def configure_queue(demo: gr.Blocks) -> gr.Blocks:
-    """One worker at a time per event; routes that bypass the queue closed."""
-    return demo.queue(default_concurrency_limit=1, api_open=False)
+def configure_queue(demo: gr.Blocks, max_size: int = 32) -> gr.Blocks:
+    """One worker at a time per event, a bounded line (gradio answers 'queue is full' beyond it),
+    and the routes that bypass the queue closed. The GPU section serialises chat and images."""
+    return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
+
+
+def safe_launch_options(settings: Settings) -> dict:
+    """launch() arguments every deployment gets: no public monitoring page, capped uploads."""
+    return {"enable_monitoring": False, "max_file_size": settings.max_file_size, "show_error": False}
 
 
 def queue_and_launch(demo: gr.Blocks, settings: Settings) -> None:
     """Queue, then serve until interrupted."""
-    configure_queue(demo)
-    demo.launch(server_name=settings.host, server_port=settings.port, **launch_options())
+    configure_queue(demo, settings.queue_size)
+    demo.launch(
+        server_name=settings.host, server_port=settings.port, **safe_launch_options(settings), **launch_options()
+    )

@@ -1,12 +1,16 @@
 """Errors whose message is meant for the person using the demo.
 
-The UI shows `InputError` and `BusyError` messages as they are (gr.Error); any other exception
+The UI shows `InputError`, `BusyError` and `OutOfMemory` messages as they are (gr.Error); any other exception
 is logged and replaced by a generic message, so paths and tracebacks never reach a browser.
 """
 
 
 class InputError(ValueError):
     """The request is invalid (a bad number, an unreadable image, too long a prompt...)."""
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory for this request; memory was released, smaller requests can work."""
 
 
 class BusyError(RuntimeError):

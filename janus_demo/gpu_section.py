@@ -14,13 +14,22 @@ held by the worker thread, never across the consumer's `yield`.
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from janus_demo.errors import BusyError
+import torch
+
+from janus_demo.errors import BusyError, OutOfMemory
+
+log = logging.getLogger("janus_demo")
+FATAL_EXIT_CODE = 70  # a supervisor (Spaces, systemd, docker --restart) restarts the process
+OOM_MESSAGE = "The GPU ran out of memory for this request. Try fewer images or tokens, or load the model in 4-bit."
 
 T = TypeVar("T")
 _DONE = object()
@@ -87,7 +96,7 @@ class GpuSection:
                 self._leave()
                 self._lock.release()
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
-            items.put(_Raised(error))
+            items.put(_Raised(translate_device_error(error)))
         finally:
             items.put(_DONE)
 
@@ -115,6 +124,32 @@ class GpuSection:
     def _leave(self) -> None:
         with self._count_lock:
             self.active -= 1
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(error).lower()
+
+
+def is_unrecoverable_cuda_error(error: BaseException) -> bool:
+    """A CUDA error other than out-of-memory: the context is poisoned for every later request."""
+    text = str(error)
+    return not is_out_of_memory(error) and ("CUDA error" in text or "device-side assert" in text)
+
+
+def translate_device_error(error: BaseException) -> BaseException:
+    """Out-of-memory -> release memory and say so; a poisoned CUDA context -> exit soon; else unchanged."""
+    if is_out_of_memory(error):
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return OutOfMemory(OOM_MESSAGE)
+    if is_unrecoverable_cuda_error(error):
+        log.critical("Unrecoverable CUDA error, exiting with status %d for a restart: %s", FATAL_EXIT_CODE, error)
+        # Give the request a moment to receive its error message, then leave without cleanup
+        # (cleanup would touch the broken CUDA context).
+        threading.Timer(1.0, os._exit, args=(FATAL_EXIT_CODE,)).start()
+        return BusyError("The GPU failed and the server is restarting. Please try again in a minute.")
+    return error
 
 
 class _Raised:

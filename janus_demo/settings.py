@@ -27,6 +27,8 @@ class Settings:
     dtype: str = "auto"
     host: str = "127.0.0.1"
     port: int = 7860
+    queue_size: int = 32
+    max_file_size: str = "20mb"
 
 
 def _env(name: str, default: str) -> str:
@@ -83,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=_port(_env("GRADIO_SERVER_PORT", "7860")),
         help="port to listen on [GRADIO_SERVER_PORT] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(_env("JANUS_QUEUE_SIZE", "32")),
+        help="requests that may wait in line; more get a 'busy, try again' message [JANUS_QUEUE_SIZE] "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        default=_env("JANUS_MAX_FILE_SIZE", "20mb"),
+        help="largest upload gradio accepts [JANUS_MAX_FILE_SIZE] (default: %(default)s)",
     )
     return parser
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from janus_demo.errors import BusyError, InputError
+from janus_demo.errors import BusyError, InputError, OutOfMemory
 
 log = logging.getLogger("janus_demo")
 
@@ -26,7 +26,7 @@ def user_facing_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
-    except (InputError, BusyError) as error:
+    except (InputError, BusyError, OutOfMemory) as error:
         raise gr.Error(str(error), print_exception=False) from None
     except GeneratorExit:
         raise

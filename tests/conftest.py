@@ -23,12 +23,14 @@ def loaded_tiny(tiny_dir):
     return load_janus(str(tiny_dir), quantization="none", device="cpu")
 
 
-def serve(demo):
-    """Launch `demo` on a free loopback port as app.py does; return its URL."""
-    from janus_demo.app_setup import configure_queue
+def serve(demo, queue_size=32):
+    """Launch `demo` on a free loopback port with app.py's queue and safety options; return its URL."""
+    from janus_demo.app_setup import configure_queue, safe_launch_options
+    from janus_demo.settings import Settings
 
-    configure_queue(demo)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    configure_queue(demo, queue_size)
+    options = safe_launch_options(Settings())
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, **options)
     return demo.local_url
 
 

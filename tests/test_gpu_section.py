@@ -1,12 +1,19 @@
 """The GPU section admits one generation at a time and frees itself when a consumer leaves."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
 from janus_demo.errors import BusyError
 from janus_demo.gpu_section import GpuSection
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def counting_work(steps, delay=0.01):
@@ -79,3 +86,35 @@ def test_waiting_too_long_is_a_busy_error():
     with pytest.raises(BusyError):
         list(section.stream(counting_work(1), threading.Event(), wait_timeout=0.1))
     slow.close()
+
+
+def test_out_of_memory_becomes_a_clear_message_and_the_next_request_works():
+    from janus_demo.errors import OutOfMemory
+
+    section = GpuSection()
+
+    def oom(emit):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    with pytest.raises(OutOfMemory, match="fewer images"):
+        list(section.stream(oom, threading.Event()))
+    assert list(section.stream(counting_work(2), threading.Event())) == [0, 1]
+
+
+def test_an_unrecoverable_cuda_error_exits_the_process_non_zero(tmp_path):
+    script = tmp_path / "fatal.py"
+    script.write_text(
+        "import threading, time\n"
+        "from janus_demo.gpu_section import GpuSection\n"
+        "def work(emit):\n"
+        "    raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
+        "try:\n"
+        "    list(GpuSection().stream(work, threading.Event()))\n"
+        "except Exception as error:\n"
+        "    print('user saw:', error, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 70
+    assert "restarting" in result.stdout
