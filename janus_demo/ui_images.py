@@ -148,6 +148,9 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
         outputs,
         api_name="generate_images",
         show_progress="hidden",
+        # Raw values reach the backend's validation, whose messages name the field (gradio's own
+        # range check does not, and lets NaN through anyway). Safe: no file inputs here.
+        preprocess=False,
     )
     stop.click(None, None, None, cancels=[run], api_visibility="private")
     reuse.click(lambda used: used, seed_used, seed, api_visibility="private", queue=False)
