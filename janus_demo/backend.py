@@ -11,9 +11,9 @@ the user. Closing the returned generator stops the generation within one token o
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -103,7 +103,7 @@ class Backend:
             preview_every=preview_every,
             preview_mode=preview_mode,
         )
-        imagegen.validate_request(request)  # top_p and the preview settings
+        imagegen.validate_request(request, self.limits)  # top_p and the preview settings
         stop = stop or threading.Event()
         deadline = time.monotonic() + self.limits.request_deadline_s
 

@@ -14,7 +14,6 @@ global RNG and crashes without guidance. For the same seed it yields the same to
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 import time
 from collections import deque
@@ -25,13 +24,12 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo import previews
+from janus_demo import previews, validation
 from janus_demo.errors import InputError
 from janus_demo.loading import LoadedJanus
 
-MAX_PROMPT_CHARS = 2000
-MAX_IMAGES = 16
 MAX_SEED = 2**32 - 1
+MAX_PREVIEW_EVERY = 576  # one preview per image at most
 MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 20.0  # 1.0 switches classifier-free guidance off
 MAX_TEMPERATURE = 2.0  # 0 picks the most likely token (greedy)
 DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
@@ -80,39 +78,32 @@ class ImageProgress:
 # --- validation ----------------------------------------------------------------------------
 
 
-def _check_number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
-    """Raise InputError unless `value` is a finite real number in [low, high] (or (low, high])."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}.")
-    if value > high or value < low or (low_open and value == low):
-        opening = "(" if low_open else "["
-        raise InputError(f"{name} must be in {opening}{low:g}, {high:g}], got {value!r}.")
+FIELD_LABELS = {  # request field -> the name the UI shows, used in error messages
+    "prompt": "Prompt",
+    "seed": "Seed",
+    "num_images": "Number of images",
+    "guidance_scale": "Guidance scale",
+    "temperature": "Temperature",
+    "top_p": "Top-p",
+    "preview_every": "Preview every",
+    "preview_mode": "Preview mode",
+}
 
 
-def _check_int(name: str, value: object, low: int, high: int | None) -> None:
-    """Raise InputError unless `value` is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be a whole number, got {value!r}.")
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else f" and at most {high}"
-        raise InputError(f"{name} must be at least {low}{upper}, got {value!r}.")
-
-
-def validate_request(request: ImageRequest) -> None:
-    """Raise InputError, naming the field, when a request is out of range."""
-    if not isinstance(request.prompt, str) or not request.prompt.strip():
-        raise InputError("prompt must not be empty: describe the image to draw.")
-    if len(request.prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"prompt is too long: at most {MAX_PROMPT_CHARS} characters, got {len(request.prompt)}.")
-    _check_int("seed", request.seed, 0, MAX_SEED)
-    _check_int("num_images", request.num_images, 1, MAX_IMAGES)
-    _check_number("guidance_scale", request.guidance_scale, MIN_GUIDANCE, MAX_GUIDANCE)
-    _check_number("temperature", request.temperature, 0.0, MAX_TEMPERATURE)
-    _check_number("top_p", request.top_p, 0.0, 1.0, low_open=True)
-    _check_int("preview_every", request.preview_every, 0, None)
+def validate_request(request: ImageRequest, limits: validation.Limits | None = None) -> None:
+    """Raise InputError, naming the field as the UI labels it, when a request is out of range."""
+    limits = limits or validation.Limits()
+    label = FIELD_LABELS
+    validation.check_text(request.prompt, label["prompt"], limits.max_prompt_chars)
+    validation.check_number(request.seed, label["seed"], 0, MAX_SEED, integer=True)
+    validation.check_number(request.num_images, label["num_images"], 1, limits.max_num_images, integer=True)
+    validation.check_number(request.guidance_scale, label["guidance_scale"], MIN_GUIDANCE, MAX_GUIDANCE)
+    validation.check_number(request.temperature, label["temperature"], 0.0, MAX_TEMPERATURE)
+    validation.check_number(request.top_p, label["top_p"], 0.0, 1.0, exclusive_lo=True)
+    validation.check_number(request.preview_every, label["preview_every"], 0, MAX_PREVIEW_EVERY, integer=True)
     if request.preview_mode not in previews.PREVIEW_MODES:
         modes = ", ".join(previews.PREVIEW_MODES)
-        raise InputError(f"preview_mode must be one of {modes}, got {request.preview_mode!r}.")
+        raise InputError(f"{label['preview_mode']} must be one of {modes} (got {request.preview_mode!r}).")
 
 
 def request_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:

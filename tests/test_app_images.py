@@ -61,7 +61,9 @@ def test_random_seed_is_reported_and_reproduces(client):
 
 
 def test_png_carries_prompt_seed_and_settings(client, loaded_tiny):
-    images, _ = final_paths(generate(client, prompt="Ein Fuchs im Schnee 🦊", seed=5, guidance_scale=3.5, temperature=0.8))
+    images, _ = final_paths(
+        generate(client, prompt="Ein Fuchs im Schnee 🦊", seed=5, guidance_scale=3.5, temperature=0.8)
+    )
     meta = read_png_metadata(images[0])
     assert meta["prompt"] == "Ein Fuchs im Schnee 🦊"
     assert meta["seed"] == "5" and float(meta["guidance_scale"]) == 3.5 and float(meta["temperature"]) == 0.8

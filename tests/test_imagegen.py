@@ -8,6 +8,7 @@ import torch
 
 from janus_demo.errors import InputError
 from janus_demo.imagegen import (
+    FIELD_LABELS,
     ImageProgress,
     ImageRequest,
     generate_image_tokens,
@@ -165,7 +166,7 @@ def test_stop_set_before_the_start_yields_nothing(loaded_tiny):
 def test_invalid_requests_raise_input_error_naming_the_field(loaded_tiny, field, value):
     request = ImageRequest(PROMPT, seed=0)
     setattr(request, field, value)
-    with pytest.raises(InputError, match=field):
+    with pytest.raises(InputError, match=FIELD_LABELS[field]):
         next(iter_image_generation(loaded_tiny, request))
 
 
