@@ -1,0 +1,222 @@
+"""How much streamed previews cost on the CPU, next to plain generation, for two model sizes.
+
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny + mid-size: ~4 min on 2 cores
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 0    # tiny model only, ~1 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --threads 2
+
+Models (random weights, so only the timings mean anything):
+- tiny: `janus_demo.tiny` (LM 128 wide x 2 layers, real 24x24 grid and 16384-code VQ, VQ base channels 32).
+- mid: Janus-Pro-1B's language model widths (hidden 2048, intermediate 5632, 16 heads, vocab 102400) with
+  only `--mid-layers` layers (the real model has 24), the real-size VQ (base channels 128) and generation
+  head, and a one-layer vision tower (text-to-image never runs it).
+
+Methods, each a full 576-step batch: transformers' `generate(generation_mode="image")` (sampling, top_k=0),
+our loop without previews, and with palette / decode previews every `--preview-every` steps. Seconds are
+token generation only (to the last token); the final VQ decode, identical for all, and the palette's
+one-time fit are rows of their own. Medians over interleaved, shuffled repeats, since other jobs share the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    JanusConfig,
+    JanusForConditionalGeneration,
+    JanusVisionConfig,
+    JanusVQVAEConfig,
+    LlamaConfig,
+)
+
+from janus_demo import previews, tiny  # noqa: E402
+from janus_demo.imagegen import ImageRequest, decode_images, iter_image_generation, prompt_input_ids  # noqa: E402
+from janus_demo.loading import LoadedJanus, load_janus  # noqa: E402
+
+MODES = ("palette", "decode")
+PROMPT = "A lighthouse on a cliff at dusk, oil painting"
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def load_tiny() -> LoadedJanus:
+    """The tiny checkpoint, built into a temporary folder and loaded like any other."""
+    folder = tiny.build_tiny_janus(tempfile.mkdtemp(prefix="janus-tiny-"))
+    return load_janus(str(folder), quantization="none", device="cpu")
+
+
+def build_mid(layers: int) -> LoadedJanus:
+    """Janus-Pro-1B widths with `layers` LM layers and the real VQ, random weights, in memory (fp32, CPU)."""
+    tokenizer = tiny.build_tokenizer()
+    text = LlamaConfig(
+        vocab_size=102400,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        max_position_embeddings=16384,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = JanusVisionConfig(
+        hidden_size=64, num_hidden_layers=1, num_attention_heads=2, projection_dim=2048, num_image_tokens=576
+    )
+    vq = JanusVQVAEConfig(projection_dim=2048, image_token_embed_dim=2048)  # defaults are Janus-Pro's VQ
+    config = JanusConfig(
+        text_config=text,
+        vision_config=vision,
+        vq_config=vq,
+        image_token_id=tokenizer.convert_tokens_to_ids(tiny.fmt.IMAGE_TOKEN),
+    )
+    torch.manual_seed(0)
+    model = JanusForConditionalGeneration(config).eval()
+    tiny.set_generation_defaults(model, tokenizer)
+    processor = tiny.build_processor(tokenizer)
+    return LoadedJanus(model, processor, f"mid-{layers}L", torch.device("cpu"), torch.float32, "none", True)
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+def time_generate(loaded: LoadedJanus, request: ImageRequest) -> float:
+    """Seconds for transformers' own image loop (sampling the full distribution, like ours)."""
+    input_ids = prompt_input_ids(loaded, request.prompt)
+    torch.manual_seed(request.seed)
+    start = time.perf_counter()
+    loaded.model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        generation_mode="image",
+        do_sample=True,
+        top_k=0,
+        guidance_scale=request.guidance_scale,
+        num_return_sequences=request.num_images,
+    )
+    return time.perf_counter() - start
+
+
+def time_loop(loaded: LoadedJanus, request: ImageRequest) -> float:
+    """Seconds from the start to the last token of our loop, previews included, final decode excluded."""
+    stop = threading.Event()
+    last = None
+    for progress in iter_image_generation(loaded, request, stop):
+        if progress.step == progress.total:
+            stop.set()  # skip the final decode: it is timed on its own
+            last = progress.elapsed
+    return last
+
+
+def warm_up(loaded: LoadedJanus, steps: int = 16) -> None:
+    """A few steps of our loop, so first-call costs land on no method."""
+    stop = threading.Event()
+    for progress in iter_image_generation(loaded, ImageRequest(PROMPT, seed=1, preview_mode="off"), stop):
+        if progress.step == steps:
+            stop.set()
+
+
+def time_once(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def measure(loaded: LoadedJanus, args: argparse.Namespace, repeats: int, modes: list[str]) -> dict[str, float]:
+    """Median seconds per method; rounds interleave the methods in shuffled order, so background load and
+    warm caches hit all methods alike."""
+    base = dict(prompt=PROMPT, seed=0, num_images=args.num_images, preview_every=args.preview_every)
+    methods: dict[str, Callable[[], float]] = {
+        "transformers generate": lambda: time_generate(loaded, ImageRequest(**base, preview_mode="off")),
+        "our loop, no previews": lambda: time_loop(loaded, ImageRequest(**base, preview_mode="off")),
+    }
+    for mode in modes:
+        request = ImageRequest(**base, preview_mode=mode)
+        methods[f"our loop + {mode} previews"] = lambda request=request: time_loop(loaded, request)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    order = list(methods)
+    shuffler = random.Random(0)
+    for _ in range(repeats):
+        shuffler.shuffle(order)  # a fixed order showed a few-percent bias for whichever method ran second
+        for name in order:
+            times[name].append(methods[name]())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def table_rows(model: str, medians: dict[str, float], once: dict[str, float], num_images: int) -> list[str]:
+    plain = medians["our loop, no previews"]
+    generate = medians["transformers generate"]
+    rows = []
+    for name, seconds in medians.items():
+        rate = 576 * num_images / seconds
+        vs_loop = f"{100 * (seconds - plain) / plain:+.1f}%"
+        vs_generate = f"{100 * (seconds - generate) / generate:+.1f}%"
+        rows.append(f"| {model} | {name} | {seconds:.2f} | {rate:.0f} | {vs_loop} | {vs_generate} |")
+    for name, seconds in once.items():
+        rows.append(f"| {model} | {name} | {seconds:.3f} | | | |")
+    return rows
+
+
+def time_previews_alone(loaded: LoadedJanus, mode: str, num_images: int, every: int) -> float:
+    """Seconds spent rendering the previews of one request, measured without the loop around them."""
+    tokens = torch.randint(0, loaded.model.config.vq_config.num_embeddings, (num_images, 576))
+    start = time.perf_counter()
+    for step in range(every, 576, every):
+        previews.render_previews(loaded.model, tokens, step, mode)
+    return time.perf_counter() - start
+
+
+def bench_model(name: str, loaded: LoadedJanus, args: argparse.Namespace, repeats: int) -> list[str]:
+    print(f"[{name}] warming up and fitting the palette...", flush=True)
+    once = {"palette fit (once per model)": time_once(lambda: previews.code_palette(loaded.model))}
+    warm_up(loaded)
+    print(f"[{name}] timing {repeats} round(s) of {2 + len(MODES)} methods...", flush=True)
+    medians = measure(loaded, args, repeats, list(MODES))
+    tokens = torch.zeros((args.num_images, 576), dtype=torch.long)
+    once["final VQ decode of the batch"] = time_once(lambda: decode_images(loaded, tokens))
+    for mode in MODES:
+        alone = time_previews_alone(loaded, mode, args.num_images, args.preview_every)
+        share = 100 * alone / medians["our loop, no previews"]
+        once[f"{mode} previews alone ({share:.1f}% of our loop)"] = alone
+    return table_rows(name, medians, once, args.num_images)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1 measured faster here)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds for the tiny model")
+    parser.add_argument("--mid-layers", type=int, default=2, help="LM layers of the mid-size model; 0 skips it")
+    parser.add_argument("--mid-repeats", type=int, default=1, help="rounds for the mid-size model")
+    parser.add_argument("--num-images", type=int, default=1)
+    parser.add_argument("--preview-every", type=int, default=48)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows = bench_model("tiny", load_tiny(), args, args.repeats)
+    if args.mid_layers > 0:
+        rows += bench_model(f"mid {args.mid_layers}L", build_mid(args.mid_layers), args, args.mid_repeats)
+
+    print(
+        f"\nCPU, {args.threads} thread(s), {args.num_images} image(s) per batch, 576 steps, guidance 5, "
+        f"previews every {args.preview_every} steps; s = seconds per batch to the last token.\n"
+    )
+    print("| model | method | s | tokens/s | vs our loop | vs generate |")
+    print("|---|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
