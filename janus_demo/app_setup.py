@@ -8,6 +8,7 @@ import sys
 import gradio as gr
 import transformers
 
+from janus_demo import previews
 from janus_demo.backend import Backend
 from janus_demo.loading import ModelLoadError, load_janus
 from janus_demo.settings import Settings
@@ -32,6 +33,8 @@ def load_backend_or_exit(settings: Settings) -> Backend:
         raise SystemExit(2) from None
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
+    if previews.resolve_mode("auto", loaded.device) == "palette":
+        previews.code_palette(loaded.model)  # fit once now, not during the first user's request
     return Backend(loaded)
 
 
