@@ -6,6 +6,12 @@
 Settings -> access rules -> load -> build UI -> launch. `demo` is module-level so `gradio app.py` finds it.
 """
 
+try:  # first: on ZeroGPU, spaces must patch torch before anything touches CUDA
+    import spaces  # noqa: F401
+except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a no-op (janus_demo/zerogpu.py)
+    if missing.name != "spaces":
+        raise
+
 import sys
 
 from janus_demo.app_setup import check_access_or_exit, configure_logging, load_backend_or_exit, queue_and_launch

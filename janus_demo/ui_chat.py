@@ -1,13 +1,15 @@
 """The Chat tab: multimodal, multi-turn chat with streamed answers (gradio only, no model logic).
 
-Public API endpoint: `/chat` with the message `{"text": ..., "files": [...]}` plus the
-generation settings; it streams `(answer so far, status line)`. The history stays on the
-server per session, so a gradio_client follow-up sees the earlier turns.
+Public API endpoint and MCP tool: `/chat` with the message `{"text": ..., "files": [...]}` plus
+the generation settings; it streams `(answer so far, status line)`. The history stays on the
+server per session, so a gradio_client follow-up sees the earlier turns. On a ZeroGPU Space the
+function borrows a GPU per call (janus_demo/zerogpu.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,17 @@ import gradio as gr
 from janus_demo import chat
 from janus_demo.backend import Backend
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.zerogpu import chat_duration, on_gpu
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 EXAMPLES = [
     {"text": "Describe this picture in detail.", "files": [str(ASSETS / "chelsea.png")]},
     {"text": "What is happening in this photo?", "files": [str(ASSETS / "rocket.jpg")]},
-    {"text": "What do these two pictures have in common?", "files": [str(ASSETS / "coffee.png"), str(ASSETS / "chelsea.png")]},
+    {
+        "text": "What do these two pictures have in common?",
+        "files": [str(ASSETS / "coffee.png"), str(ASSETS / "chelsea.png")],
+    },
     {"text": "Write a haiku about autumn.", "files": []},
 ]
 
@@ -35,21 +41,25 @@ def status_line(chunk: chat.ChatChunk) -> str:
 
 
 def make_chat_fn(backend: Backend):
-    """The ChatInterface function: validates via the backend and streams (answer, status)."""
+    """The ChatInterface function: validates via the backend and streams (answer, status).
 
-    def respond(
+    Named `chat` (shadowing the module here only) because gradio names the MCP tool after the function.
+    """
+
+    @on_gpu(duration=chat_duration)
+    def chat(
         message: dict[str, Any],
         history: list[dict[str, Any]],
         max_new_tokens: float,
         temperature: float,
         top_p: float,
         seed: float,
-    ):
-        """Chat with Janus about images (or text only).
+    ) -> Iterator[tuple[str, str]]:
+        """Chat with Janus-Pro about images, or text only; the answer streams in token by token.
 
         Args:
-            message: {"text": the question, "files": image files to ask about}.
-            history: earlier turns (kept on the server per session).
+            message: {"text": the question, "files": images to ask about (png, jpg, webp, ...)}.
+            history: earlier turns; kept on the server per session, so leave it out through the API.
             max_new_tokens: longest answer, in tokens.
             temperature: randomness of sampling; 0 means greedy.
             top_p: nucleus sampling threshold.
@@ -59,20 +69,28 @@ def make_chat_fn(backend: Backend):
             The answer so far (streamed), and a status line with tokens/s.
         """
         yield "", "Waiting for the model…"  # lets gradio cancel us before the first heavy step
-        with user_facing_errors(), contextlib.closing(
-            backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
-        ) as chunks:
+        with (
+            user_facing_errors(),
+            contextlib.closing(backend.chat(message, history, max_new_tokens, temperature, top_p, seed)) as chunks,
+        ):
             for chunk in chunks:
                 yield chunk.text, status_line(chunk)
 
-    return respond
+    return chat
 
 
 def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
-    status = gr.Markdown("", elem_id="chat-status", render=False)
+    status = gr.Markdown("", label="Status", elem_id="chat-status", render=False)
     settings = [
-        gr.Slider(1, backend.limits.max_new_tokens, value=chat.DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens", render=False),
+        gr.Slider(
+            1,
+            backend.limits.max_new_tokens,
+            value=chat.DEFAULT_MAX_NEW_TOKENS,
+            step=1,
+            label="Max new tokens",
+            render=False,
+        ),
         gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False),
         gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
         gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed", render=False),
@@ -84,6 +102,8 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
             file_types=["image"],
             file_count="multiple",
             placeholder="Ask about an image, or just chat. Drop or paste images here.",
+            label="Message",
+            show_label=False,
             elem_id="chat-input",
             stop_btn=True,
         ),
