@@ -109,7 +109,7 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
         ),
         chatbot=gr.Chatbot(elem_id="chatbot", height=520, buttons=["copy"], label="Janus"),
         additional_inputs=settings,
-        additional_inputs_accordion=gr.Accordion("Generation settings", open=False),
+        additional_inputs_accordion=gr.Accordion("Generation settings", open=False, render=False),
         additional_outputs=[status],
         examples=[[example] for example in EXAMPLES],
         run_examples_on_click=True,

@@ -136,6 +136,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
                 object_fit="contain",
                 elem_id="t2i-gallery",
                 buttons=["download", "fullscreen"],
+                interactive=False,  # an output; without this, being an input of "Ask" makes it an upload area
             )
             status = gr.Markdown("", elem_id="t2i-status")
             with gr.Row():
