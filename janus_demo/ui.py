@@ -1,7 +1,7 @@
 """The Gradio app, built from an already loaded backend (so tests can build it around a tiny model).
 
-    demo = build_demo(Backend(load_janus("tiny")))
-    demo.queue(...).launch(**launch_options())
+demo = build_demo(Backend(load_janus("tiny")))
+demo.queue(...).launch(**launch_options())
 """
 
 from __future__ import annotations
