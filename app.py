@@ -3,19 +3,26 @@
     python app.py --model tiny          # try it offline with a random-weight model
     python app.py --help                # every flag and its environment variable
 
-Settings -> load -> build UI -> launch. `demo` is module-level so `gradio app.py` finds it.
+Settings -> access rules -> load -> build UI -> launch. `demo` is module-level so `gradio app.py` finds it.
 """
+
+try:  # first: on ZeroGPU, spaces must patch torch before anything touches CUDA
+    import spaces  # noqa: F401
+except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a no-op (janus_demo/zerogpu.py)
+    if missing.name != "spaces":
+        raise
 
 import sys
 
-from janus_demo.app_setup import configure_logging, load_backend_or_exit, queue_and_launch
+from janus_demo.app_setup import check_access_or_exit, configure_logging, load_backend_or_exit, queue_and_launch
 from janus_demo.settings import parse_settings
 from janus_demo.ui import build_demo
 
 settings = parse_settings(sys.argv[1:] if __name__ == "__main__" else [])
+logins = check_access_or_exit(settings)
 configure_logging()
 backend = load_backend_or_exit(settings)
 demo = build_demo(backend)
 
 if __name__ == "__main__":
-    queue_and_launch(demo, settings)
+    queue_and_launch(demo, settings, logins)

@@ -1,14 +1,18 @@
-"""The steps app.py runs around the UI: logging, loading with a readable failure, queue and launch."""
+"""The steps app.py runs around the UI: logging, access rules, loading with a readable failure, queue
+and launch (share link, login, MCP server)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
+from typing import NoReturn
 
 import gradio as gr
 import transformers
 
-from janus_demo import previews
+from janus_demo import access, previews
 from janus_demo.backend import Backend
 from janus_demo.loading import ModelLoadError, load_janus
 from janus_demo.settings import Settings
@@ -49,9 +53,69 @@ def safe_launch_options(settings: Settings) -> dict:
     return {"enable_monitoring": False, "max_file_size": settings.max_file_size, "show_error": False}
 
 
-def queue_and_launch(demo: gr.Blocks, settings: Settings) -> None:
-    """Queue, then serve until interrupted."""
+def check_access_or_exit(settings: Settings) -> list[access.Login] | None:
+    """The logins to require (None: an open server). Refuse unsafe settings in one line, exit status 2."""
+    try:
+        logins = access.read_logins(settings)
+    except access.AccessError as error:
+        _exit_with(str(error))
+    if problem := access.access_problem(settings, logins):
+        _exit_with(problem)
+    if warning := access.access_warning(settings, logins):
+        print(f"warning: {warning}", file=sys.stderr)
+    return logins
+
+
+def _exit_with(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def launch_kwargs(settings: Settings, logins: list[access.Login] | None = None) -> dict:
+    """Everything `demo.launch` gets from the settings."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "share": settings.share,
+        "auth": logins,
+        "mcp_server": settings.mcp,
+        **safe_launch_options(settings),
+        **launch_options(),
+    }
+
+
+SHARE_FAILED = (
+    "warning: no share link: gradio could not open its tunnel (offline, or its frpc binary is missing "
+    "or blocked); serving locally only at {url}"
+)
+
+
+def queue_and_launch(demo: gr.Blocks, settings: Settings, logins: list[access.Login] | None = None) -> None:
+    """Queue, launch, report a share link that could not be made in one line, then serve until interrupted."""
     configure_queue(demo, settings.queue_size)
-    demo.launch(
-        server_name=settings.host, server_port=settings.port, **safe_launch_options(settings), **launch_options()
-    )
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            demo.launch(**launch_kwargs(settings, logins), prevent_thread_lock=True)
+    finally:
+        share_failed = settings.share and not demo.share_url and not demo.space_id
+        print(without_share_help(printed.getvalue()) if share_failed else printed.getvalue(), end="", flush=True)
+    if share_failed:
+        print(SHARE_FAILED.format(url=demo.local_url), flush=True)
+    demo.block_thread()
+
+
+def without_share_help(launch_output: str) -> str:
+    """gradio's launch output minus its multi-paragraph "Could not create share link" help.
+
+    The help runs from that line to gradio's next status line (starting with "*" or "🔨") or the end.
+    """
+    kept, skipping = [], False
+    for line in launch_output.splitlines(keepends=True):
+        if line.startswith("Could not create share link"):
+            skipping = True
+        elif skipping and line.startswith(("*", "🔨")):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)

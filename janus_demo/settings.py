@@ -2,9 +2,10 @@
 
     python app.py --help
     JANUS_MODEL=tiny python app.py            # same as --model tiny
+    python app.py --share --auth alice:secret # public link, behind a login
 
 A flag's default comes from its environment variable when set, so a Space configures the
-app with variables alone.
+app with variables alone. On/off flags also have a `--no-...` form that beats the variable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from janus_demo.loading import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 
@@ -29,11 +30,21 @@ class Settings:
     port: int = 7860
     queue_size: int = 32
     max_file_size: str = "20mb"
+    share: bool = False
+    auth: str | None = field(default=None, repr=False)  # "USER:PASS"; kept out of logs and reprs
+    auth_file: str | None = None
+    share_without_auth: bool = False
+    mcp: bool = False
 
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _env_flag(name: str) -> bool:
+    """An on/off variable: 1, true, yes or on (any case) is on; anything else, or unset, is off."""
+    return _env(name, "").lower() in {"1", "true", "yes", "on"}
 
 
 def _port(value: str) -> int:
@@ -98,7 +109,45 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("JANUS_MAX_FILE_SIZE", "20mb"),
         help="largest upload gradio accepts [JANUS_MAX_FILE_SIZE] (default: %(default)s)",
     )
+    add_access_flags(parser)
     return parser
+
+
+def add_access_flags(parser: argparse.ArgumentParser) -> None:
+    """Who can reach the app: share link, login, MCP server."""
+    access = parser.add_argument_group("sharing, login and MCP")
+    access.add_argument(
+        "--share",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("GRADIO_SHARE"),
+        help="also serve on a temporary public *.gradio.live link; needs --auth/--auth-file or "
+        "--share-without-auth [GRADIO_SHARE] (default: %(default)s)",
+    )
+    access.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        default=_env("JANUS_AUTH", "") or None,
+        help="require this login (with or without --share) [JANUS_AUTH]",
+    )
+    access.add_argument(
+        "--auth-file",
+        metavar="PATH",
+        default=_env("JANUS_AUTH_FILE", "") or None,
+        help="require a login from this file: one user:pass a line, # comments [JANUS_AUTH_FILE]",
+    )
+    access.add_argument(
+        "--share-without-auth",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("JANUS_SHARE_WITHOUT_AUTH"),
+        help="allow --share with no login: anyone with the link can use your GPU "
+        "[JANUS_SHARE_WITHOUT_AUTH] (default: %(default)s)",
+    )
+    access.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("JANUS_MCP"),
+        help="serve the API endpoints as MCP tools at /gradio_api/mcp/ [JANUS_MCP] (default: %(default)s)",
+    )
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:

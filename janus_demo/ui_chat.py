@@ -1,13 +1,15 @@
 """The Chat tab: multimodal, multi-turn chat with streamed answers (gradio only, no model logic).
 
-Public API endpoint: `/chat` with the message `{"text": ..., "files": [...]}` plus the
-generation settings; it streams `(answer so far, status line)`. The history stays on the
-server per session, so a gradio_client follow-up sees the earlier turns.
+Public API endpoint and MCP tool: `/chat` with the message `{"text": ..., "files": [...]}` plus
+the generation settings; it streams `(answer so far, status line)`. The history stays on the
+server per session, so a gradio_client follow-up sees the earlier turns. On a ZeroGPU Space the
+function borrows a GPU per call (janus_demo/zerogpu.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import gradio as gr
 from janus_demo import chat
 from janus_demo.backend import Backend
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.zerogpu import chat_duration, on_gpu
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -38,21 +41,25 @@ def status_line(chunk: chat.ChatChunk) -> str:
 
 
 def make_chat_fn(backend: Backend):
-    """The ChatInterface function: validates via the backend and streams (answer, status)."""
+    """The ChatInterface function: validates via the backend and streams (answer, status).
 
-    def respond(
+    Named `chat` (shadowing the module here only) because gradio names the MCP tool after the function.
+    """
+
+    @on_gpu(duration=chat_duration)
+    def chat(
         message: dict[str, Any],
         history: list[dict[str, Any]],
         max_new_tokens: float,
         temperature: float,
         top_p: float,
         seed: float,
-    ):
-        """Chat with Janus about images (or text only).
+    ) -> Iterator[tuple[str, str]]:
+        """Chat with Janus-Pro about images, or text only; the answer streams in token by token.
 
         Args:
-            message: {"text": the question, "files": image files to ask about}.
-            history: earlier turns (kept on the server per session).
+            message: {"text": the question, "files": images to ask about (png, jpg, webp, ...)}.
+            history: earlier turns; kept on the server per session, so leave it out through the API.
             max_new_tokens: longest answer, in tokens.
             temperature: randomness of sampling; 0 means greedy.
             top_p: nucleus sampling threshold.
@@ -69,12 +76,12 @@ def make_chat_fn(backend: Backend):
             for chunk in chunks:
                 yield chunk.text, status_line(chunk)
 
-    return respond
+    return chat
 
 
 def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
-    status = gr.Markdown("", elem_id="chat-status", render=False)
+    status = gr.Markdown("", label="Status", elem_id="chat-status", render=False)
     settings = [
         gr.Slider(
             1,
@@ -95,6 +102,8 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
             file_types=["image"],
             file_count="multiple",
             placeholder="Ask about an image, or just chat. Drop or paste images here.",
+            label="Message",
+            show_label=False,
             elem_id="chat-input",
             stop_btn=True,
         ),

@@ -1,14 +1,16 @@
 """The "Text to image" tab: previews that build up while tokens are generated, then a gallery.
 
-Public API endpoint: `/generate_images(prompt, seed, guidance_scale, temperature, num_images,
-top_p, preview_every, preview_mode)`. It streams `(gallery, seed used, status)`: previews first,
-the final PNGs (prompt, seed, guidance, temperature and model in their metadata) last.
+Public API endpoint and MCP tool: `/generate_images(prompt, seed, guidance_scale, temperature,
+num_images, top_p, preview_every, preview_mode)`. It streams `(gallery, seed used, status)`:
+previews first, the final PNGs (prompt, seed, guidance, temperature and model in their metadata)
+last. On a ZeroGPU Space the function borrows a GPU per call (janus_demo/zerogpu.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -16,6 +18,7 @@ import gradio as gr
 from janus_demo import imagegen
 from janus_demo.backend import Backend
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.zerogpu import images_duration, on_gpu
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 
@@ -42,6 +45,7 @@ def progress_text(progress: imagegen.ImageProgress) -> str:
 def make_generate_fn(backend: Backend):
     """The event function behind the Generate button and `/generate_images`."""
 
+    @on_gpu(duration=images_duration)
     def generate_images(
         prompt: str,
         seed: float = -1,
@@ -51,8 +55,8 @@ def make_generate_fn(backend: Backend):
         top_p: float = 1.0,
         preview_every: float = 48,
         preview_mode: str = "auto",
-    ):
-        """Generate images from a text prompt with Janus-Pro, streaming previews.
+    ) -> Iterator[tuple[Any, int, str]]:
+        """Generate images from a text prompt with Janus-Pro; previews stream in while it draws.
 
         Args:
             prompt: what to draw.
@@ -121,7 +125,8 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
                     label="Preview mode",
                     info="decode: VQ decoder (GPU); palette: instant colour mosaic (CPU); auto picks",
                 )
-            gr.Examples(EXAMPLE_PROMPTS, inputs=[prompt], label="Example prompts")
+            # Only fill the prompt: nothing runs or is cached at start-up (on ZeroGPU that would spend GPU time).
+            gr.Examples(EXAMPLE_PROMPTS, inputs=[prompt], label="Example prompts", cache_examples=False)
         with gr.Column(scale=3, min_width=320):
             gallery = gr.Gallery(
                 label="Images",
@@ -131,6 +136,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
                 object_fit="contain",
                 elem_id="t2i-gallery",
                 buttons=["download", "fullscreen"],
+                interactive=False,  # an output; without this, being an input of "Ask" makes it an upload area
             )
             status = gr.Markdown("", elem_id="t2i-status")
             with gr.Row():

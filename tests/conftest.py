@@ -65,3 +65,11 @@ def client(app_url, tmp_path):
     c = Client(app_url, download_files=str(tmp_path), verbose=False)
     yield c
     c.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (item.rep_call, ...) so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
