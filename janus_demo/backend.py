@@ -11,9 +11,9 @@ the user. Closing the returned generator stops the generation within one token o
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 

@@ -140,4 +140,3 @@ def generate_answer(
     reason = criterion.reason or ("eos" if streamer.saw_eos else "length")
     final = ChatChunk(streamer.text, streamer.new_tokens, time.perf_counter() - streamer.start)
     emit(replace(final, done=True, stop_reason=reason))
-

@@ -40,7 +40,9 @@ def to_janus_conversation(
         turns.pop(0)  # Janus conversations start with the user
     if max_turns is not None:
         turns = _newest_turns(turns, max_turns)
-    return [_as_janus(turn) for turn in turns], [item["path"] for turn in turns for item in turn["content"] if "path" in item]
+    return [_as_janus(turn) for turn in turns], [
+        item["path"] for turn in turns for item in turn["content"] if "path" in item
+    ]
 
 
 def _new_message(message: Mapping[str, Any] | str) -> dict[str, Any]:
@@ -98,5 +100,7 @@ def _newest_turns(turns: list[Message], max_turns: int) -> list[Message]:
 
 
 def _as_janus(turn: Message) -> Message:
-    content = [{"type": "image"} if "path" in item else {"type": "text", "text": item["text"]} for item in turn["content"]]
+    content = [
+        {"type": "image"} if "path" in item else {"type": "text", "text": item["text"]} for item in turn["content"]
+    ]
     return {"role": turn["role"], "content": content}

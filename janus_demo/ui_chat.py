@@ -22,7 +22,10 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES = [
     {"text": "Describe this picture in detail.", "files": [str(ASSETS / "chelsea.png")]},
     {"text": "What is happening in this photo?", "files": [str(ASSETS / "rocket.jpg")]},
-    {"text": "What do these two pictures have in common?", "files": [str(ASSETS / "coffee.png"), str(ASSETS / "chelsea.png")]},
+    {
+        "text": "What do these two pictures have in common?",
+        "files": [str(ASSETS / "coffee.png"), str(ASSETS / "chelsea.png")],
+    },
     {"text": "Write a haiku about autumn.", "files": []},
 ]
 
@@ -59,9 +62,10 @@ def make_chat_fn(backend: Backend):
             The answer so far (streamed), and a status line with tokens/s.
         """
         yield "", "Waiting for the model…"  # lets gradio cancel us before the first heavy step
-        with user_facing_errors(), contextlib.closing(
-            backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
-        ) as chunks:
+        with (
+            user_facing_errors(),
+            contextlib.closing(backend.chat(message, history, max_new_tokens, temperature, top_p, seed)) as chunks,
+        ):
             for chunk in chunks:
                 yield chunk.text, status_line(chunk)
 
@@ -72,7 +76,14 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
     status = gr.Markdown("", elem_id="chat-status", render=False)
     settings = [
-        gr.Slider(1, backend.limits.max_new_tokens, value=chat.DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens", render=False),
+        gr.Slider(
+            1,
+            backend.limits.max_new_tokens,
+            value=chat.DEFAULT_MAX_NEW_TOKENS,
+            step=1,
+            label="Max new tokens",
+            render=False,
+        ),
         gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False),
         gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
         gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed", render=False),

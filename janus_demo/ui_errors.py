@@ -2,6 +2,8 @@
 
     with user_facing_errors():
         ...  # InputError / BusyError become gr.Error with their text; anything else is logged
+
+OutOfMemory is shown as well: it tells the user what to try instead.
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ def test_empty_turns_status_bubbles_and_leading_assistant_are_dropped():
 def test_max_turns_keeps_the_newest_turns_and_their_images():
     history = []
     for i in range(5):
-        history += [{"role": "user", "content": [{"path": f"/up/{i}.png"}, f"q{i}"]}, {"role": "assistant", "content": f"a{i}"}]
+        history += [
+            {"role": "user", "content": [{"path": f"/up/{i}.png"}, f"q{i}"]},
+            {"role": "assistant", "content": f"a{i}"},
+        ]
     messages, paths = to_janus_conversation(history, {"text": "last", "files": []}, max_turns=2)
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[0]["content"][1] == text("q4")
