@@ -44,6 +44,7 @@ class GpuSection:
         self.active = 0  # generations inside the section now (0 or 1)
         self.max_active = 0  # most ever inside at once: must stay 1
         self.waiting = 0  # requests waiting for the section
+        self.entered = 0  # generations that ever entered: unchanged means the model was never used
 
     @property
     def busy(self) -> bool:
@@ -119,6 +120,7 @@ class GpuSection:
     def _enter(self) -> None:
         with self._count_lock:
             self.active += 1
+            self.entered += 1
             self.max_active = max(self.max_active, self.active)
 
     def _leave(self) -> None:
