@@ -11,13 +11,15 @@ the user. Closing the returned generator stops the generation within one token o
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from janus_demo import chat, history, image_intake, imagegen, validation
+from janus_demo import chat, history, image_intake, imagegen, previews, validation
 from janus_demo.errors import BusyError, InputError
 from janus_demo.gpu_section import GpuSection
 from janus_demo.loading import LoadedJanus
@@ -53,26 +55,30 @@ class Backend:
     ) -> Iterator[chat.ChatChunk]:
         """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far).
 
-        Checks everything first (raising InputError at once), then returns the stream.
+        Checks everything first (raising InputError at once), then returns the stream. Seed -1 draws a
+        random seed. Only the newest `limits.max_history_turns` turns are used; the chunks then carry a note.
         """
         params = validation.check_chat_params(max_new_tokens, temperature, top_p, seed, self.limits)
-        messages, image_paths = self._conversation(message, chat_history)
+        messages, image_paths, note = self._conversation(message, chat_history)
+        validation.check_image_count(len(image_paths), self.limits)
         images = image_intake.load_images(
             image_paths, self.image_limits, max_images=self.limits.max_images_per_conversation
         )
+        inputs = self._encode(messages, images)
         options = chat.ChatOptions(
             max_new_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
-            seed=params.seed,
+            seed=self.resolve_seed(params.seed),
             deadline=time.monotonic() + self.limits.request_deadline_s,
         )
         stop = stop or threading.Event()
 
         def work(emit: Callable[[chat.ChatChunk], None]) -> None:
-            chat.generate_answer(self.loaded, messages, images, options, stop, emit)
+            self._answer(inputs, options, stop, emit)
 
-        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+        stream = self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+        return stream if note is None else _with_note(stream, note)
 
     def generate_images(
         self,
@@ -93,22 +99,23 @@ class Backend:
         params = validation.check_image_params(prompt, seed, guidance_scale, temperature, num_images, self.limits)
         if params.seed < 0:
             raise InputError("Seed must be a whole number from 0 (use resolve_seed for a random one).")
+        every, mode = validation.check_preview_settings(preview_every, preview_mode, previews.PREVIEW_MODES)
         request = imagegen.ImageRequest(
             prompt=params.prompt,
             seed=params.seed,
             guidance_scale=params.guidance_scale,
             temperature=params.temperature,
-            top_p=top_p,
+            top_p=validation.check_top_p(top_p),
             num_images=params.num_images,
-            preview_every=preview_every,
-            preview_mode=preview_mode,
+            preview_every=every,
+            preview_mode=mode,
         )
-        imagegen.validate_request(request)  # top_p and the preview settings
+        imagegen.validate_request(request)  # the model layer's own limits (prompt length)
         stop = stop or threading.Event()
         deadline = time.monotonic() + self.limits.request_deadline_s
 
         def work(emit: Callable[[imagegen.ImageProgress], None]) -> None:
-            for progress in imagegen.iter_image_generation(self.loaded, request, stop):
+            for progress in self._draw(request, stop):
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
                     for image in progress.images:
                         image.info.update(imagegen.request_metadata(request, self.loaded.model_id))
@@ -116,7 +123,7 @@ class Backend:
                 if time.monotonic() > deadline and not progress.done:
                     stop.set()
                     raise BusyError(
-                        f"Image generation ran past the {self.limits.request_deadline_s:.0f} s limit and was stopped. "
+                        f"Image generation ran past the {self.limits.request_deadline_s:g} s limit and was stopped. "
                         "Try fewer images."
                     )
 
@@ -128,13 +135,51 @@ class Backend:
         value = validation.check_seed(seed)
         return secrets.randbelow(validation.SEED_MAX + 1) if value < 0 else value
 
-    def _conversation(self, message: Mapping[str, Any] | str, chat_history: list[Any] | None):
-        """Validate the message text and convert history + message to Janus messages."""
+    # --- the model work (runs inside the GPU section; tests replace these two with fakes)
+
+    def _answer(
+        self,
+        inputs: dict[str, Any],
+        options: chat.ChatOptions,
+        stop: threading.Event,
+        emit: Callable[[chat.ChatChunk], None],
+    ) -> None:
+        chat.generate_answer(self.loaded, inputs, options, stop, emit)
+
+    def _draw(self, request: imagegen.ImageRequest, stop: threading.Event) -> Iterator[imagegen.ImageProgress]:
+        return imagegen.iter_image_generation(self.loaded, request, stop)
+
+    # --- request checks
+
+    def _conversation(
+        self, message: Mapping[str, Any] | str, chat_history: list[Any] | None
+    ) -> tuple[list[history.Message], list[str], str | None]:
+        """Validate the message text and convert history + message to Janus messages, newest turns only.
+
+        Returns the messages, their image paths and a note for the user when older turns were left out.
+        """
         text = message if isinstance(message, str) else (message or {}).get("text") or ""
         validation.check_text(text, "Message", self.limits.max_message_chars, allow_empty=True)
-        messages, image_paths = history.to_janus_conversation(
-            chat_history, message, max_turns=self.limits.max_history_turns
-        )
+        max_turns = self.limits.max_history_turns
+        messages, image_paths = history.to_janus_conversation(chat_history, message, max_turns=max_turns)
         if not messages or messages[-1]["role"] != "user" or not messages[-1]["content"]:
             raise InputError("Type a message or attach an image.")
-        return messages, image_paths
+        note = None
+        if chat_history and history.count_user_turns(chat_history, message) > max_turns:
+            note = f"only the last {max_turns} turns of this conversation were used"
+        return messages, image_paths, note
+
+    def _encode(self, messages: list[history.Message], images: list[Any]) -> dict[str, Any]:
+        """Tokenize the conversation (CPU, outside the GPU section); refuse one over `max_context_tokens`."""
+        chars = sum(len(block.get("text", "")) for message in messages for block in message["content"])
+        validation.check_context_chars(chars, self.limits)
+        inputs = chat.encode_conversation(self.loaded, messages, images)
+        validation.check_context_tokens(chat.prompt_length(inputs), self.limits)
+        return inputs
+
+
+def _with_note(stream: Iterator[chat.ChatChunk], note: str) -> Iterator[chat.ChatChunk]:
+    """The chunks of `stream` carrying `note`; closing this closes `stream` (which stops the generation)."""
+    with contextlib.closing(stream):
+        for chunk in stream:
+            yield replace(chunk, note=note)

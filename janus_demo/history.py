@@ -45,6 +45,12 @@ def to_janus_conversation(
     ]
 
 
+def count_user_turns(history: Iterable[Any] | None, message: Mapping[str, Any] | str | None = None) -> int:
+    """User turns in history plus message, counted as `to_janus_conversation` counts them (before `max_turns`)."""
+    messages, _ = to_janus_conversation(history, message)
+    return sum(1 for turn in messages if turn["role"] == "user")
+
+
 def _new_message(message: Mapping[str, Any] | str) -> dict[str, Any]:
     """The MultimodalTextbox value ({"text", "files"}) as a history entry."""
     if isinstance(message, str):
