@@ -16,6 +16,7 @@ import gradio as gr
 from janus_demo import chat
 from janus_demo.backend import Backend
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.ui_inputs import CheckedNumber, CheckedSlider
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -31,10 +32,10 @@ EXAMPLES = [
 
 
 def status_line(chunk: chat.ChatChunk) -> str:
-    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended."""
+    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended and any note from the backend."""
     line = f"{chunk.new_tokens} tokens · {chunk.elapsed:.1f} s · {chunk.tokens_per_second:.1f} tokens/s"
     endings = {"stopped": " · stopped", "deadline": " · stopped at the time limit", "length": " · max tokens reached"}
-    return line + endings.get(chunk.stop_reason or "", "")
+    return line + endings.get(chunk.stop_reason or "", "") + (f" · {chunk.note}" if chunk.note else "")
 
 
 def make_chat_fn(backend: Backend):
@@ -76,7 +77,7 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
     status = gr.Markdown("", elem_id="chat-status", render=False)
     settings = [
-        gr.Slider(
+        CheckedSlider(
             1,
             backend.limits.max_new_tokens,
             value=chat.DEFAULT_MAX_NEW_TOKENS,
@@ -84,9 +85,11 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
             label="Max new tokens",
             render=False,
         ),
-        gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False),
-        gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
-        gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed", render=False),
+        CheckedSlider(
+            0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False
+        ),
+        CheckedSlider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
+        CheckedNumber(value=chat.DEFAULT_SEED, precision=0, minimum=-1, label="Seed (-1 = random)", render=False),
     ]
     interface = gr.ChatInterface(
         make_chat_fn(backend),

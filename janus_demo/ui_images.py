@@ -16,6 +16,7 @@ import gradio as gr
 from janus_demo import imagegen
 from janus_demo.backend import Backend
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.ui_inputs import CheckedDropdown, CheckedNumber, CheckedSlider
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 
@@ -105,17 +106,17 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
                 generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
             with gr.Row():
-                seed = gr.Number(value=-1, precision=0, minimum=-1, label="Seed (-1 = random)", elem_id="t2i-seed")
-                num_images = gr.Slider(
+                seed = CheckedNumber(value=-1, precision=0, minimum=-1, label="Seed (-1 = random)", elem_id="t2i-seed")
+                num_images = CheckedSlider(
                     1, backend.limits.max_num_images, value=4 if on_gpu else 1, step=1, label="Number of images"
                 )
             with gr.Row():
-                guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Guidance scale (1 = off)")
-                temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+                guidance = CheckedSlider(1.0, 10.0, value=5.0, step=0.5, label="Guidance scale (1 = off)")
+                temperature = CheckedSlider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (0 = greedy)")
             with gr.Accordion("Advanced", open=False):
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p (1 = full distribution)")
-                preview_every = gr.Slider(0, 144, value=48, step=1, label="Preview every N tokens (0 = off)")
-                preview_mode = gr.Dropdown(
+                top_p = CheckedSlider(0.05, 1.0, value=1.0, step=0.05, label="Top p (1 = full distribution)")
+                preview_every = CheckedSlider(0, 144, value=48, step=1, label="Preview every N tokens (0 = off)")
+                preview_mode = CheckedDropdown(
                     ["auto", "decode", "palette", "off"],
                     value="auto",
                     label="Preview mode",
