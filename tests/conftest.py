@@ -61,3 +61,24 @@ def client(app_url, tmp_path):
     c = Client(app_url, download_files=str(tmp_path), verbose=False)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def fake_app(loaded_tiny, tmp_path_factory):
+    """The full app around a FakeBackend (real validation and GPU section, fake model work), served per module."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))
+    from hardening_support import FakeBackend, served
+
+    backend = FakeBackend(loaded_tiny)
+    with served(backend) as (_, url):
+        yield backend, url
+
+
+@pytest.fixture
+def fake(fake_app):
+    """The served FakeBackend, reset for this test; its URL is `fake.url`."""
+    backend, url = fake_app
+    backend.reset()
+    backend.url = url
+    yield backend
+    backend.reset()
