@@ -6,7 +6,9 @@
 
 Every request is validated (numbers finite and in range, text and history capped, images
 read safely) before it waits for the model; bad input raises `InputError` with a message for
-the user. Closing the returned generator stops the generation within one token or step.
+the user. Closing the returned generator stops the generation within one token or step. The
+streams also yield a `Heartbeat` every HEARTBEAT_S seconds without news (waiting for the model):
+pass it on as an update, so gradio gets the chance to close the generator when the user leaves.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 
 from janus_demo import chat, history, image_intake, imagegen, previews, validation
 from janus_demo.errors import BusyError, InputError
-from janus_demo.gpu_section import GpuSection
+from janus_demo.gpu_section import GpuSection, Heartbeat
 from janus_demo.loading import LoadedJanus
+
+HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
 
 
 class Backend:
@@ -52,7 +56,7 @@ class Backend:
         top_p: float = chat.DEFAULT_TOP_P,
         seed: int = chat.DEFAULT_SEED,
         stop: threading.Event | None = None,
-    ) -> Iterator[chat.ChatChunk]:
+    ) -> Iterator[chat.ChatChunk | Heartbeat]:
         """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far).
 
         Checks everything first (raising InputError at once), then returns the stream. Seed -1 draws a
@@ -77,7 +81,7 @@ class Backend:
         def work(emit: Callable[[chat.ChatChunk], None]) -> None:
             self._answer(inputs, options, stop, emit)
 
-        stream = self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+        stream = self._stream(work, stop)
         return stream if note is None else _with_note(stream, note)
 
     def generate_images(
@@ -91,7 +95,7 @@ class Backend:
         preview_every: int = 48,
         preview_mode: str = "auto",
         stop: threading.Event | None = None,
-    ) -> Iterator[imagegen.ImageProgress]:
+    ) -> Iterator[imagegen.ImageProgress | Heartbeat]:
         """Draw `num_images` pictures of `prompt`, streaming progress, previews and the final images.
 
         `seed` must be concrete (see `resolve_seed`). Checks everything first, then returns the stream.
@@ -127,7 +131,11 @@ class Backend:
                         "Try fewer images."
                     )
 
-        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s)
+        return self._stream(work, stop)
+
+    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event) -> Iterator[Any]:
+        """Run `work` in the GPU section: wait at most the deadline for it, with heartbeats."""
+        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s, heartbeat=HEARTBEAT_S)
 
     @staticmethod
     def resolve_seed(seed: object) -> int:
@@ -178,8 +186,8 @@ class Backend:
         return inputs
 
 
-def _with_note(stream: Iterator[chat.ChatChunk], note: str) -> Iterator[chat.ChatChunk]:
+def _with_note(stream: Iterator[chat.ChatChunk | Heartbeat], note: str) -> Iterator[chat.ChatChunk | Heartbeat]:
     """The chunks of `stream` carrying `note`; closing this closes `stream` (which stops the generation)."""
     with contextlib.closing(stream):
         for chunk in stream:
-            yield replace(chunk, note=note)
+            yield chunk if isinstance(chunk, Heartbeat) else replace(chunk, note=note)

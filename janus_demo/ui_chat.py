@@ -15,6 +15,7 @@ import gradio as gr
 
 from janus_demo import chat
 from janus_demo.backend import Backend
+from janus_demo.gpu_section import Heartbeat
 from janus_demo.ui_errors import user_facing_errors
 from janus_demo.ui_inputs import CheckedNumber, CheckedSlider
 
@@ -29,6 +30,8 @@ EXAMPLES = [
     },
     {"text": "Write a haiku about autumn.", "files": []},
 ]
+
+WAITING = "Waiting for the model…"
 
 
 def status_line(chunk: chat.ChatChunk) -> str:
@@ -62,13 +65,16 @@ def make_chat_fn(backend: Backend):
         Returns:
             The answer so far (streamed), and a status line with tokens/s.
         """
-        yield "", "Waiting for the model…"  # lets gradio cancel us before the first heavy step
+        answer, status = "", WAITING
+        yield answer, status  # lets gradio cancel us before the first heavy step
         with (
             user_facing_errors(),
             contextlib.closing(backend.chat(message, history, max_new_tokens, temperature, top_p, seed)) as chunks,
         ):
             for chunk in chunks:
-                yield chunk.text, status_line(chunk)
+                if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
+                    answer, status = chunk.text, status_line(chunk)
+                yield answer, status
 
     return respond
 

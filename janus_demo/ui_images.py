@@ -15,6 +15,7 @@ import gradio as gr
 
 from janus_demo import imagegen
 from janus_demo.backend import Backend
+from janus_demo.gpu_section import Heartbeat
 from janus_demo.ui_errors import user_facing_errors
 from janus_demo.ui_inputs import CheckedDropdown, CheckedNumber, CheckedSlider
 
@@ -77,7 +78,9 @@ def make_generate_fn(backend: Backend):
         last_status = 0.0
         with user_facing_errors(), contextlib.closing(stream):
             for progress in stream:
-                if progress.done:  # the backend has put prompt, seed, ... into each image's PNG metadata
+                if isinstance(progress, Heartbeat):  # nothing new; yielding is what lets gradio stop us
+                    yield gr.skip(), seed, "Waiting for the model…" if progress.waiting else gr.skip()
+                elif progress.done:  # the backend has put prompt, seed, ... into each image's PNG metadata
                     yield progress.images, seed, progress_text(progress)
                 elif progress.previews:
                     yield progress.previews, seed, progress_text(progress)
