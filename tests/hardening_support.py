@@ -28,7 +28,7 @@ from PIL import Image
 from janus_demo import chat, imagegen
 from janus_demo.backend import Backend
 
-IMAGE_STEPS = 24  # fake image generation: steps per picture
+IMAGE_STEPS = 24  # fake image generation: steps per picture, unless `image_steps` is changed
 
 
 # --- a backend whose model work is a controllable fake
@@ -49,7 +49,7 @@ class FakeBackend(Backend):
 
     def reset(self, token_delay: float = 0.0, step_delay: float = 0.0) -> FakeBackend:
         """Back to fast, open and never failing, counters at zero (the section's too)."""
-        self.token_delay, self.step_delay = token_delay, step_delay
+        self.token_delay, self.step_delay, self.image_steps = token_delay, step_delay, IMAGE_STEPS
         self.fail_seeds: Callable[[int], bool] = lambda seed: False
         self.error: Callable[[], BaseException] = lambda: FileNotFoundError("/secret/path/weights.safetensors")
         self.gate.set()
@@ -77,14 +77,15 @@ class FakeBackend(Backend):
         with self._inside():
             self._maybe_fail(request.seed)
             start = time.perf_counter()
-            for step in range(1, IMAGE_STEPS + 1):
+            total = self.image_steps
+            for step in range(1, total + 1):
                 if stop.is_set():
                     return
                 self._step(self.step_delay, stop)
                 elapsed = time.perf_counter() - start
-                yield imagegen.ImageProgress(step, IMAGE_STEPS, elapsed, step / max(elapsed, 1e-9))
+                yield imagegen.ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9))
             images = [Image.new("RGB", (8, 8), (request.seed % 256, 0, 0)) for _ in range(request.num_images)]
-            yield imagegen.ImageProgress(IMAGE_STEPS, IMAGE_STEPS, time.perf_counter() - start, 1.0, images=images)
+            yield imagegen.ImageProgress(total, total, time.perf_counter() - start, 1.0, images=images)
 
     # --- helpers
 
@@ -143,6 +144,14 @@ def new_client(url: str, download_dir: Any):
     from gradio_client import Client
 
     return Client(url, download_files=str(download_dir), verbose=False)
+
+
+def close_all(clients: list[Any]) -> None:
+    """Close clients in parallel (each close waits up to 1 s for its heartbeat thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
+        list(pool.map(lambda client: client.close(), clients))
 
 
 def chat_message(text: str, files: tuple[str, ...] = ()) -> dict[str, Any]:

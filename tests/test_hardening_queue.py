@@ -14,6 +14,7 @@ from hardening_support import (
     FakeBackend,
     chat_args,
     chat_message,
+    close_all,
     fn_index,
     image_args,
     new_client,
@@ -65,8 +66,7 @@ def test_a_full_queue_refuses_within_a_second_and_service_resumes(small_queue_ap
     assert answer == "seed=7 xxxx"
     wait_until(lambda: section_idle(backend), timeout=2)
     assert backend.section.max_active == 1
-    for client in [*users, late]:
-        client.close()
+    close_all([*users, late])
     print(
         f"\n[hardening] queue full: /chat refused in {chat_refused:.2f} s, /generate_images in {image_refused:.2f} s;"
         f" next request answered in {resumed:.2f} s after the line cleared"
