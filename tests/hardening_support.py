@@ -38,7 +38,7 @@ class FakeBackend(Backend):
     """A Backend around a real (tiny) `loaded` whose chat and image work are fakes.
 
     Chat answers are "seed=<seed> " followed by one "x" per token, so every request's answer names its seed.
-    `fail_seeds(seed)` True makes the work raise `error` (FileNotFoundError with a server path by default).
+    `fail_seeds(seed)` True makes the work raise `error(seed)` (FileNotFoundError with a server path by default).
     """
 
     def __init__(self, loaded: Any, *, token_delay: float = 0.0, step_delay: float = 0.0, **kwargs: Any) -> None:
@@ -51,7 +51,7 @@ class FakeBackend(Backend):
         """Back to fast, open and never failing, counters at zero (the section's too)."""
         self.token_delay, self.step_delay, self.image_steps = token_delay, step_delay, IMAGE_STEPS
         self.fail_seeds: Callable[[int], bool] = lambda seed: False
-        self.error: Callable[[], BaseException] = lambda: FileNotFoundError("/secret/path/weights.safetensors")
+        self.error: Callable[[int], BaseException] = lambda seed: FileNotFoundError("/secret/path/weights.safetensors")
         self.gate.set()
         self.produced = 0  # tokens + image steps produced so far, by every request
         self.inside = self.max_inside = 0
@@ -102,7 +102,7 @@ class FakeBackend(Backend):
 
     def _maybe_fail(self, seed: int) -> None:
         if self.fail_seeds(seed):
-            raise self.error()
+            raise self.error(seed)
 
     def _step(self, delay: float, stop: threading.Event) -> None:
         while not self.gate.wait(0.01) and not stop.is_set():
@@ -139,11 +139,11 @@ def served(backend: Backend, queue_size: int = 32) -> Iterator[tuple[Any, str]]:
         demo.close()
 
 
-def new_client(url: str, download_dir: Any):
-    """One user: its own gradio_client session and download folder."""
+def new_client(url: str, download_dir: Any = None):
+    """One user: its own gradio_client session and download folder (None: files are not downloaded)."""
     from gradio_client import Client
 
-    return Client(url, download_files=str(download_dir), verbose=False)
+    return Client(url, download_files=str(download_dir) if download_dir else False, verbose=False)
 
 
 def close_all(clients: list[Any]) -> None:

@@ -86,7 +86,7 @@ def test_an_internal_image_error_shows_only_the_generic_message(fake, tmp_path):
 @pytest.mark.parametrize("api_name", ["chat", "generate_images"])
 def test_the_raw_event_stream_carries_no_path_or_traceback(fake, api_name):
     fake.fail_seeds = lambda seed: True
-    fake.error = lambda: RuntimeError('Traceback (most recent call last):\n  File "/secret/path/x.py", line 1')
+    fake.error = lambda seed: RuntimeError('Traceback (most recent call last):\n  File "/secret/path/x.py", line 1')
     data = [{"text": "hi", "files": []}, None, *chat_args()] if api_name == "chat" else ["a fox", *image_args()]
     completed, stream = raw_call(fake.url, fn_index(fake.url, api_name), data)
     assert completed["success"] is False
