@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+from PIL import Image
+
 from janus_demo import chat, history, image_intake, imagegen, previews, validation
 from janus_demo.errors import BusyError, InputError
 from janus_demo.gpu_section import GpuSection, Heartbeat
 from janus_demo.loading import LoadedJanus
 
+UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
 
 
@@ -60,14 +63,13 @@ class Backend:
         """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far).
 
         Checks everything first (raising InputError at once), then returns the stream. Seed -1 draws a
-        random seed. Only the newest `limits.max_history_turns` turns are used; the chunks then carry a note.
+        random seed. Only the newest `limits.max_history_turns` turns are used, and earlier images that can no
+        longer be read are left out; the chunks then carry a note saying so.
         """
         params = validation.check_chat_params(max_new_tokens, temperature, top_p, seed, self.limits)
-        messages, image_paths, note = self._conversation(message, chat_history)
+        messages, image_paths, notes = self._conversation(message, chat_history)
         validation.check_image_count(len(image_paths), self.limits)
-        images = image_intake.load_images(
-            image_paths, self.image_limits, max_images=self.limits.max_images_per_conversation
-        )
+        messages, images = self._images(messages, image_paths, message, notes)
         inputs = self._encode(messages, images)
         options = chat.ChatOptions(
             max_new_tokens=params.max_new_tokens,
@@ -82,7 +84,7 @@ class Backend:
             self._answer(inputs, options, stop, emit)
 
         stream = self._stream(work, stop)
-        return stream if note is None else _with_note(stream, note)
+        return _with_note(stream, "; ".join(notes)) if notes else stream
 
     def generate_images(
         self,
@@ -161,10 +163,10 @@ class Backend:
 
     def _conversation(
         self, message: Mapping[str, Any] | str, chat_history: list[Any] | None
-    ) -> tuple[list[history.Message], list[str], str | None]:
+    ) -> tuple[list[history.Message], list[str], list[str]]:
         """Validate the message text and convert history + message to Janus messages, newest turns only.
 
-        Returns the messages, their image paths and a note for the user when older turns were left out.
+        Returns the messages, their image paths and notes for the user (older turns left out).
         """
         text = message if isinstance(message, str) else (message or {}).get("text") or ""
         validation.check_text(text, "Message", self.limits.max_message_chars, allow_empty=True)
@@ -172,10 +174,34 @@ class Backend:
         messages, image_paths = history.to_janus_conversation(chat_history, message, max_turns=max_turns)
         if not messages or messages[-1]["role"] != "user" or not messages[-1]["content"]:
             raise InputError("Type a message or attach an image.")
-        note = None
+        notes = []
         if chat_history and history.count_user_turns(chat_history, message) > max_turns:
-            note = f"only the last {max_turns} turns of this conversation were used"
-        return messages, image_paths, note
+            notes.append(f"only the last {max_turns} turns of this conversation were used")
+        return messages, image_paths, notes
+
+    def _images(
+        self,
+        messages: list[history.Message],
+        image_paths: list[str],
+        message: Mapping[str, Any] | str,
+        notes: list[str],
+    ) -> tuple[list[history.Message], list[Image.Image]]:
+        """Load the conversation's images: the new message's must all be readable (else InputError); an earlier
+        one that no longer is (a refused upload the browser kept, a file swept from gradio's cache) is left out."""
+        _, new_paths = history.to_janus_conversation(None, message)
+        earlier = image_paths[: len(image_paths) - len(new_paths)]
+        images, unreadable = [], []
+        for index, path in enumerate(earlier):
+            try:
+                images.append(image_intake.load_image(path, self.image_limits))
+            except InputError:
+                unreadable.append(index)
+        limit = self.limits.max_images_per_conversation
+        images += image_intake.load_images(new_paths, self.image_limits, max_images=limit)
+        if unreadable:
+            messages = history.replace_images(messages, unreadable, UNREADABLE_IMAGE)
+            notes.append(f"{len(unreadable)} earlier image(s) could not be read and were left out")
+        return messages, images
 
     def _encode(self, messages: list[history.Message], images: list[Any]) -> dict[str, Any]:
         """Tokenize the conversation (CPU, outside the GPU section); refuse one over `max_context_tokens`."""

@@ -65,12 +65,11 @@ def make_chat_fn(backend: Backend):
         Returns:
             The answer so far (streamed), and a status line with tokens/s.
         """
+        with user_facing_errors():  # refused before the first yield: gradio then keeps the message out of history
+            chunks = backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
         answer, status = "", WAITING
         yield answer, status  # lets gradio cancel us before the first heavy step
-        with (
-            user_facing_errors(),
-            contextlib.closing(backend.chat(message, history, max_new_tokens, temperature, top_p, seed)) as chunks,
-        ):
+        with user_facing_errors(), contextlib.closing(chunks):
             for chunk in chunks:
                 if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
                     answer, status = chunk.text, status_line(chunk)
