@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random-weight Janus built once per session, and the app served on a free port."""
 
 import os
+import threading
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -60,7 +61,7 @@ def client(app_url, tmp_path):
 
     c = Client(app_url, download_files=str(tmp_path), verbose=False)
     yield c
-    c.close()
+    threading.Thread(target=c.close, daemon=True).start()  # close() waits up to 1 s for its heartbeat thread
 
 
 @pytest.fixture(scope="module")
