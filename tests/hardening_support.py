@@ -211,9 +211,11 @@ def raw_join(http: httpx.Client, index: int, data: list[Any], session_hash: str)
     return http.post("gradio_api/queue/join", content=json.dumps(body), headers={"content-type": "application/json"})
 
 
-def raw_call(url: str, index: int, data: list[Any], timeout: float = 30) -> tuple[dict[str, Any], str]:
+def raw_call(
+    url: str, index: int, data: list[Any], timeout: float = 30, session_hash: str | None = None
+) -> tuple[dict[str, Any], str]:
     """Join the queue and read the event stream to the end: (the process_completed message, the raw stream)."""
-    session_hash = uuid.uuid4().hex
+    session_hash = session_hash or uuid.uuid4().hex
     with httpx.Client(base_url=url, timeout=timeout) as http:
         joined = raw_join(http, index, data, session_hash)
         joined.raise_for_status()
