@@ -29,7 +29,7 @@ from janus_demo import previews
 from janus_demo.errors import InputError
 from janus_demo.loading import LoadedJanus
 
-MAX_PROMPT_CHARS = 2000
+MAX_PROMPT_CHARS = 4000  # the same as validation.Limits.max_prompt_chars, which the UI enforces
 MAX_IMAGES = 16
 MAX_SEED = 2**32 - 1
 MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 20.0  # 1.0 switches classifier-free guidance off

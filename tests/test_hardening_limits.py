@@ -70,6 +70,12 @@ def test_a_1_mb_prompt_is_refused(client, tiny_backend):
     print(f"\n[hardening] 1 MB image prompt refused in {seconds:.2f} s")
 
 
+def test_the_model_layer_accepts_every_prompt_the_app_allows(tiny_backend):
+    longest = "a fox " * (tiny_backend.limits.max_prompt_chars // 6)
+    stream = tiny_backend.generate_images(longest, 1)  # checked now, run only when iterated
+    stream.close()
+
+
 # --- length of the conversation
 
 
