@@ -60,7 +60,7 @@ def make_chat_fn(backend: Backend):
             max_new_tokens: longest answer, in tokens.
             temperature: randomness of sampling; 0 means greedy.
             top_p: nucleus sampling threshold.
-            seed: random seed, for repeatable answers.
+            seed: random seed, for repeatable answers; -1 picks a random one.
 
         Returns:
             The answer so far (streamed), and a status line with tokens/s.
