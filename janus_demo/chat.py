@@ -1,10 +1,12 @@
 """Streaming chat with Janus: text and images in, the answer out token by token.
 
-    generate_answer(loaded, messages, images, ChatOptions(temperature=0.1), stop, emit)
+    inputs = encode_conversation(loaded, messages, images)   # CPU tensors; prompt_length(inputs) tokens
+    generate_answer(loaded, inputs, ChatOptions(temperature=0.1), stop, emit)
     # emit(ChatChunk) is called with the whole answer so far after each decoded piece
 
-Runs `model.generate` (text mode) in the calling thread; `Backend.chat` runs it inside the
-GPU section and turns the emitted chunks into a generator.
+Runs `model.generate` (text mode) in the calling thread; `Backend.chat` encodes the
+conversation first (so an over-long one is refused before it waits for the model), then runs
+the generation inside the GPU section and turns the emitted chunks into a generator.
 A stopping criterion checks `stop` and the deadline after every token, so Stop ends the
 generation itself, not only the UI.
 """
@@ -50,20 +52,37 @@ class ChatChunk:
     elapsed: float
     done: bool = False
     stop_reason: str | None = None  # "stopped", "deadline", "length", "eos"
+    note: str | None = None  # something the user should know about this answer (e.g. older turns left out)
 
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.elapsed if self.elapsed > 0 else 0.0
 
 
+def encode_conversation(
+    loaded: LoadedJanus, messages: list[dict], images: list[Image.Image]
+) -> dict[str, torch.Tensor]:
+    """Render the chat template and tokenize text and images, on the CPU (no model involved)."""
+    prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
+    return dict(loaded.processor(text=prompt, images=images or None, return_tensors="pt"))
+
+
+def prompt_length(inputs: dict[str, torch.Tensor]) -> int:
+    """Tokens the model reads before answering (each image counts as its placeholder tokens)."""
+    return int(inputs["input_ids"].shape[-1])
+
+
+def to_model(loaded: LoadedJanus, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Encoded inputs on the model's device, images in its dtype."""
+    moved = {name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()}
+    if "pixel_values" in moved:
+        moved["pixel_values"] = moved["pixel_values"].to(loaded.model.dtype)
+    return moved
+
+
 def build_inputs(loaded: LoadedJanus, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
     """Render the chat template and tokenize text and images for the model's device and dtype."""
-    prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = loaded.processor(text=prompt, images=images or None, return_tensors="pt")
-    inputs = inputs.to(loaded.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(loaded.model.dtype)
-    return dict(inputs)
+    return to_model(loaded, encode_conversation(loaded, messages, images))
 
 
 class _StopCriterion(StoppingCriteria):
@@ -112,14 +131,13 @@ class _EmittingStreamer(BaseStreamer):
 
 def generate_answer(
     loaded: LoadedJanus,
-    messages: list[dict],
-    images: list[Image.Image],
+    inputs: dict[str, torch.Tensor],
     options: ChatOptions,
     stop: threading.Event,
     emit: Callable[[ChatChunk], None],
 ) -> None:
-    """Generate one answer, emitting a ChatChunk per decoded piece and a final one with `done`."""
-    inputs = build_inputs(loaded, messages, images)
+    """Answer the encoded conversation, emitting a ChatChunk per decoded piece and a final one with `done`."""
+    inputs = to_model(loaded, inputs)
     streamer = _EmittingStreamer(loaded, emit)
     criterion = _StopCriterion(stop, options.deadline)
     sample = options.temperature > 0

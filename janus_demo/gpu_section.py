@@ -10,6 +10,11 @@ while the work runs on, some routes bypass the queue), so the model layer does:
 Closing the consumer (Stop button, cancelled job, disconnected client) sets `stop`; the work
 checks it every token or step, so it ends and frees the section within one step. The lock is
 held by the worker thread, never across the consumer's `yield`.
+
+A generator can only be closed while it is paused at a `yield`: one blocked waiting for the
+section (or for a slow step) cannot be stopped, and gradio's cancel then hangs on it. With
+`heartbeat=s` the stream yields a `Heartbeat` whenever nothing arrived for `s` seconds; consumers
+pass it on as a "still waiting" update, which is where a cancel or a closed tab takes effect.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -35,6 +41,13 @@ T = TypeVar("T")
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """Nothing new yet: the request waits for the section (`waiting`) or its work is in a long step."""
+
+    waiting: bool
+
+
 class GpuSection:
     """A lock around model work, with counters that tests and `/model_info` can read."""
 
@@ -44,6 +57,7 @@ class GpuSection:
         self.active = 0  # generations inside the section now (0 or 1)
         self.max_active = 0  # most ever inside at once: must stay 1
         self.waiting = 0  # requests waiting for the section
+        self.entered = 0  # generations that ever entered: unchanged means the model was never used
 
     @property
     def busy(self) -> bool:
@@ -54,20 +68,27 @@ class GpuSection:
         work: Callable[[Callable[[T], None]], None],
         stop: threading.Event,
         wait_timeout: float | None = None,
-    ) -> Iterator[T]:
+        heartbeat: float | None = None,
+    ) -> Iterator[T | Heartbeat]:
         """Run `work(emit)` under the lock in a worker thread and yield what it emits.
 
         Exceptions raised by `work` are re-raised here. If the section stays busy longer than
-        `wait_timeout` seconds, `BusyError` is raised and `work` never runs.
+        `wait_timeout` seconds, `BusyError` is raised and `work` never runs. With `heartbeat`, a
+        `Heartbeat` is yielded after every `heartbeat` seconds without an item.
         """
         items: queue.Queue[Any] = queue.Queue()
+        entered = threading.Event()
         worker = threading.Thread(
-            target=self._run, args=(work, stop, items, wait_timeout), name="janus-gpu", daemon=True
+            target=self._run, args=(work, stop, items, wait_timeout, entered), name="janus-gpu", daemon=True
         )
         worker.start()
         try:
             while True:
-                item = items.get()
+                try:
+                    item = items.get(timeout=heartbeat)
+                except queue.Empty:
+                    yield Heartbeat(waiting=not entered.is_set())
+                    continue
                 if item is _DONE:
                     return
                 if isinstance(item, _Raised):
@@ -82,6 +103,7 @@ class GpuSection:
         stop: threading.Event,
         items: queue.Queue[Any],
         wait_timeout: float | None,
+        entered: threading.Event,
     ) -> None:
         try:
             if not self._acquire(stop, wait_timeout):
@@ -90,6 +112,7 @@ class GpuSection:
                 return
             try:
                 self._enter()
+                entered.set()
                 if not stop.is_set():
                     work(items.put)
             finally:
@@ -108,6 +131,9 @@ class GpuSection:
         try:
             while not stop.is_set():
                 if self._lock.acquire(timeout=0.05):
+                    if stop.is_set():  # stopped while it waited: leave the section to the next request
+                        self._lock.release()
+                        return False
                     return True
                 if deadline is not None and time.monotonic() > deadline:
                     return False
@@ -119,6 +145,7 @@ class GpuSection:
     def _enter(self) -> None:
         with self._count_lock:
             self.active += 1
+            self.entered += 1
             self.max_active = max(self.max_active, self.active)
 
     def _leave(self) -> None:

@@ -45,6 +45,26 @@ def to_janus_conversation(
     ]
 
 
+def count_user_turns(history: Iterable[Any] | None, message: Mapping[str, Any] | str | None = None) -> int:
+    """User turns in history plus message, counted as `to_janus_conversation` counts them (before `max_turns`)."""
+    messages, _ = to_janus_conversation(history, message)
+    return sum(1 for turn in messages if turn["role"] == "user")
+
+
+def replace_images(messages: list[Message], indices: Iterable[int], text: str) -> list[Message]:
+    """Copies of `messages` where the image placeholders at `indices` (counted across all turns) become `text`."""
+    wanted, count, result = set(indices), 0, []
+    for message in messages:
+        content = []
+        for block in message["content"]:
+            if block.get("type") == "image":
+                block = {"type": "text", "text": text} if count in wanted else block
+                count += 1
+            content.append(block)
+        result.append({**message, "content": content})
+    return result
+
+
 def _new_message(message: Mapping[str, Any] | str) -> dict[str, Any]:
     """The MultimodalTextbox value ({"text", "files"}) as a history entry."""
     if isinstance(message, str):

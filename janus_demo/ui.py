@@ -1,7 +1,9 @@
-"""The Gradio app, built from an already loaded backend (so tests can build it around a tiny model).
+"""The Gradio app, built from an already loaded backend (so tests can build it around a tiny model):
 
-demo = build_demo(Backend(load_janus("tiny")))
-demo.queue(...).launch(**launch_options())
+    demo = build_demo(Backend(load_janus("tiny")))
+    demo.queue(...).launch(**launch_options())
+
+The queue and launch options that keep it safe come from `app_setup`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ import gradio as gr
 
 from janus_demo import chat
 from janus_demo.backend import Backend
+from janus_demo.gpu_section import Heartbeat
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.ui_inputs import CheckedNumber, CheckedSlider
 from janus_demo.zerogpu import chat_duration, on_gpu
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -32,12 +34,14 @@ EXAMPLES = [
     {"text": "Write a haiku about autumn.", "files": []},
 ]
 
+WAITING = "Waiting for the model…"
+
 
 def status_line(chunk: chat.ChatChunk) -> str:
-    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended."""
+    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended and any note from the backend."""
     line = f"{chunk.new_tokens} tokens · {chunk.elapsed:.1f} s · {chunk.tokens_per_second:.1f} tokens/s"
     endings = {"stopped": " · stopped", "deadline": " · stopped at the time limit", "length": " · max tokens reached"}
-    return line + endings.get(chunk.stop_reason or "", "")
+    return line + endings.get(chunk.stop_reason or "", "") + (f" · {chunk.note}" if chunk.note else "")
 
 
 def make_chat_fn(backend: Backend):
@@ -63,18 +67,20 @@ def make_chat_fn(backend: Backend):
             max_new_tokens: longest answer, in tokens.
             temperature: randomness of sampling; 0 means greedy.
             top_p: nucleus sampling threshold.
-            seed: random seed, for repeatable answers.
+            seed: random seed, for repeatable answers; -1 picks a random one.
 
         Returns:
             The answer so far (streamed), and a status line with tokens/s.
         """
-        yield "", "Waiting for the model…"  # lets gradio cancel us before the first heavy step
-        with (
-            user_facing_errors(),
-            contextlib.closing(backend.chat(message, history, max_new_tokens, temperature, top_p, seed)) as chunks,
-        ):
+        with user_facing_errors():  # refused before the first yield: gradio then keeps the message out of history
+            chunks = backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
+        answer, status = "", WAITING
+        yield answer, status  # lets gradio cancel us before the first heavy step
+        with user_facing_errors(), contextlib.closing(chunks):
             for chunk in chunks:
-                yield chunk.text, status_line(chunk)
+                if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
+                    answer, status = chunk.text, status_line(chunk)
+                yield answer, status
 
     return chat
 
@@ -83,7 +89,7 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
     """Render the chat interface into the current Blocks context."""
     status = gr.Markdown("", label="Status", elem_id="chat-status", render=False)
     settings = [
-        gr.Slider(
+        CheckedSlider(
             1,
             backend.limits.max_new_tokens,
             value=chat.DEFAULT_MAX_NEW_TOKENS,
@@ -91,9 +97,11 @@ def build_chat_tab(backend: Backend) -> gr.ChatInterface:
             label="Max new tokens",
             render=False,
         ),
-        gr.Slider(0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False),
-        gr.Slider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
-        gr.Number(value=chat.DEFAULT_SEED, precision=0, minimum=0, label="Seed", render=False),
+        CheckedSlider(
+            0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False
+        ),
+        CheckedSlider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
+        CheckedNumber(value=chat.DEFAULT_SEED, precision=0, minimum=-1, label="Seed (-1 = random)", render=False),
     ]
     interface = gr.ChatInterface(
         make_chat_fn(backend),

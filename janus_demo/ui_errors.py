@@ -1,7 +1,9 @@
 """Exceptions -> messages a person can act on, and never a path or a traceback.
 
-with user_facing_errors():
-    ...  # InputError / BusyError become gr.Error with their text; anything else is logged
+    with user_facing_errors():
+        ...  # InputError / BusyError become gr.Error with their text; anything else is logged
+
+OutOfMemory is shown as well: it tells the user what to try instead.
 """
 
 from __future__ import annotations

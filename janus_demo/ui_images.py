@@ -17,7 +17,9 @@ import gradio as gr
 
 from janus_demo import imagegen
 from janus_demo.backend import Backend
+from janus_demo.gpu_section import Heartbeat
 from janus_demo.ui_errors import user_facing_errors
+from janus_demo.ui_inputs import CheckedDropdown, CheckedNumber, CheckedSlider
 from janus_demo.zerogpu import images_duration, on_gpu
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
@@ -80,7 +82,9 @@ def make_generate_fn(backend: Backend):
         last_status = 0.0
         with user_facing_errors(), contextlib.closing(stream):
             for progress in stream:
-                if progress.done:  # the backend has put prompt, seed, ... into each image's PNG metadata
+                if isinstance(progress, Heartbeat):  # nothing new; yielding is what lets gradio stop us
+                    yield gr.skip(), seed, "Waiting for the model…" if progress.waiting else gr.skip()
+                elif progress.done:  # the backend has put prompt, seed, ... into each image's PNG metadata
                     yield progress.images, seed, progress_text(progress)
                 elif progress.previews:
                     yield progress.previews, seed, progress_text(progress)
@@ -95,7 +99,7 @@ def make_generate_fn(backend: Backend):
 
 def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: gr.Tabs) -> None:
     """Render the tab into the current Blocks context; "Ask about this image" fills `chat_input`."""
-    on_gpu = backend.loaded.device.type == "cuda"
+    gpu = backend.loaded.device.type == "cuda"
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             prompt = gr.Textbox(
@@ -109,17 +113,17 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
                 generate = gr.Button("Generate", variant="primary", elem_id="t2i-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
             with gr.Row():
-                seed = gr.Number(value=-1, precision=0, minimum=-1, label="Seed (-1 = random)", elem_id="t2i-seed")
-                num_images = gr.Slider(
-                    1, backend.limits.max_num_images, value=4 if on_gpu else 1, step=1, label="Number of images"
+                seed = CheckedNumber(value=-1, precision=0, minimum=-1, label="Seed (-1 = random)", elem_id="t2i-seed")
+                num_images = CheckedSlider(
+                    1, backend.limits.max_num_images, value=4 if gpu else 1, step=1, label="Number of images"
                 )
             with gr.Row():
-                guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Guidance scale (1 = off)")
-                temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+                guidance = CheckedSlider(1.0, 10.0, value=5.0, step=0.5, label="Guidance scale (1 = off)")
+                temperature = CheckedSlider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (0 = greedy)")
             with gr.Accordion("Advanced", open=False):
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p (1 = full distribution)")
-                preview_every = gr.Slider(0, 144, value=48, step=1, label="Preview every N tokens (0 = off)")
-                preview_mode = gr.Dropdown(
+                top_p = CheckedSlider(0.05, 1.0, value=1.0, step=0.05, label="Top p (1 = full distribution)")
+                preview_every = CheckedSlider(0, 144, value=48, step=1, label="Preview every N tokens (0 = off)")
+                preview_mode = CheckedDropdown(
                     ["auto", "decode", "palette", "off"],
                     value="auto",
                     label="Preview mode",
@@ -154,9 +158,6 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
         outputs,
         api_name="generate_images",
         show_progress="hidden",
-        # Raw values reach the backend's validation, whose messages name the field (gradio's own
-        # range check does not, and lets NaN through anyway). Safe: no file inputs here.
-        preprocess=False,
     )
     stop.click(None, None, None, cancels=[run], api_visibility="private")
     reuse.click(lambda used: used, seed_used, seed, api_visibility="private", queue=False)

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random-weight Janus built once per session, and the app served on a free port."""
 
 import os
+import threading
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -64,7 +65,7 @@ def client(app_url, tmp_path):
 
     c = Client(app_url, download_files=str(tmp_path), verbose=False)
     yield c
-    c.close()
+    threading.Thread(target=c.close, daemon=True).start()  # close() waits up to 1 s for its heartbeat thread
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -73,3 +74,24 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="module")
+def fake_app(loaded_tiny, tmp_path_factory):
+    """The full app around a FakeBackend (real validation and GPU section, fake model work), served per module."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))
+    from hardening_support import FakeBackend, served
+
+    backend = FakeBackend(loaded_tiny)
+    with served(backend) as (_, url):
+        yield backend, url
+
+
+@pytest.fixture
+def fake(fake_app):
+    """The served FakeBackend, reset for this test; its URL is `fake.url`."""
+    backend, url = fake_app
+    backend.reset()
+    backend.url = url
+    yield backend
+    backend.reset()

@@ -246,4 +246,5 @@ def test_limits_defaults_are_documented_values():
         max_new_tokens=2048,
         max_num_images=16,
         request_deadline_s=300.0,
+        max_context_tokens=8192,
     )
