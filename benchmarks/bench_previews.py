@@ -1,8 +1,9 @@
 """How much streamed previews cost on the CPU, next to plain generation, for two model sizes.
 
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny + mid-size: ~4 min on 2 cores
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 0    # tiny model only, ~1 min
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --quick           # tiny model, one round, ~20 s
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny model only: ~40 s on 2 cores
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 1    # + mid-size (1 layer): ~3 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 2    # + mid-size (2 layers): ~4 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --quick           # tiny model, one round: ~20 s
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --threads 2
 
 Models (random weights, so only the timings mean anything):
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1 measured faster here)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds for the tiny model")
-    parser.add_argument("--mid-layers", type=int, default=2, help="LM layers of the mid-size model; 0 skips it")
+    parser.add_argument("--mid-layers", type=int, default=0, help="LM layers of the mid-size model; 0 skips it")
     parser.add_argument("--mid-repeats", type=int, default=1, help="rounds for the mid-size model")
     parser.add_argument("--num-images", type=int, default=1)
     parser.add_argument("--preview-every", type=int, default=48)
