@@ -1,7 +1,9 @@
 """How much streamed previews cost on the CPU, next to plain generation, for two model sizes.
 
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny + mid-size: ~4 min on 2 cores
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 0    # tiny model only, ~1 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny model only: ~40 s on 2 cores
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 1    # + mid-size (1 layer): ~3 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 2    # + mid-size (2 layers): ~4 min
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --quick           # tiny model, one round: ~20 s
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --threads 2
 
 Models (random weights, so only the timings mean anything):
@@ -19,111 +21,23 @@ one-time fit are rows of their own. Medians over interleaved, shuffled repeats, 
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import statistics
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
-    JanusConfig,
-    JanusForConditionalGeneration,
-    JanusVisionConfig,
-    JanusVQVAEConfig,
-    LlamaConfig,
-)
-
-from janus_demo import previews, tiny  # noqa: E402
-from janus_demo.imagegen import ImageRequest, decode_images, iter_image_generation, prompt_input_ids  # noqa: E402
-from janus_demo.loading import LoadedJanus, load_janus  # noqa: E402
+from benchmarks import common
+from benchmarks.common import PROMPT, load_tiny, time_generate, time_loop, warm_up  # noqa: F401 - re-exported
+from janus_demo import previews
+from janus_demo.imagegen import ImageRequest, decode_images
+from janus_demo.loading import LoadedJanus
 
 MODES = ("palette", "decode")
-PROMPT = "A lighthouse on a cliff at dusk, oil painting"
-
-
-# --- models ----------------------------------------------------------------------------------
-
-
-def load_tiny() -> LoadedJanus:
-    """The tiny checkpoint, built into a temporary folder and loaded like any other."""
-    folder = tiny.build_tiny_janus(tempfile.mkdtemp(prefix="janus-tiny-"))
-    return load_janus(str(folder), quantization="none", device="cpu")
 
 
 def build_mid(layers: int) -> LoadedJanus:
     """Janus-Pro-1B widths with `layers` LM layers and the real VQ, random weights, in memory (fp32, CPU)."""
-    tokenizer = tiny.build_tokenizer()
-    text = LlamaConfig(
-        vocab_size=102400,
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=layers,
-        num_attention_heads=16,
-        num_key_value_heads=16,
-        max_position_embeddings=16384,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    vision = JanusVisionConfig(
-        hidden_size=64, num_hidden_layers=1, num_attention_heads=2, projection_dim=2048, num_image_tokens=576
-    )
-    vq = JanusVQVAEConfig(projection_dim=2048, image_token_embed_dim=2048)  # defaults are Janus-Pro's VQ
-    config = JanusConfig(
-        text_config=text,
-        vision_config=vision,
-        vq_config=vq,
-        image_token_id=tokenizer.convert_tokens_to_ids(tiny.fmt.IMAGE_TOKEN),
-    )
-    torch.manual_seed(0)
-    model = JanusForConditionalGeneration(config).eval()
-    tiny.set_generation_defaults(model, tokenizer)
-    processor = tiny.build_processor(tokenizer)
-    return LoadedJanus(model, processor, f"mid-{layers}L", torch.device("cpu"), torch.float32, "none", True)
-
-
-# --- timing ----------------------------------------------------------------------------------
-
-
-def time_generate(loaded: LoadedJanus, request: ImageRequest) -> float:
-    """Seconds for transformers' own image loop (sampling the full distribution, like ours)."""
-    input_ids = prompt_input_ids(loaded, request.prompt)
-    torch.manual_seed(request.seed)
-    start = time.perf_counter()
-    loaded.model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        generation_mode="image",
-        do_sample=True,
-        top_k=0,
-        guidance_scale=request.guidance_scale,
-        num_return_sequences=request.num_images,
-    )
-    return time.perf_counter() - start
-
-
-def time_loop(loaded: LoadedJanus, request: ImageRequest) -> float:
-    """Seconds from the start to the last token of our loop, previews included, final decode excluded."""
-    stop = threading.Event()
-    last = None
-    for progress in iter_image_generation(loaded, request, stop):
-        if progress.step == progress.total:
-            stop.set()  # skip the final decode: it is timed on its own
-            last = progress.elapsed
-    return last
-
-
-def warm_up(loaded: LoadedJanus, steps: int = 16) -> None:
-    """A few steps of our loop, so first-call costs land on no method."""
-    stop = threading.Event()
-    for progress in iter_image_generation(loaded, ImageRequest(PROMPT, seed=1, preview_mode="off"), stop):
-        if progress.step == steps:
-            stop.set()
+    return common.build_random(common.SHAPES["1b"], layers, small_vision=True)
 
 
 def time_once(action: Callable[[], object]) -> float:
@@ -133,8 +47,7 @@ def time_once(action: Callable[[], object]) -> float:
 
 
 def measure(loaded: LoadedJanus, args: argparse.Namespace, repeats: int, modes: list[str]) -> dict[str, float]:
-    """Median seconds per method; rounds interleave the methods in shuffled order, so background load and
-    warm caches hit all methods alike."""
+    """Median seconds per method over interleaved, shuffled rounds (see common.interleaved)."""
     base = dict(prompt=PROMPT, seed=0, num_images=args.num_images, preview_every=args.preview_every)
     methods: dict[str, Callable[[], float]] = {
         "transformers generate": lambda: time_generate(loaded, ImageRequest(**base, preview_mode="off")),
@@ -143,14 +56,8 @@ def measure(loaded: LoadedJanus, args: argparse.Namespace, repeats: int, modes: 
     for mode in modes:
         request = ImageRequest(**base, preview_mode=mode)
         methods[f"our loop + {mode} previews"] = lambda request=request: time_loop(loaded, request)
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    order = list(methods)
-    shuffler = random.Random(0)
-    for _ in range(repeats):
-        shuffler.shuffle(order)  # a fixed order showed a few-percent bias for whichever method ran second
-        for name in order:
-            times[name].append(methods[name]())
-    return {name: statistics.median(values) for name, values in times.items()}
+    samples = common.interleaved(methods, repeats, loaded.device)
+    return {name: common.median_seconds(runs) for name, runs in samples.items()}
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -198,11 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1 measured faster here)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds for the tiny model")
-    parser.add_argument("--mid-layers", type=int, default=2, help="LM layers of the mid-size model; 0 skips it")
+    parser.add_argument("--mid-layers", type=int, default=0, help="LM layers of the mid-size model; 0 skips it")
     parser.add_argument("--mid-repeats", type=int, default=1, help="rounds for the mid-size model")
     parser.add_argument("--num-images", type=int, default=1)
     parser.add_argument("--preview-every", type=int, default=48)
+    parser.add_argument("--quick", action="store_true", help="tiny model only, one round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.mid_layers, args.repeats = 0, 1
+    common.quiet()
     torch.set_num_threads(args.threads)
 
     rows = bench_model("tiny", load_tiny(), args, args.repeats)
@@ -210,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_model(f"mid {args.mid_layers}L", build_mid(args.mid_layers), args, args.mid_repeats)
 
     print(
-        f"\nCPU, {args.threads} thread(s), {args.num_images} image(s) per batch, 576 steps, guidance 5, "
+        f"\n{common.describe_machine(torch.device('cpu'), args.threads)}, {args.num_images} image(s) per batch, "
+        "576 steps, guidance 5, "
         f"previews every {args.preview_every} steps; s = seconds per batch to the last token.\n"
     )
     print("| model | method | s | tokens/s | vs our loop | vs generate |")

@@ -8,7 +8,9 @@
 `loaded` comes from `janus_demo.loading.load_janus`. The loop is our own, written over the model's
 public pieces, because `model.generate(generation_mode="image")` has no streamer, no Stop, uses the
 global RNG and crashes without guidance. For the same seed it yields the same tokens as `generate`
-(tested). Invalid requests raise `InputError` naming the field. No UI code lives here.
+(tested). Invalid requests raise `InputError` naming the field, and so does a CUDA request too large
+for the free GPU memory (`janus_demo.memory`). On CUDA the decode step is replayed from a CUDA graph
+(`janus_demo.cuda_graphs`; `JANUS_CUDA_GRAPHS=0` turns it off). No UI code lives here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo import previews, validation
+from janus_demo import cuda_graphs, memory, previews, validation
 from janus_demo.errors import InputError
 from janus_demo.loading import LoadedJanus
 
@@ -213,30 +215,52 @@ class ImageTokenLoop:
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
         self._prefill_inputs(loaded)
+        self.fast = cuda_graphs.maybe_graphed_decode(
+            self.model, self._forward, self.cache, tuple(self.attention_mask.shape), self.device
+        )
 
     @torch.inference_mode()
     def _prefill_inputs(self, loaded: LoadedJanus) -> None:
         ids = special_ids(loaded)
         prompt_ids = prompt_input_ids(loaded, self.request.prompt)
+        memory.check_image_memory(
+            self.model,
+            self.device,
+            loaded.dtype,
+            self.request.num_images,
+            prompt_ids.shape[1],
+            self.guided,
+            DECODE_CHUNK,
+        )
         rows = guidance_input_ids(prompt_ids, self.request.num_images, self.guided, ids).to(self.device)
         batch, prompt_len = rows.shape
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
         self.attention_mask = torch.ones((batch, prompt_len + self.total), dtype=torch.long, device=self.device)
         self.length = prompt_len
         text_config = self.model.config.get_text_config(decoder=True)
-        self.cache = StaticCache(config=text_config, max_cache_len=prompt_len + self.total)
+        self.cache = StaticCache(config=text_config, max_cache_len=prompt_len + self.total)  # sized to this prompt
         self.tokens = torch.zeros((self.request.num_images, self.total), dtype=torch.long, device=self.device)
+
+    def _forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """language_model + generation_head for the pending embeddings: float scores (rows, codebook)."""
+        outputs = self.model.model.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        return self.model.model.generation_head(outputs.last_hidden_state[:, -1, :]).float()
+
+    def _eager_scores(self) -> torch.Tensor:
+        return self._forward(self.inputs_embeds, self.attention_mask[:, : self.length])
 
     @torch.inference_mode()
     def advance(self) -> torch.Tensor:
         """Run one step: forward the pending embeddings, pick one token per image, return the token grid."""
-        outputs = self.model.model.language_model(
-            inputs_embeds=self.inputs_embeds,
-            attention_mask=self.attention_mask[:, : self.length],
-            past_key_values=self.cache,
-            use_cache=True,
-        )
-        scores = self.model.model.generation_head(outputs.last_hidden_state[:, -1, :]).float()
+        if self.step == 0 or self.fast is None:  # the prompt's prefill is always eager
+            scores = self._eager_scores()
+        else:
+            scores = self.fast.scores(self.inputs_embeds, self.length, self._eager_scores)
         logits = guided_logits(scores, self.request.num_images, self.request.guidance_scale)
         next_tokens = pick_tokens(logits, self.request.temperature, self.request.top_p, self.generator)
         self.tokens[:, self.step] = next_tokens
