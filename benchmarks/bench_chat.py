@@ -113,9 +113,8 @@ def run_ours(loaded: LoadedJanus, options: chat.ChatOptions) -> Run:
     messages, images = conversation()
     chunks: list[tuple[float, chat.ChatChunk]] = []
     start = time.perf_counter()
-    chat.generate_answer(
-        loaded, messages, images, options, threading.Event(), lambda c: chunks.append((time.perf_counter(), c))
-    )
+    inputs = chat.encode_conversation(loaded, messages, images)  # the backend encodes before the GPU section
+    chat.generate_answer(loaded, inputs, options, threading.Event(), lambda c: chunks.append((time.perf_counter(), c)))
     total = time.perf_counter() - start
     first = next((at - start for at, c in chunks if c.new_tokens and not c.done), total)
     final = chunks[-1][1]
