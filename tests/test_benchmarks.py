@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from benchmarks import bench_chat, bench_image, bench_memory, bench_previews, common
+from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, common
 from janus_demo import loading
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
@@ -22,8 +22,9 @@ def table_rows(output: str, model: str) -> list[str]:
         (bench_chat.main, ["--quick", "--device", "cpu"], 2),
         (bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cpu"], 2),
         (bench_previews.main, ["--quick"], 8),
+        (bench_loading.main, ["--repeats", "1", "--device", "cpu"], 3),  # none, 8bit, 4bit
     ],
-    ids=["image", "chat", "memory", "previews"],
+    ids=["image", "chat", "memory", "previews", "loading"],
 )
 def test_benchmark_prints_its_table(capsys, main, argv, rows):
     output = run_main(capsys, main, argv)
