@@ -101,12 +101,19 @@ class _StopCriterion(StoppingCriteria):
 
 class _EmittingStreamer(BaseStreamer):
     """Hands out a ChatChunk after every generated token (transformers' TextStreamer waits for
-    whole words, which is not token by token); holds back only an incomplete UTF-8 character."""
+    whole words, which is not token by token); holds back only an incomplete UTF-8 character.
+
+    Decodes incrementally: only the tokens since the last complete piece (plus a few before, so
+    tokenizers that merge across token boundaries decode the same), not the whole answer each token.
+    """
+
+    CONTEXT = 4  # tokens before the pending ones that are decoded again for context
 
     def __init__(self, loaded: LoadedJanus, emit: Callable[[ChatChunk], None]) -> None:
         self.tokenizer, self.emit = loaded.processor.tokenizer, emit
         self.token_ids: list[int] = []
         self.text, self.saw_eos, self.prompt_seen = "", False, False
+        self.done_upto = 0  # token_ids[:done_upto] are in self.text
         self.start = time.perf_counter()
 
     @property
@@ -120,13 +127,26 @@ class _EmittingStreamer(BaseStreamer):
         ids = value.reshape(-1).tolist()
         self.saw_eos = self.saw_eos or self.tokenizer.eos_token_id in ids
         self.token_ids.extend(ids)
-        text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
-        if not text.endswith("\ufffd") and text != self.text:
-            self.text = text
-            self.emit(ChatChunk(text, self.new_tokens, time.perf_counter() - self.start))
+        piece = self._pending_text()
+        if piece and not piece.endswith("\ufffd"):
+            self.text += piece
+            self.done_upto = len(self.token_ids)
+            self.emit(ChatChunk(self.text, self.new_tokens, time.perf_counter() - self.start))
+
+    def _pending_text(self) -> str:
+        """Text of the tokens not yet in self.text (decoded with a little context before them)."""
+        context_start = max(0, self.done_upto - self.CONTEXT)
+        before = self._decode(self.token_ids[context_start : self.done_upto])
+        both = self._decode(self.token_ids[context_start:])
+        if both.startswith(before):
+            return both[len(before) :]
+        return self._decode(self.token_ids)[len(self.text) :]  # context changed earlier text: decode it all
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def end(self) -> None:
-        self.text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        self.text = self._decode(self.token_ids)
 
 
 def generate_answer(
