@@ -75,6 +75,11 @@ class LoadedJanus:
 # --- choosing device, dtype and quantization ---------------------------------------------
 
 
+def on_zero_gpu() -> bool:
+    """True on a Hugging Face ZeroGPU Space (spaces' own test: SPACES_ZERO_GPU is 1, t or true)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` is CUDA when available, else CPU; asking for CUDA without one is an error."""
     if device not in DEVICES:
@@ -95,17 +100,20 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ModelLoadError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
     if dtype != "auto":
         return getattr(torch, dtype)
+    if device.type == "cuda" and on_zero_gpu():
+        return torch.bfloat16  # ZeroGPU lends H200 slices; no GPU is attached at start-up to ask
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
 
 def resolve_quantization(quantization: str, device: torch.device) -> str:
-    """`auto` is 4-bit on CUDA (so 7B fits a consumer GPU) and none elsewhere."""
+    """`auto` is 4-bit on CUDA (so 7B fits a consumer GPU) and none elsewhere, ZeroGPU included (a
+    large slice, and bitsandbytes there is unproven)."""
     if quantization not in QUANTIZATIONS:
         raise ModelLoadError(f"Unknown quantization {quantization!r}: choose one of {', '.join(QUANTIZATIONS)}.")
     if quantization == "auto":
-        return "4bit" if device.type == "cuda" else "none"
+        return "4bit" if device.type == "cuda" and not on_zero_gpu() else "none"
     return quantization
 
 
@@ -163,9 +171,10 @@ def load_janus(
             path,
             dtype=torch_dtype,
             quantization_config=quantization_config(quant),
-            # One device for everything: the VQ decoder cannot be offloaded (it reads self.weight).
-            device_map={"": torch_device.index or 0} if torch_device.type == "cuda" else {"": "cpu"},
+            device_map=device_map(torch_device),
         )
+        if on_zero_gpu() and torch_device.type == "cuda":
+            janus.to(torch_device)  # ZeroGPU's documented pattern: load on the CPU, move at start-up
     except Exception as error:  # noqa: BLE001 - every failure becomes one actionable line
         raise ModelLoadError(explain_load_error(error, model, quant, torch_device)) from error
     janus.eval()
@@ -179,6 +188,14 @@ def load_janus(
         random_weights=tiny.is_tiny_checkpoint(janus.config),
         load_seconds=time.perf_counter() - start,
     )
+
+
+def device_map(device: torch.device) -> dict[str, int | str]:
+    """One device for everything (the VQ decoder cannot be offloaded: it reads self.weight). On ZeroGPU
+    the weights load on the CPU and move afterwards, since no GPU is attached while the Space starts."""
+    if device.type == "cuda" and not on_zero_gpu():
+        return {"": device.index or 0}
+    return {"": "cpu"}
 
 
 def explain_load_error(error: BaseException, model: str, quantization: str, device: torch.device) -> str:

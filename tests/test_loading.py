@@ -96,3 +96,16 @@ def test_load_errors_name_the_fix():
     bnb_error = explain_load_error(RuntimeError("bitsandbytes: no kernel for this device"), "m", "4bit", cpu)
     assert "--quantization none" in bnb_error
     assert "\n" not in explain_load_error(ValueError("a\nb"), "m", "none", cpu)
+
+
+def test_zero_gpu_loads_on_the_cpu_first_in_bf16_without_quantization(monkeypatch):
+    from janus_demo.loading import device_map, resolve_dtype, resolve_quantization
+
+    cuda = torch.device("cuda")
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert device_map(cuda) == {"": 0} and resolve_quantization("auto", cuda) == "4bit"
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert device_map(cuda) == {"": "cpu"}
+    assert resolve_quantization("auto", cuda) == "none" and resolve_quantization("4bit", cuda) == "4bit"
+    assert resolve_dtype("auto", cuda) == torch.bfloat16
+    assert device_map(torch.device("cpu")) == {"": "cpu"}
