@@ -29,11 +29,13 @@ from collections.abc import Callable
 
 import torch
 
+from janus_demo import loading
+
 log = logging.getLogger("janus_demo")
 
 ENV_SWITCH = "JANUS_CUDA_GRAPHS"  # "0", "false", "no" or "off" turns the fast path off
 OFF_VALUES = frozenset({"0", "false", "no", "off"})
-ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face ZeroGPU Spaces, where a graph cannot outlive its GPU slice
+ZERO_GPU_ENV = loading.ZERO_GPU_ENV  # on ZeroGPU a graph cannot outlive its GPU slice
 WARM_UP_STEPS = 2  # eager decode steps on a side stream before the capture
 VERIFY_STEPS = 3  # graph-vs-eager comparisons on a model's first request
 RTOL, ATOL = 1.6e-2, 1e-2  # bf16 tolerance (torch.testing's bf16 rtol)
@@ -58,7 +60,7 @@ def blocker(model: torch.nn.Module, device: torch.device | str) -> str | None:
         return f"turned off by {ENV_SWITCH}"
     if torch.device(device).type != "cuda":
         return "not on CUDA"
-    if os.environ.get(ZERO_GPU_ENV):
+    if loading.on_zero_gpu():
         return "ZeroGPU"
     if status(model) == DISABLED:
         return "disabled for this model after an earlier failure"

@@ -75,9 +75,12 @@ class LoadedJanus:
 # --- choosing device, dtype and quantization ---------------------------------------------
 
 
+ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces
+
+
 def on_zero_gpu() -> bool:
     """True on a Hugging Face ZeroGPU Space (spaces' own test: SPACES_ZERO_GPU is 1, t or true)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+    return os.environ.get(ZERO_GPU_ENV, "").strip().lower() in ("1", "t", "true")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
