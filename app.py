@@ -14,9 +14,9 @@ except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a n
 
 import sys
 
-from janus_demo.app_setup import check_access_or_exit, configure_logging, load_backend_or_exit, queue_and_launch
-from janus_demo.settings import parse_settings
-from janus_demo.ui import build_demo
+from janus_demo.launch.server import check_access_or_exit, configure_logging, load_backend_or_exit, queue_and_launch
+from janus_demo.launch.settings import parse_settings
+from janus_demo.web.demo import build_demo
 
 settings = parse_settings(sys.argv[1:] if __name__ == "__main__" else [])
 logins = check_access_or_exit(settings)

@@ -29,8 +29,8 @@ from PIL import Image
 from transformers.generation.streamers import BaseStreamer
 
 from benchmarks import common
-from janus_demo import chat
-from janus_demo.loading import LoadedJanus
+from janus_demo.model import chat
+from janus_demo.model.loading import LoadedJanus
 
 IMAGE = Path(__file__).resolve().parent.parent / "assets" / "chelsea.png"
 QUESTION = "Describe this picture in detail."

@@ -27,9 +27,9 @@ from collections.abc import Callable
 import torch
 
 from benchmarks import common
-from janus_demo import cuda_graphs, previews
-from janus_demo.imagegen import ImageRequest, prompt_input_ids
-from janus_demo.loading import LoadedJanus
+from janus_demo.model import cuda_graphs, previews
+from janus_demo.model.image_loop import ImageRequest, prompt_input_ids
+from janus_demo.model.loading import LoadedJanus
 
 GENERATE = "transformers generate"
 LOOP = "our loop"

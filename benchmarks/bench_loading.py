@@ -4,7 +4,7 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_loading --model 1b      # Janus-Pro-1B shape: ~3 min, ~9 GB RAM on CPU
 
 A random-weight checkpoint of the chosen shape is written once (bf16 safetensors, as on the hub) into a
-temporary folder, then loaded with `janus_demo.loading.load_janus` — `from_pretrained` plus bitsandbytes —
+temporary folder, then loaded with `janus_demo.model.loading.load_janus` — `from_pretrained` plus bitsandbytes —
 in every mode, side by side: seconds to load, `get_memory_footprint()`, bitsandbytes layers.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import common
-from janus_demo import tiny
-from janus_demo.loading import load_janus
+from janus_demo.model import tiny
+from janus_demo.model.loading import load_janus
 
 MODES = ("none", "8bit", "4bit")
 

@@ -12,7 +12,7 @@ head stay bf16). Columns:
   build here: quantized Linear layers are costed by quantizing one layer of each distinct size.
 - peak GB, 1 / 4 images: `torch.cuda.max_memory_allocated` over a whole request (576 steps, previews on
   as in the app, the final decode), weights included. "needs CUDA" without a GPU.
-- predicted: weights + `janus_demo.memory`'s estimate, the number the app checks before a request.
+- predicted: weights + `janus_demo.model.memory`'s estimate, the number the app checks before a request.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from transformers import JanusForConditionalGeneration
 from transformers.initialization import no_init_weights
 
 from benchmarks import common
-from janus_demo import loading, memory
-from janus_demo.imagegen import DECODE_CHUNK, ImageRequest, iter_image_generation
-from janus_demo.loading import LoadedJanus
+from janus_demo.model import loading, memory
+from janus_demo.model.image_loop import DECODE_CHUNK, ImageRequest, iter_image_generation
+from janus_demo.model.loading import LoadedJanus
 
 MODES = ("none", "8bit", "4bit")
 IMAGE_COUNTS = (1, 4)

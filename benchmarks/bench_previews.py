@@ -7,7 +7,7 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --threads 2
 
 Models (random weights, so only the timings mean anything):
-- tiny: `janus_demo.tiny` (LM 128 wide x 2 layers, real 24x24 grid and 16384-code VQ, VQ base channels 32).
+- tiny: `janus_demo.model.tiny` (LM 128 wide x 2 layers, real 24x24 grid and 16384-code VQ, VQ base channels 32).
 - mid: Janus-Pro-1B's language model widths (hidden 2048, intermediate 5632, 16 heads, vocab 102400) with
   only `--mid-layers` layers (the real model has 24), the real-size VQ (base channels 128) and generation
   head, and a one-layer vision tower (text-to-image never runs it).
@@ -28,9 +28,9 @@ import torch
 
 from benchmarks import common
 from benchmarks.common import PROMPT, load_tiny, time_generate, time_loop, warm_up  # noqa: F401 - re-exported
-from janus_demo import previews
-from janus_demo.imagegen import ImageRequest, decode_images
-from janus_demo.loading import LoadedJanus
+from janus_demo.model import previews
+from janus_demo.model.image_loop import ImageRequest, decode_images
+from janus_demo.model.loading import LoadedJanus
 
 MODES = ("palette", "decode")
 

@@ -2,7 +2,7 @@
 
 Not a benchmark itself; the bench_*.py scripts import it. Models, by name (`--models`):
 
-- tiny: `janus_demo.tiny` (LM 128 wide x 2 layers, real 24x24 grid and 16384-code VQ, VQ base channels 32),
+- tiny: `janus_demo.model.tiny` (LM 128 wide x 2 layers, real 24x24 grid and 16384-code VQ, VQ base channels 32),
   written to a temporary folder and loaded with `load_janus`, like any checkpoint.
 - mid: Janus-Pro-1B's language-model widths (hidden 2048, intermediate 5632, 16 heads, vocab 102400) with
   only a few layers (`--mid-layers`; the real model has 24), the real VQ and generation head, and a one-layer
@@ -42,9 +42,9 @@ from transformers import (  # noqa: E402
 )
 from transformers.initialization import no_init_weights  # noqa: E402
 
-from janus_demo import loading, tiny  # noqa: E402
-from janus_demo.imagegen import ImageRequest, iter_image_generation, prompt_input_ids  # noqa: E402
-from janus_demo.loading import LoadedJanus  # noqa: E402
+from janus_demo.model import loading, tiny  # noqa: E402
+from janus_demo.model.image_loop import ImageRequest, iter_image_generation, prompt_input_ids  # noqa: E402
+from janus_demo.model.loading import LoadedJanus  # noqa: E402
 
 PROMPT = "A lighthouse on a cliff at dusk, oil painting"
 IMAGE_TOKENS = 576

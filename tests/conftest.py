@@ -9,8 +9,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from janus_demo.loading import load_janus  # noqa: E402
-from janus_demo.tiny import build_tiny_janus  # noqa: E402
+from janus_demo.model.loading import load_janus  # noqa: E402
+from janus_demo.model.tiny import build_tiny_janus  # noqa: E402
 
 # On 2 shared cores one intra-op thread is 2-3x faster than two (OpenMP contention; measured).
 torch.set_num_threads(1)
@@ -28,20 +28,9 @@ def loaded_tiny(tiny_dir):
     return load_janus(str(tiny_dir), quantization="none", device="cpu")
 
 
-def serve(demo, queue_size=32):
-    """Launch `demo` on a free loopback port with app.py's queue and safety options; return its URL."""
-    from janus_demo.app_setup import configure_queue, safe_launch_options
-    from janus_demo.settings import Settings
-
-    configure_queue(demo, queue_size)
-    options = safe_launch_options(Settings())
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, **options)
-    return demo.local_url
-
-
 @pytest.fixture(scope="session")
 def tiny_backend(loaded_tiny):
-    from janus_demo.backend import Backend
+    from janus_demo.service.backend import Backend
 
     return Backend(loaded_tiny)
 
@@ -50,7 +39,9 @@ def tiny_backend(loaded_tiny):
 def app_url(tiny_backend, tmp_path_factory):
     """The full app around the tiny model, served on loopback for the whole session."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-tmp"))
-    from janus_demo.ui import build_demo
+    from support.serving import serve
+
+    from janus_demo.web.demo import build_demo
 
     demo = build_demo(tiny_backend)
     url = serve(demo)
@@ -80,7 +71,8 @@ def pytest_runtest_makereport(item, call):
 def fake_app(loaded_tiny, tmp_path_factory):
     """The full app around a FakeBackend (real validation and GPU section, fake model work), served per module."""
     os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))
-    from hardening_support import FakeBackend, served
+    from support.fake_backend import FakeBackend
+    from support.serving import served
 
     backend = FakeBackend(loaded_tiny)
     with served(backend) as (_, url):

@@ -1,21 +1,84 @@
-"""The model layer never imports gradio: it runs in scripts, notebooks and benchmarks without a UI."""
+"""The layers import one way only: launch -> web -> service -> model.
 
+Every module under janus_demo/ is found by glob, so a new module cannot escape the check. Imports are read
+from the source (ast), including imports inside functions; each module is also imported on its own in a fresh
+interpreter to prove the model and service layers run without gradio.
+"""
+
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_LAYER = [
-    "loading", "tiny", "chat_format", "chat", "history", "imagegen", "previews", "png_metadata",
-    "backend", "gpu_section", "validation", "image_intake", "memory", "cuda_graphs", "errors",
-]  # fmt: skip
+PACKAGE = ROOT / "janus_demo"
+LAYERS = ["model", "service", "web", "launch"]  # lowest first: a layer may import only the layers before it
+NO_GRADIO = {"model", "service"}
 
 
-def test_model_layer_modules_do_not_import_gradio():
-    imports = "; ".join(f"import janus_demo.{name}" for name in MODEL_LAYER)
-    code = f"import sys; {imports}; print('gradio' in sys.modules)"
+def modules(layer: str) -> list[Path]:
+    return sorted((PACKAGE / layer).glob("*.py"))
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module name `path` imports, at any depth of the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def layer_of(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "janus_demo" and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_layer_folder():
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert loose == [], f"modules outside the layer folders: {loose}"
+    assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
+    for layer in LAYERS:
+        assert len(modules(layer)) <= 11, f"{layer}/ holds {len(modules(layer))} modules: split it"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_imports_point_down_only(layer):
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    for path in modules(layer):
+        for name in imported_names(path):
+            target = layer_of(name)
+            assert target is None or target in allowed, (
+                f"{path.relative_to(ROOT)} imports {name} ({target} is above {layer})"
+            )
+            if layer in NO_GRADIO:
+                assert name.split(".")[0] != "gradio", f"{path.relative_to(ROOT)} imports gradio"
+
+
+def test_web_talks_to_the_service_layer_only():
+    for path in modules("web"):
+        for name in imported_names(path):
+            assert layer_of(name) != "model", f"{path.relative_to(ROOT)} imports {name}: go through janus_demo.service"
+
+
+def test_model_and_service_layers_run_without_gradio():
+    names = [f"janus_demo.{layer}.{p.stem}" for layer in sorted(NO_GRADIO) for p in modules(layer)]
+    code = f"import sys; {'; '.join(f'import {n}' for n in names)}; print('gradio' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_check_catches_an_upward_import(tmp_path):
+    """The checker itself: a model module importing gradio or the service layer is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import gradio\n    from janus_demo.service import backend\n")
+    assert {"gradio", "janus_demo.service", "janus_demo.service.backend"} <= imported_names(bad)
+    assert layer_of("janus_demo.service.backend") == "service"

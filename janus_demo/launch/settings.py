@@ -1,0 +1,156 @@
+"""Command-line flags, each with an environment-variable twin (flags win).
+
+    python app.py --help
+    JANUS_MODEL=tiny python app.py            # same as --model tiny
+    python app.py --share --auth alice:secret # public link, behind a login
+
+A flag's default comes from its environment variable when set, so a Space configures the
+app with variables alone. On/off flags also have a `--no-...` form that beats the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from janus_demo.model.loading import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything app.py needs to load the model and serve the UI."""
+
+    model: str = DEFAULT_MODEL
+    quantization: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    queue_size: int = 32
+    max_file_size: str = "20mb"
+    share: bool = False
+    auth: str | None = field(default=None, repr=False)  # "USER:PASS"; kept out of logs and reprs
+    auth_file: str | None = None
+    share_without_auth: bool = False
+    mcp: bool = False
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_flag(name: str) -> bool:
+    """An on/off variable: 1, true, yes or on (any case) is on; anything else, or unset, is off."""
+    return _env(name, "").lower() in {"1", "true", "yes", "on"}
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser behind `python app.py --help`."""
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Janus-Pro demo: chat about images and generate images, in your browser.",
+        epilog="Every flag has an environment-variable twin, shown in brackets; the flag wins.",
+    )
+    parser.add_argument(
+        "--model",
+        default=_env("JANUS_MODEL", DEFAULT_MODEL),
+        help="hub id, local checkpoint folder, or 'tiny' for a random-weight model built offline "
+        "[JANUS_MODEL] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default=_env("JANUS_QUANTIZATION", "auto"),
+        help="bitsandbytes quantization of the language model; auto = 4bit on CUDA, none elsewhere "
+        "[JANUS_QUANTIZATION] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=_env("JANUS_DEVICE", "auto"),
+        help="where the model runs [JANUS_DEVICE] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=_env("JANUS_DTYPE", "auto"),
+        help="weights' dtype; auto = bfloat16 on GPU, float32 on CPU [JANUS_DTYPE] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host",
+        default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 for every interface [GRADIO_SERVER_NAME] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=_port(_env("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on [GRADIO_SERVER_PORT] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(_env("JANUS_QUEUE_SIZE", "32")),
+        help="requests that may wait in line; more get a 'busy, try again' message [JANUS_QUEUE_SIZE] "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        default=_env("JANUS_MAX_FILE_SIZE", "20mb"),
+        help="largest upload gradio accepts [JANUS_MAX_FILE_SIZE] (default: %(default)s)",
+    )
+    add_access_flags(parser)
+    return parser
+
+
+def add_access_flags(parser: argparse.ArgumentParser) -> None:
+    """Who can reach the app: share link, login, MCP server."""
+    access = parser.add_argument_group("sharing, login and MCP")
+    access.add_argument(
+        "--share",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("GRADIO_SHARE"),
+        help="also serve on a temporary public *.gradio.live link; needs --auth/--auth-file or "
+        "--share-without-auth [GRADIO_SHARE] (default: %(default)s)",
+    )
+    access.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        default=_env("JANUS_AUTH", "") or None,
+        help="require this login (with or without --share) [JANUS_AUTH]",
+    )
+    access.add_argument(
+        "--auth-file",
+        metavar="PATH",
+        default=_env("JANUS_AUTH_FILE", "") or None,
+        help="require a login from this file: one user:pass a line, # comments [JANUS_AUTH_FILE]",
+    )
+    access.add_argument(
+        "--share-without-auth",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("JANUS_SHARE_WITHOUT_AUTH"),
+        help="allow --share with no login: anyone with the link can use your GPU "
+        "[JANUS_SHARE_WITHOUT_AUTH] (default: %(default)s)",
+    )
+    access.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("JANUS_MCP"),
+        help="serve the API endpoints as MCP tools at /gradio_api/mcp/ [JANUS_MCP] (default: %(default)s)",
+    )
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Read flags (and their environment twins) into Settings."""
+    args = build_parser().parse_args(argv)
+    return Settings(**vars(args))

@@ -1,0 +1,68 @@
+"""The Gradio app, built from an already loaded backend (so tests can build it around a tiny model):
+
+    demo = build_demo(Backend(load_janus("tiny")))
+    demo.queue(...).launch(**launch_options())
+
+The queue and launch options that keep it safe come from `app_setup`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from janus_demo.service.backend import Backend
+from janus_demo.web.chat_tab import build_chat_tab
+from janus_demo.web.images_tab import build_images_tab
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+TITLE = "Janus-Pro"
+RANDOM_WEIGHTS_NOTICE = (
+    "⚠️ **Random weights loaded** (`{model_id}`): answers and images are noise. "
+    "This model exercises the app without a download; start with `--model deepseek-community/Janus-Pro-1B` "
+    "(or 7B) for real results."
+)
+
+
+def describe_model(info: dict[str, Any]) -> str:
+    """One Markdown line about the loaded model for the header."""
+    size = info["footprint_bytes"] / 2**30
+    quant = "" if info["quantization"] == "none" else f" · {info['quantization']} ({info['quantized_layers']} layers)"
+    return f"`{info['model_id']}` · {info['device']} · {info['dtype']}{quant} · {size:.2f} GiB"
+
+
+def build_demo(backend: Backend) -> gr.Blocks:
+    """Both tabs, the model panel and the `/model_info` endpoint."""
+    info = backend.info()
+    # Every streamed image lands in gradio's cache: sweep files older than an hour, hourly.
+    with gr.Blocks(title=f"{TITLE} demo", fill_width=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"# {TITLE}\nChat about images, or turn words into pictures. {describe_model(info)}")
+        if info["random_weights"]:
+            gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+                chat = build_chat_tab(backend)
+            with gr.Tab("Text to image", id="images", elem_id="tab-images"):
+                build_images_tab(backend, chat.textbox, tabs)
+        with gr.Accordion("Model", open=False, elem_id="model-panel"):
+            model_json = gr.JSON(value=info, label="Loaded model", elem_id="model-info")
+        demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
+    return demo
+
+
+def model_info_fn(backend: Backend):
+    def model_info() -> dict[str, Any]:
+        """The loaded model: model_id, device, dtype, quantization, quantized_layers, footprint_bytes,
+        random_weights."""
+        return json.loads(json.dumps(backend.info()))
+
+    return model_info
+
+
+def launch_options() -> dict[str, Any]:
+    """Arguments for `demo.launch` that style the page (gradio 6 takes css and theme there)."""
+    css_file = ASSETS / "style.css"
+    return {"css": css_file.read_text() if css_file.exists() else None, "theme": gr.themes.Soft()}

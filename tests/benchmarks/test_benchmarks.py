@@ -1,0 +1,108 @@
+"""The benchmarks run on the tiny model and print their tables; their shared helpers measure what they claim."""
+
+import re
+
+import pytest
+import torch
+
+from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, common
+from janus_demo.model import loading
+
+TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
+
+
+def table_rows(output: str, model: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(f"| {model} |")]
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "rows"),
+    [
+        (bench_image.main, ["--quick", "--device", "cpu"], 4),  # 3 methods + the floor row
+        (bench_chat.main, ["--quick", "--device", "cpu"], 2),
+        (bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cpu"], 2),
+        (bench_previews.main, ["--quick"], 8),
+        (bench_loading.main, ["--repeats", "1", "--device", "cpu"], 3),  # none, 8bit, 4bit
+    ],
+    ids=["image", "chat", "memory", "previews", "loading"],
+)
+def test_benchmark_prints_its_table(capsys, main, argv, rows):
+    output = run_main(capsys, main, argv)
+    assert TABLE_HEADER.search(output), output
+    assert len(table_rows(output, "tiny")) == rows, output
+
+
+def run_main(capsys, main, argv: list[str]) -> str:
+    threads = torch.get_num_threads()
+    try:
+        main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return capsys.readouterr().out
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_image_benchmark_on_cuda_adds_the_eager_row(capsys):
+    output = run_main(capsys, bench_image.main, ["--quick", "--device", "cuda"])
+    assert len(table_rows(output, "tiny")) == 5 and "our loop, eager steps" in output, output
+
+
+@needs_cuda
+def test_memory_benchmark_on_cuda_measures_peaks(capsys):
+    output = run_main(capsys, bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cuda"])
+    rows = table_rows(output, "tiny")
+    assert len(rows) == 2 and not any("needs CUDA" in row for row in rows), output
+
+
+def test_chat_benchmark_forces_the_length_and_both_methods_agree(capsys):
+    bench_chat.main(["--quick", "--device", "cpu"])
+    for row in table_rows(capsys.readouterr().out, "tiny"):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[5] == "8" and cells[-1] == "yes", row
+
+
+@pytest.mark.parametrize("quantization", ["8bit", "4bit"])
+def test_in_memory_quantization_equals_load_janus(tiny_dir, quantization):
+    pytest.importorskip("bitsandbytes")
+    ours = loading.load_janus(str(tiny_dir), quantization="none", device="cpu")
+    common.quantize_in_memory(ours.model, quantization)
+    reference = loading.load_janus(str(tiny_dir), quantization=quantization, device="cpu")
+    assert loading.count_quantized_layers(ours.model) == loading.count_quantized_layers(reference.model) > 0
+    assert ours.model.get_memory_footprint() == reference.model.get_memory_footprint()
+    expected = reference.model.state_dict()
+    for name, tensor in ours.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
+
+def test_footprint_estimate_from_the_meta_device_matches_a_built_model():
+    pytest.importorskip("bitsandbytes")
+    shape = common.Shape("small", hidden=128, layers=2, heads=4, intermediate=256, vocab=512)
+    for quantization in ("none", "4bit"):
+        built = common.build_random(shape, small_vision=True, dtype=torch.bfloat16, quantization=quantization)
+        estimate = bench_memory.estimated_footprint(bench_memory.meta_model(shape, small_vision=True), quantization)
+        assert estimate == built.model.get_memory_footprint(), quantization
+
+
+def test_random_models_are_finite_and_decode_every_id():
+    shape = common.Shape("small", hidden=128, layers=2, heads=4, intermediate=256, vocab=512)
+    loaded = common.build_random(shape, small_vision=True)
+    assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
+    assert loaded.processor.tokenizer.decode([511]) == "<t511>"
+
+
+def test_step_weight_bytes_counts_the_layers_and_heads_not_the_embeddings(loaded_tiny):
+    model = loaded_tiny.model
+    counted = common.step_weight_bytes(model)
+    lm = model.model.language_model
+    assert counted > common.tensor_bytes(lm.layers) > 0
+    assert counted < common.tensor_bytes(model) - common.tensor_bytes(lm.embed_tokens)
+
+
+def test_peak_memory_sees_a_large_allocation_on_cpu():
+    with common.PeakMemory(torch.device("cpu")) as meter:
+        block = torch.ones(64 * 2**20 // 4)
+        del block
+    assert meter.extra >= 60 * 2**20

@@ -1,0 +1,90 @@
+"""Many users at once on the real tiny model: every request answered once, with its own answer, one at a time.
+
+Measured (printed with -s): 50 concurrent /chat users, each with its own Client, all answered with exactly the
+answer their seed gives when run alone; chats and images mixed, images cancelled while running; the language
+model's forward never entered by two requests at once (forward hooks) and `section.max_active == 1`.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.meters import ModelUseCounter, section_idle, wait_until
+from support.serving import chat_args, chat_message, image_args, new_client, served
+
+USERS = 50
+TOKENS = 6
+
+
+@pytest.fixture
+def model_use(loaded_tiny, tiny_backend):
+    """Forward hooks on the language model (chat and image generation both run through it)."""
+    counter = ModelUseCounter(loaded_tiny.model.model.language_model)
+    tiny_backend.section.max_active = 0
+    yield counter
+    counter.remove()
+
+
+@pytest.fixture(scope="module")
+def roomy_app(tiny_backend):
+    """The tiny app with room in the queue for every user of these tests (the full-queue case is tested apart)."""
+    with served(tiny_backend, queue_size=64) as (_, url):
+        yield url
+
+
+def ask(url, download_dir, seed):
+    client = new_client(url, download_dir)
+    try:
+        job = client.submit(chat_message(f"request {seed}"), *chat_args(TOKENS, 1.0, 0.95, seed), api_name="/chat")
+        answer, status = job.result(timeout=120)
+        return seed, answer, status
+    finally:
+        client.close()
+
+
+def answer_alone(backend, seed):
+    chunks = list(backend.chat({"text": f"request {seed}", "files": []}, [], TOKENS, 1.0, 0.95, seed))
+    return chunks[-1].text
+
+
+def test_50_concurrent_chats_are_all_answered_once_and_one_at_a_time(roomy_app, tiny_backend, model_use, tmp_path):
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=USERS) as pool:
+        results = list(pool.map(lambda seed: ask(roomy_app, tmp_path / str(seed), seed), range(1, USERS + 1)))
+    elapsed = time.monotonic() - start
+    assert tiny_backend.section.max_active == 1
+    assert model_use.max_inside == 1
+    expected = {seed: answer_alone(tiny_backend, seed) for seed in range(1, USERS + 1)}
+    distinct = len(set(expected.values()))
+    assert distinct >= USERS * 0.8, "most seeds must give distinct answers for this test to see swaps"
+    assert sorted(seed for seed, _, _ in results) == list(range(1, USERS + 1))
+    for seed, answer, status in results:
+        assert answer == expected[seed], f"user {seed} got someone else's answer"
+        assert "tokens/s" in status
+    print(f"\n[hardening] {USERS} chats at once: all answered in {elapsed:.1f} s, {distinct} distinct, max_active 1")
+
+
+def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend, model_use, tmp_path):
+    """An image holds the model while chats wait; cancelling it frees gradio's slot at once (a second image
+    starts) while its last step still runs: the section and the forward hooks must still see one at a time."""
+    section, chats = tiny_backend.section, 6
+    painter_a, painter_b = new_client(roomy_app, tmp_path / "a"), new_client(roomy_app, tmp_path / "b")
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=chats) as pool:
+        image_a = painter_a.submit("a red fox", *image_args(seed=1, guidance_scale=1.0), api_name="/generate_images")
+        wait_until(lambda: section.active == 1, timeout=30)
+        asked = [pool.submit(ask, roomy_app, tmp_path / f"c{n}", n) for n in range(1, chats + 1)]
+        wait_until(lambda: section.waiting >= 1, timeout=30)  # a chat waits for the model
+        image_b = painter_b.submit("a blue fox", *image_args(seed=2, guidance_scale=1.0), api_name="/generate_images")
+        image_a.cancel()
+        time.sleep(0.5)
+        image_b.cancel()
+        answers = [future.result() for future in asked]
+    wait_until(lambda: section_idle(tiny_backend), timeout=10)
+    elapsed = time.monotonic() - start
+    painter_a.close(), painter_b.close()
+    assert sorted(seed for seed, _, _ in answers) == list(range(1, chats + 1))
+    assert all("tokens/s" in status for _, _, status in answers)
+    assert section.max_active == 1
+    assert model_use.max_inside == 1
+    print(f"\n[hardening] {chats} chats + 2 images (cancelled mid-run): {elapsed:.1f} s, max_active 1, forward max 1")

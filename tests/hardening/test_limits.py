@@ -1,0 +1,211 @@
+"""Oversized requests are refused or capped, with a message, and a request cannot outstay its deadline.
+
+Measured (printed with -s): a 1 MB message or prompt refused naming its size and the limit; a 1000-turn history
+capped to the last 20 turns (with a note), or refused when too long to fit `max_context_tokens`; 20 images in one
+message or a 5th image in a conversation refused; a forged history (1000 turns, a file never uploaded) sent
+through gradio's chat-state route handled the same way; a generation past `request_deadline_s` stopped with a
+message, close to the deadline.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client.exceptions import AppError
+from PIL import Image
+from support.meters import section_idle
+from support.raw_api import fn_index, raw_call
+from support.serving import chat_args, chat_message, image_args
+
+from janus_demo.service import validation
+from janus_demo.service.backend import Backend
+from janus_demo.service.errors import BusyError, InputError
+from janus_demo.web.chat_tab import status_line
+
+ONE_MB = "a" * 2**20
+TOO_LONG = "This conversation is too long; clear it and start again."
+
+
+def turns(count, text="hi"):
+    """`count` answered exchanges, in the browser's message format."""
+    history = []
+    for n in range(count):
+        history.append({"role": "user", "content": [{"type": "text", "text": f"{text} {n}"}]})
+        history.append({"role": "assistant", "content": [{"type": "text", "text": f"answer {n}"}]})
+    return history
+
+
+def small_pngs(folder, count):
+    paths = []
+    for n in range(count):
+        path = folder / f"{n}.png"
+        Image.new("RGB", (16, 16), (n * 10, 0, 0)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def timed_refusal(call):
+    start = time.monotonic()
+    with pytest.raises(AppError) as refused:
+        call()
+    return str(refused.value), time.monotonic() - start
+
+
+# --- size of text
+
+
+def test_a_1_mb_message_is_refused(client, tiny_backend):
+    entered = tiny_backend.section.entered
+    message, seconds = timed_refusal(lambda: client.predict(chat_message(ONE_MB), *chat_args(), api_name="/chat"))
+    assert message == "Message is too long: 1,048,576 characters; the limit is 8,000."
+    assert tiny_backend.section.entered == entered
+    print(f"\n[hardening] 1 MB chat message refused in {seconds:.2f} s")
+
+
+def test_a_1_mb_prompt_is_refused(client, tiny_backend):
+    entered = tiny_backend.section.entered
+    message, seconds = timed_refusal(lambda: client.predict(ONE_MB, *image_args(), api_name="/generate_images"))
+    assert message == "Prompt is too long: 1,048,576 characters; the limit is 4,000."
+    assert tiny_backend.section.entered == entered
+    print(f"\n[hardening] 1 MB image prompt refused in {seconds:.2f} s")
+
+
+def test_the_model_layer_accepts_every_prompt_the_app_allows(tiny_backend):
+    longest = "a fox " * (tiny_backend.limits.max_prompt_chars // 6)
+    stream = tiny_backend.generate_images(longest, 1)  # checked now, run only when iterated
+    stream.close()
+
+
+# --- length of the conversation
+
+
+def test_a_1000_turn_history_is_capped_to_the_newest_turns_with_a_note(fake):
+    chunks = list(fake.chat({"text": "and now?", "files": []}, turns(1000), 4, 0.0, 0.95, 3))
+    capped = fake.prompt_lengths[-1]
+    list(fake.chat({"text": "and now?", "files": []}, turns(1000)[-38:], 4, 0.0, 0.95, 3))  # 19 turns + this one
+    assert capped == fake.prompt_lengths[-1], "the model reads the same 20 turns either way"
+    assert chunks[-1].text == "seed=3 xxxx"
+    assert chunks[-1].note == "only the last 20 turns of this conversation were used"
+    assert "only the last 20 turns" in status_line(chunks[-1])
+
+
+def test_a_conversation_too_long_for_the_context_is_refused_before_the_model(fake):
+    long_turns = turns(1000, text="x" * 7000)  # the newest 20 turns alone are 140,000 characters
+    start = time.monotonic()
+    with pytest.raises(InputError, match=TOO_LONG):
+        fake.chat({"text": "and now?", "files": []}, long_turns, 4, 0.0, 0.95, 1)
+    seconds = time.monotonic() - start
+    assert fake.section.entered == 0
+    print(f"\n[hardening] 1000 turns of 7000 characters refused in {seconds:.2f} s")
+
+
+def test_max_context_tokens_counts_the_rendered_conversation_with_its_images(loaded_tiny, tmp_path):
+    backend = Backend(loaded_tiny, limits=validation.Limits(max_context_tokens=500))
+    with pytest.raises(
+        InputError, match=r"too long; clear it and start again. \(It is [\d,]+ tokens; the limit is 500"
+    ):
+        backend.chat({"text": "What is this?", "files": small_pngs(tmp_path, 1)}, [])  # one image: 576 tokens
+    with pytest.raises(InputError, match=TOO_LONG):
+        backend.chat({"text": "word " * 600, "files": []}, [])
+    assert list(backend.chat({"text": "Hello", "files": []}, [], 2))[-1].done
+    assert backend.section.entered == 1
+
+
+# --- images per conversation
+
+
+def test_20_images_in_one_message_are_refused(client, tiny_backend, tmp_path):
+    files = tuple(small_pngs(tmp_path, 20))
+    entered = tiny_backend.section.entered
+    message, seconds = timed_refusal(lambda: client.predict(chat_message("all", files), *chat_args(), api_name="/chat"))
+    assert message == "This conversation has 20 images; the limit is 4. Please clear it and start a new one."
+    assert tiny_backend.section.entered == entered
+    print(f"\n[hardening] 20 images in one message refused in {seconds:.2f} s")
+
+
+def test_a_fifth_image_in_a_conversation_is_refused_and_the_conversation_goes_on(client, tmp_path):
+    pictures = small_pngs(tmp_path, 5)
+    for picture in pictures[:4]:
+        assert "tokens/s" in client.predict(chat_message("and this?", (picture,)), *chat_args(), api_name="/chat")[1]
+    message, _ = timed_refusal(
+        lambda: client.predict(chat_message("and this?", (pictures[4],)), *chat_args(), api_name="/chat")
+    )
+    assert message == "This conversation has 5 images; the limit is 4. Please clear it and start a new one."
+    assert "tokens/s" in client.predict(chat_message("words only"), *chat_args(), api_name="/chat")[1]
+
+
+# --- a forged history through gradio's own chat-state route
+
+
+def chat_state_route(url):
+    """The queue-less route ChatInterface uses to copy the browser's chatbot into the server's history."""
+    config = httpx.get(url + "config", timeout=10).json()
+    types = {component["id"]: component["type"] for component in config["components"]}
+    for dependency in config["dependencies"]:
+        inputs, outputs = dependency["inputs"], dependency["outputs"]
+        if (
+            dependency.get("queue") is False
+            and [types[i] for i in inputs] == ["chatbot"]
+            and [types[o] for o in outputs] == ["state", "state"]
+        ):
+            return dependency["api_name"]
+    raise AssertionError("ChatInterface's chat-state route not found")
+
+
+def file_block(path):
+    return {"type": "file", "file": {"path": str(path), "meta": {"_type": "gradio.FileData"}}}
+
+
+def set_history(url, session_hash, history):
+    body = {"data": [history], "session_hash": session_hash}
+    return httpx.post(f"{url}gradio_api/run/{chat_state_route(url)}", json=body, timeout=30)
+
+
+def test_a_forged_history_through_the_api_is_capped_and_unreadable_files_left_out(fake):
+    never_uploaded = Path(os.environ["GRADIO_TEMP_DIR"]) / "never-uploaded" / "cat.png"
+    forged = turns(1000)
+    forged[-2]["content"].insert(0, file_block(never_uploaded))
+    assert set_history(fake.url, "forger", forged).status_code == 200
+    completed, _ = raw_call(
+        fake.url, fn_index(fake.url, "chat"), [{"text": "and?", "files": []}, None, *chat_args()], session_hash="forger"
+    )
+    answer, status = completed["output"]["data"][0], completed["output"]["data"][2]
+    assert answer == "seed=1 xxxx"
+    assert "only the last 20 turns" in status and "1 earlier image(s) could not be read" in status
+
+    outside = [{"role": "user", "content": [file_block("/etc/passwd")]}]
+    assert set_history(fake.url, "reader", outside).status_code != 200  # gradio refuses files it did not receive
+
+
+# --- the per-request deadline
+
+
+@pytest.fixture
+def hurried(loaded_tiny):
+    return Backend(loaded_tiny, limits=validation.Limits(request_deadline_s=0.5))
+
+
+def test_a_chat_past_the_deadline_is_stopped_with_a_message(hurried):
+    start = time.monotonic()
+    chunks = [
+        c for c in hurried.chat({"text": "Tell me everything.", "files": []}, [], 2048, 0.0) if hasattr(c, "done")
+    ]
+    seconds = time.monotonic() - start
+    last = chunks[-1]
+    assert last.done and last.stop_reason == "deadline" and last.new_tokens < 2048
+    assert status_line(last).endswith("stopped at the time limit")
+    assert seconds < 1.5
+    assert section_idle(hurried)
+    print(f"\n[hardening] chat with a 0.5 s deadline stopped after {seconds:.2f} s ({last.new_tokens} tokens)")
+
+
+def test_an_image_generation_past_the_deadline_is_stopped_with_a_message(hurried):
+    start = time.monotonic()
+    with pytest.raises(BusyError, match=r"ran past the 0.5 s limit and was stopped. Try fewer images."):
+        list(hurried.generate_images("a red fox", 1, 1.0, 1.0, 1, 1.0, 0, "off"))
+    seconds = time.monotonic() - start
+    assert seconds < 1.5
+    assert section_idle(hurried)
+    print(f"\n[hardening] image generation with a 0.5 s deadline stopped after {seconds:.2f} s")

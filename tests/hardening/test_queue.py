@@ -1,0 +1,64 @@
+"""A full queue refuses at once and cleanly, and the service carries on once the line moves.
+
+Measured (printed with -s): with queue_size=2 and the model held by a paused fake, the next /chat and
+/generate_images requests fail with gradio_client's QueueError (HTTP 503, "Queue is full") within 1 s;
+after the model is released every accepted request is answered and a new one succeeds.
+"""
+
+import time
+
+import httpx
+import pytest
+from gradio_client.utils import QueueError
+from support.fake_backend import FakeBackend
+from support.meters import section_idle, wait_until
+from support.raw_api import fn_index, raw_join
+from support.serving import chat_args, chat_message, close_all, image_args, new_client, served
+
+QUEUE_SIZE = 2
+
+
+@pytest.fixture
+def small_queue_app(loaded_tiny):
+    backend = FakeBackend(loaded_tiny)
+    with served(backend, queue_size=QUEUE_SIZE) as (demo, url):
+        yield backend, demo, url
+
+
+def refusal_seconds(client, *args, api_name):
+    start = time.monotonic()
+    job = client.submit(*args, api_name=api_name)
+    with pytest.raises(QueueError, match="Queue is full"):
+        job.result(timeout=10)
+    return time.monotonic() - start
+
+
+def test_a_full_queue_refuses_within_a_second_and_service_resumes(small_queue_app, tmp_path):
+    backend, demo, url = small_queue_app
+    backend.gate.clear()  # the first request holds the model until the gate opens
+    users = [new_client(url, tmp_path / str(n)) for n in range(QUEUE_SIZE + 1)]
+    jobs = [user.submit(chat_message(f"hi {n}"), *chat_args(seed=n), api_name="/chat") for n, user in enumerate(users)]
+    wait_until(lambda: backend.section.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=20)
+
+    late = new_client(url, tmp_path / "late")
+    chat_refused = refusal_seconds(late, chat_message("one more"), *chat_args(), api_name="/chat")
+    image_refused = refusal_seconds(late, "a fox", *image_args(), api_name="/generate_images")
+    with httpx.Client(base_url=url, timeout=10) as http:
+        response = raw_join(http, fn_index(url, "chat"), [{"text": "x", "files": []}, None, *chat_args()], "raw")
+    assert response.status_code == 503 and "Queue is full" in response.text
+    assert chat_refused < 1.0 and image_refused < 1.0
+
+    backend.gate.set()
+    answers = [job.result(timeout=30) for job in jobs]
+    assert [answer for answer, _ in answers] == [f"seed={n} xxxx" for n in range(QUEUE_SIZE + 1)]
+    start = time.monotonic()
+    answer, _ = late.predict(chat_message("after"), *chat_args(seed=7), api_name="/chat")
+    resumed = time.monotonic() - start
+    assert answer == "seed=7 xxxx"
+    wait_until(lambda: section_idle(backend), timeout=2)
+    assert backend.section.max_active == 1
+    close_all([*users, late])
+    print(
+        f"\n[hardening] queue full: /chat refused in {chat_refused:.2f} s, /generate_images in {image_refused:.2f} s;"
+        f" next request answered in {resumed:.2f} s after the line cleared"
+    )

@@ -1,0 +1,53 @@
+"""Chat answers stream token by token, never showing half a UTF-8 character, ending as the full decode."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from janus_demo.model.chat import ChatOptions, _EmittingStreamer, encode_conversation, generate_answer
+from janus_demo.model.tiny import build_tokenizer
+
+
+@pytest.mark.parametrize("text", ["plain words here", "Héllo wörld — 猫 🐱 ok", "👍🏽👍🏽 mixed émojis"])
+def test_streamed_text_is_the_full_decode_and_never_half_a_character(text):
+    tokenizer = build_tokenizer()
+    chunks = []
+    streamer = _EmittingStreamer(SimpleNamespace(processor=SimpleNamespace(tokenizer=tokenizer)), chunks.append)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt comes first and is skipped
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    assert chunks[-1].text == text and chunks[-1].new_tokens == len(ids)
+    assert all("\ufffd" not in chunk.text for chunk in chunks)
+    assert [c.text for c in chunks] == sorted({c.text for c in chunks}, key=len), "each chunk extends the last"
+    if text.isascii():
+        assert len(chunks) == len(ids), "one update per token"
+
+
+def test_generate_answer_emits_per_token_and_a_final_chunk(loaded_tiny):
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+    inputs = encode_conversation(loaded_tiny, messages, [])
+    chunks = []
+    generate_answer(
+        loaded_tiny, inputs, ChatOptions(max_new_tokens=12, temperature=1.0), threading.Event(), chunks.append
+    )
+    final = chunks[-1]
+    assert final.done and final.stop_reason in ("eos", "length") and final.new_tokens <= 12
+    assert all(not chunk.done for chunk in chunks[:-1]) and len(chunks) > 2
+
+
+def test_a_set_stop_event_ends_generation_at_the_next_token(loaded_tiny):
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+    inputs = encode_conversation(loaded_tiny, messages, [])
+    stop, chunks = threading.Event(), []
+
+    def emit(chunk):
+        chunks.append(chunk)
+        if chunk.new_tokens >= 3:
+            stop.set()
+
+    generate_answer(loaded_tiny, inputs, ChatOptions(max_new_tokens=500, temperature=0.0), stop, emit)
+    assert chunks[-1].stop_reason == "stopped"
+    assert chunks[-1].new_tokens <= chunks[-2].new_tokens + 1, "at most one more token after the stop"

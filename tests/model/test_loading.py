@@ -1,0 +1,111 @@
+"""Loading through from_pretrained: the tiny build, quantization, device/dtype and clear errors."""
+
+import time
+
+import bitsandbytes as bnb
+import pytest
+import torch
+
+from janus_demo.model.loading import ModelLoadError, load_janus
+from janus_demo.model.tiny import build_tiny_janus, ensure_tiny_janus
+
+
+def test_tiny_build_is_fast_deterministic_and_reloads_offline(tmp_path, loaded_tiny):
+    start = time.perf_counter()
+    build_tiny_janus(tmp_path / "a", seed=0)
+    assert time.perf_counter() - start < 30
+    build_tiny_janus(tmp_path / "b", seed=0)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+
+    info = loaded_tiny.info()
+    assert info["random_weights"] is True
+    assert info["device"] == "cpu" and info["dtype"] == "float32" and info["quantization"] == "none"
+    assert info["quantized_layers"] == 0
+    assert loaded_tiny.model.generation_config.generation_kwargs["boi_token_id"] == (
+        loaded_tiny.processor.tokenizer.convert_tokens_to_ids("<begin_of_image>")
+    )
+
+
+def test_tiny_keeps_janus_image_structure(loaded_tiny):
+    config = loaded_tiny.model.config
+    assert config.vision_config.image_size == 384 and config.vision_config.num_image_tokens == 576
+    assert config.vq_config.num_embeddings == 16384
+    with torch.inference_mode():
+        pixels = loaded_tiny.model.decode_image_tokens(torch.zeros(1, 576, dtype=torch.long))
+    assert tuple(pixels.shape) == (1, 384, 384, 3)
+
+
+def test_model_tiny_builds_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JANUS_TINY_DIR", str(tmp_path / "cache"))
+    first = ensure_tiny_janus()
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert ensure_tiny_janus() == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    loaded = load_janus("tiny", quantization="none", device="cpu")
+    assert loaded.model_id == "tiny" and loaded.random_weights
+
+
+def answer(loaded, prompt="Hello", tokens=8):
+    inputs = loaded.processor(text=[prompt], return_tensors="pt")
+    with torch.inference_mode():
+        out = loaded.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+    return out[0, inputs["input_ids"].shape[1] :]
+
+
+@pytest.mark.parametrize("mode, layer_type", [("4bit", bnb.nn.Linear4bit), ("8bit", bnb.nn.Linear8bitLt)])
+def test_quantization_replaces_only_language_model_linears(tiny_dir, loaded_tiny, mode, layer_type):
+    loaded = load_janus(str(tiny_dir), quantization=mode, device="cpu")
+    quantized = {name for name, module in loaded.model.named_modules() if isinstance(module, layer_type)}
+    lm_linears = {
+        name
+        for name, module in loaded_tiny.model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.startswith("model.language_model.")
+    }
+    assert quantized == lm_linears and len(quantized) == 14  # 2 layers x (q, k, v, o, gate, up, down)
+    info = loaded.info()
+    assert info["quantization"] == mode and info["quantized_layers"] == 14
+    assert info["footprint_bytes"] < loaded_tiny.info()["footprint_bytes"]
+    assert len(answer(loaded)) == 8  # the quantized model still answers
+
+
+def test_auto_quantization_is_none_on_cpu(tiny_dir):
+    assert load_janus(str(tiny_dir), quantization="auto", device="cpu").quantization == "none"
+
+
+@pytest.mark.parametrize("model", ["/no/such/folder", "nobody/no-such-janus"])
+def test_missing_model_is_one_actionable_line(model):
+    with pytest.raises(ModelLoadError) as caught:
+        load_janus(model, device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "--model PATH" in message and "--model tiny" in message
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelLoadError, match="--device cpu"):
+        load_janus("tiny", device="cuda")
+
+
+def test_load_errors_name_the_fix():
+    from janus_demo.model.loading import explain_load_error
+
+    cpu = torch.device("cpu")
+    oom = explain_load_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "big", "none", cpu)
+    assert "--quantization 4bit" in oom and "Janus-Pro-1B" in oom
+    bnb_error = explain_load_error(RuntimeError("bitsandbytes: no kernel for this device"), "m", "4bit", cpu)
+    assert "--quantization none" in bnb_error
+    assert "\n" not in explain_load_error(ValueError("a\nb"), "m", "none", cpu)
+
+
+def test_zero_gpu_loads_on_the_cpu_first_in_bf16_without_quantization(monkeypatch):
+    from janus_demo.model.loading import device_map, resolve_dtype, resolve_quantization
+
+    cuda = torch.device("cuda")
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert device_map(cuda) == {"": 0} and resolve_quantization("auto", cuda) == "4bit"
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert device_map(cuda) == {"": "cpu"}
+    assert resolve_quantization("auto", cuda) == "none" and resolve_quantization("4bit", cuda) == "4bit"
+    assert resolve_dtype("auto", cuda) == torch.bfloat16
+    assert device_map(torch.device("cpu")) == {"": "cpu"}

@@ -1,0 +1,112 @@
+"""A Backend whose model work is a controllable fake: real validation, intake, tokenizer and model lock.
+
+    backend = FakeBackend(loaded_tiny, token_delay=0.01)
+
+`FakeBackend` replaces only the model work (`Backend._answer` / `Backend._draw`): everything before the
+model lock (validation, image intake, tokenization) and the lock itself stay real. Its work counts
+tokens (chat) and steps (images) in `produced`, tracks how many runs are inside at once (`max_inside`),
+and can be slowed, paused (`gate`) or made to raise (`fail_seeds`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PIL import Image
+
+from janus_demo.model import chat
+from janus_demo.model import image_loop as imagegen
+from janus_demo.service.backend import Backend
+
+IMAGE_STEPS = 24  # fake image generation: steps per picture, unless `image_steps` is changed
+
+
+class FakeBackend(Backend):
+    """A Backend around a real (tiny) `loaded` whose chat and image work are fakes.
+
+    Chat answers are "seed=<seed> " followed by one "x" per token, so every request's answer names its seed.
+    `fail_seeds(seed)` True makes the work raise `error(seed)` (FileNotFoundError with a server path by default).
+    """
+
+    def __init__(self, loaded: Any, *, token_delay: float = 0.0, step_delay: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(loaded, **kwargs)
+        self.gate = threading.Event()  # cleared: the work waits (holding the section) until it is set again
+        self._lock = threading.Lock()
+        self.reset(token_delay=token_delay, step_delay=step_delay)
+
+    def reset(self, token_delay: float = 0.0, step_delay: float = 0.0) -> FakeBackend:
+        """Back to fast, open and never failing, counters at zero (the section's too)."""
+        self.token_delay, self.step_delay, self.image_steps = token_delay, step_delay, IMAGE_STEPS
+        self.fail_seeds: Callable[[int], bool] = lambda seed: False
+        self.error: Callable[[int], BaseException] = lambda seed: FileNotFoundError("/secret/path/weights.safetensors")
+        self.gate.set()
+        self.produced = 0  # tokens + image steps produced so far, by every request
+        self.inside = self.max_inside = 0
+        self.prompt_lengths: list[int] = []
+        self.section.max_active = self.section.entered = 0
+        return self
+
+    # --- the fakes
+
+    def _answer(self, inputs, options: chat.ChatOptions, stop: threading.Event, emit) -> None:
+        with self._inside():
+            self.prompt_lengths.append(chat.prompt_length(inputs))
+            self._maybe_fail(options.seed)
+            text, count, start, reason = f"seed={options.seed} ", 0, time.perf_counter(), None
+            while count < options.max_new_tokens and not (reason := self._why_stop(stop, options.deadline)):
+                self._step(self.token_delay, stop)
+                count, text = count + 1, text + "x"
+                emit(chat.ChatChunk(text, count, time.perf_counter() - start))
+            elapsed = time.perf_counter() - start
+            emit(chat.ChatChunk(text, count, elapsed, done=True, stop_reason=reason or "length"))
+
+    def _draw(self, request: imagegen.ImageRequest, stop: threading.Event) -> Iterator[imagegen.ImageProgress]:
+        with self._inside():
+            self._maybe_fail(request.seed)
+            start = time.perf_counter()
+            total = self.image_steps
+            for step in range(1, total + 1):
+                if stop.is_set():
+                    return
+                self._step(self.step_delay, stop)
+                elapsed = time.perf_counter() - start
+                yield imagegen.ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9))
+            images = [Image.new("RGB", (8, 8), (request.seed % 256, 0, 0)) for _ in range(request.num_images)]
+            yield imagegen.ImageProgress(total, total, time.perf_counter() - start, 1.0, images=images)
+
+    # --- helpers
+
+    @contextlib.contextmanager
+    def _inside(self) -> Iterator[None]:
+        with self._lock:
+            self.inside += 1
+            self.max_inside = max(self.max_inside, self.inside)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+    def _maybe_fail(self, seed: int) -> None:
+        if self.fail_seeds(seed):
+            raise self.error(seed)
+
+    def _step(self, delay: float, stop: threading.Event) -> None:
+        while not self.gate.wait(0.01) and not stop.is_set():
+            pass
+        if delay:
+            time.sleep(delay)
+        with self._lock:
+            self.produced += 1
+
+    @staticmethod
+    def _why_stop(stop: threading.Event, deadline: float | None) -> str | None:
+        if stop.is_set():
+            return "stopped"
+        if deadline is not None and time.monotonic() > deadline:
+            return "deadline"
+        return None

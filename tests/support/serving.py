@@ -1,0 +1,72 @@
+"""Serving a demo on loopback and talking to it as users do (gradio_client)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from janus_demo.service.backend import Backend
+
+
+def serve(demo, queue_size: int = 32) -> str:
+    """Launch `demo` on a free loopback port with app.py's queue and safety options; return its URL."""
+    from janus_demo.launch.server import configure_queue, safe_launch_options
+    from janus_demo.launch.settings import Settings
+
+    configure_queue(demo, queue_size)
+    options = safe_launch_options(Settings())
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, **options)
+    return demo.local_url
+
+
+@contextlib.contextmanager
+def served(backend: Backend, queue_size: int = 32) -> Iterator[tuple[Any, str]]:
+    """build_demo(backend) served on a free loopback port with app.py's queue and safety options."""
+    from janus_demo.web.demo import build_demo
+
+    demo = build_demo(backend)
+    url = serve(demo, queue_size)
+    try:
+        yield demo, url
+    finally:
+        demo.close()
+
+
+def new_client(url: str, download_dir: Any = None):
+    """One user: its own gradio_client session and download folder (None: files are not downloaded)."""
+    from gradio_client import Client
+
+    return Client(url, download_files=str(download_dir) if download_dir else False, verbose=False)
+
+
+def close_all(clients: list[Any]) -> None:
+    """Close clients in parallel (each close waits up to 1 s for its heartbeat thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
+        list(pool.map(lambda client: client.close(), clients))
+
+
+def chat_message(text: str, files: tuple[str, ...] = ()) -> dict[str, Any]:
+    from gradio_client import handle_file
+
+    return {"text": text, "files": [handle_file(f) for f in files]}
+
+
+def chat_args(max_new_tokens: Any = 4, temperature: Any = 0.0, top_p: Any = 0.95, seed: Any = 1) -> list[Any]:
+    """The /chat settings after the message, in endpoint order."""
+    return [max_new_tokens, temperature, top_p, seed]
+
+
+def image_args(
+    seed: Any = 1,
+    guidance_scale: Any = 5.0,
+    temperature: Any = 1.0,
+    num_images: Any = 1,
+    top_p: Any = 1.0,
+    preview_every: Any = 0,
+    preview_mode: Any = "off",
+) -> list[Any]:
+    """The /generate_images settings after the prompt, in endpoint order."""
+    return [seed, guidance_scale, temperature, num_images, top_p, preview_every, preview_mode]

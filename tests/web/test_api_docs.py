@@ -1,0 +1,62 @@
+"""The README's API examples run against the tiny app, and the API describes its endpoints."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTED_URL = "http://127.0.0.1:7860/"
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def python_snippets(section: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+SNIPPETS = python_snippets(readme_section("API"))
+
+
+def test_the_api_section_covers_every_endpoint():
+    text = "\n".join(SNIPPETS)
+    for endpoint in ("/model_info", "/chat", "/generate_images"):
+        assert f'api_name="{endpoint}"' in text
+    assert "client.submit(" in text and "for " in text, "show streaming with submit and iteration"
+    assert all(DOCUMENTED_URL in snippet for snippet in SNIPPETS)
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
+def test_readme_snippet_runs(snippet, app_url, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # the examples name files relative to the repository
+    exec(compile(snippet.replace(DOCUMENTED_URL, app_url), "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert printed.strip(), "every example prints what it got"
+
+
+def test_view_api_describes_the_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/chat", "/generate_images", "/model_info"} <= api.keys()
+    assert api["/chat"]["description"].startswith("Chat with Janus-Pro about images")
+    assert api["/generate_images"]["description"].startswith("Generate images from a text prompt")
+    assert api["/model_info"]["description"].startswith("The loaded model")
+    chat_params = [p["parameter_name"] for p in api["/chat"]["parameters"]]
+    assert chat_params == ["message", "max_new_tokens", "temperature", "top_p", "seed"]
+    assert api["/chat"]["parameters"][0]["label"] == "Message"
+    images_params = [p["parameter_name"] for p in api["/generate_images"]["parameters"]]
+    assert images_params == [
+        "prompt",
+        "seed",
+        "guidance_scale",
+        "temperature",
+        "num_images",
+        "top_p",
+        "preview_every",
+        "preview_mode",
+    ]
+    assert [r["label"] for r in api["/chat"]["returns"]][1] == "Status"
