@@ -89,7 +89,7 @@ class _Clock(BaseStreamer):
 def run_plain(loaded: LoadedJanus, options: chat.ChatOptions) -> Run:
     messages, images = conversation()
     start = time.perf_counter()
-    inputs = chat.build_inputs(loaded, messages, images)
+    inputs = chat.to_model(loaded, chat.encode_conversation(loaded, messages, images))
     clock = _Clock(start)
     torch.manual_seed(options.seed)
     tokenizer = loaded.processor.tokenizer
@@ -174,14 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.models, args.repeats, args.max_new_tokens = "tiny", 1, 8
     device, dtype, models = common.setup(args)
-    options = chat.ChatOptions(max_new_tokens=args.max_new_tokens)
+    options = common.chat_options(max_new_tokens=args.max_new_tokens)
 
     rows = []
     for name in models:
         loaded = common.load_model(name, device, dtype, args.quantization, args.mid_layers)
         print(f"[{name}] warming up, then {args.repeats} round(s)...", flush=True)
         with forced_length(loaded, 2):
-            run_plain(loaded, chat.ChatOptions(max_new_tokens=2))
+            run_plain(loaded, common.chat_options(max_new_tokens=2))
         label = name if name == "tiny" else f"{name} ({loaded.model_id})"
         rows += table_rows(label, measure(loaded, options, args.repeats))
         del loaded

@@ -28,7 +28,7 @@ import torch
 
 from benchmarks import common
 from janus_demo.model import cuda_graphs, previews
-from janus_demo.model.image_loop import ImageRequest, prompt_input_ids
+from janus_demo.model.image_loop import encode_prompt
 from janus_demo.model.loading import LoadedJanus
 
 GENERATE = "transformers generate"
@@ -38,9 +38,9 @@ EAGER = "our loop, eager steps"
 
 def methods_for(loaded: LoadedJanus, args: argparse.Namespace) -> dict[str, Callable[[], float]]:
     """The methods to time on `loaded`, by name."""
-    base = dict(prompt=common.PROMPT, seed=0, num_images=args.num_images, preview_every=args.preview_every)
-    request = ImageRequest(**base, preview_mode="off")
-    with_previews = ImageRequest(**base, preview_mode="auto")
+    base = dict(num_images=args.num_images, preview_every=args.preview_every)
+    request = common.image_request(loaded, **base, preview_mode="off")
+    with_previews = common.image_request(loaded, **base, preview_mode="auto")
     methods = {
         GENERATE: lambda: common.time_generate(loaded, request),
         LOOP: lambda: common.time_loop(loaded, request),
@@ -94,7 +94,7 @@ def floor_row(name: str, loaded: LoadedJanus, loop_seconds: float, bandwidth: fl
     """Weights read per step x 576 / bandwidth, with and without the KV cache reads, next to our loop."""
     weights = common.step_weight_bytes(loaded.model)
     rows = 2 * num_images  # guidance doubles the batch
-    prompt_len = prompt_input_ids(loaded, common.PROMPT).shape[1]
+    prompt_len = encode_prompt(loaded, common.PROMPT).shape[1]
     kv = common.step_kv_bytes(loaded.model, rows, prompt_len, loaded.dtype)
     floor = weights * common.IMAGE_TOKENS / bandwidth
     floor_kv = (weights + kv) * common.IMAGE_TOKENS / bandwidth

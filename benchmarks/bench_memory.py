@@ -23,11 +23,10 @@ from collections import Counter
 
 import torch
 from transformers import JanusForConditionalGeneration
-from transformers.initialization import no_init_weights
 
 from benchmarks import common
-from janus_demo.model import loading, memory
-from janus_demo.model.image_loop import DECODE_CHUNK, ImageRequest, iter_image_generation
+from janus_demo.model import internals, loading, memory
+from janus_demo.model.image_loop import DECODE_CHUNK, iter_image_generation
 from janus_demo.model.loading import LoadedJanus
 
 MODES = ("none", "8bit", "4bit")
@@ -42,7 +41,7 @@ def mode_label(quantization: str) -> str:
 def peak_for_request(loaded: LoadedJanus, num_images: int) -> int:
     """Absolute peak allocated bytes over one whole request, as the app runs it (CUDA only)."""
     common.free_device_memory(loaded.device)
-    request = ImageRequest(common.PROMPT, seed=0, num_images=num_images)
+    request = common.image_request(loaded, num_images=num_images)
     with common.PeakMemory(loaded.device) as meter:
         for _ in iter_image_generation(loaded, request, threading.Event()):
             pass
@@ -62,7 +61,7 @@ def meta_model(shape: common.Shape, small_vision: bool = False) -> JanusForCondi
     """The model of `shape` on the meta device: sizes and dtypes, no memory."""
     tokenizer = common.filler_tokenizer(shape.vocab)
     config = common.janus_config(shape, tokenizer, shape.layers, small_vision)
-    with no_init_weights(), common.default_dtype(torch.bfloat16), torch.device("meta"):
+    with internals.skip_weight_init(), common.default_dtype(torch.bfloat16), torch.device("meta"):
         return JanusForConditionalGeneration(config)
 
 
@@ -72,13 +71,12 @@ def estimated_footprint(model: torch.nn.Module, quantization: str) -> int:
     total = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     if quantization == "none":
         return total
-    from transformers.quantizers.quantizers_utils import should_convert_module
 
     skip = loading.quantization_config(quantization).llm_int8_skip_modules
     sizes = Counter(
         (m.in_features, m.out_features)
         for name, m in model.named_modules()
-        if type(m) is torch.nn.Linear and should_convert_module(name, skip)
+        if type(m) is torch.nn.Linear and internals.quantizes(name, skip)
     )
     for (fan_in, fan_out), count in sizes.items():
         total += count * (_quantized_bytes(fan_in, fan_out, quantization) - fan_in * fan_out * 2)

@@ -29,7 +29,7 @@ import torch
 from benchmarks import common
 from benchmarks.common import PROMPT, load_tiny, time_generate, time_loop, warm_up  # noqa: F401 - re-exported
 from janus_demo.model import previews
-from janus_demo.model.image_loop import ImageRequest, decode_images
+from janus_demo.model.image_loop import decode_images
 from janus_demo.model.loading import LoadedJanus
 
 MODES = ("palette", "decode")
@@ -48,13 +48,14 @@ def time_once(action: Callable[[], object]) -> float:
 
 def measure(loaded: LoadedJanus, args: argparse.Namespace, repeats: int, modes: list[str]) -> dict[str, float]:
     """Median seconds per method over interleaved, shuffled rounds (see common.interleaved)."""
-    base = dict(prompt=PROMPT, seed=0, num_images=args.num_images, preview_every=args.preview_every)
+    base = dict(num_images=args.num_images, preview_every=args.preview_every)
+    plain = common.image_request(loaded, **base, preview_mode="off")
     methods: dict[str, Callable[[], float]] = {
-        "transformers generate": lambda: time_generate(loaded, ImageRequest(**base, preview_mode="off")),
-        "our loop, no previews": lambda: time_loop(loaded, ImageRequest(**base, preview_mode="off")),
+        "transformers generate": lambda: time_generate(loaded, plain),
+        "our loop, no previews": lambda: time_loop(loaded, plain),
     }
     for mode in modes:
-        request = ImageRequest(**base, preview_mode=mode)
+        request = common.image_request(loaded, **base, preview_mode=mode)
         methods[f"our loop + {mode} previews"] = lambda request=request: time_loop(loaded, request)
     samples = common.interleaved(methods, repeats, loaded.device)
     return {name: common.median_seconds(runs) for name, runs in samples.items()}

@@ -40,11 +40,12 @@ from transformers import (  # noqa: E402
     LlamaConfig,
     PreTrainedTokenizerFast,
 )
-from transformers.initialization import no_init_weights  # noqa: E402
 
-from janus_demo.model import loading, tiny  # noqa: E402
-from janus_demo.model.image_loop import ImageRequest, iter_image_generation, prompt_input_ids  # noqa: E402
+from janus_demo.model import internals, loading, tiny  # noqa: E402
+from janus_demo.model.chat import ChatOptions  # noqa: E402
+from janus_demo.model.image_loop import ImageRequest, encode_prompt, iter_image_generation  # noqa: E402
 from janus_demo.model.loading import LoadedJanus  # noqa: E402
+from janus_demo.service.requests import Limits, chat_schema, image_schema  # noqa: E402
 
 PROMPT = "A lighthouse on a cliff at dusk, oil painting"
 IMAGE_TOKENS = 576
@@ -158,13 +159,12 @@ def quantize_in_memory(model: torch.nn.Module, quantization: str) -> torch.nn.Mo
     if quantization == "none":
         return model
     import bitsandbytes as bnb
-    from transformers.quantizers.quantizers_utils import should_convert_module
 
     config = loading.quantization_config(quantization)
     names = [
         name
         for name, module in model.named_modules()
-        if type(module) is torch.nn.Linear and should_convert_module(name, config.llm_int8_skip_modules)
+        if type(module) is torch.nn.Linear and internals.quantizes(name, config.llm_int8_skip_modules)
     ]
     for name in names:  # by name, so each full-precision layer is freed as soon as it is replaced
         model.set_submodule(name, _quantized_linear(model.get_submodule(name), config, bnb))
@@ -218,7 +218,7 @@ def build_random(
     layers = layers or shape.layers
     tokenizer = filler_tokenizer(shape.vocab)
     config = janus_config(shape, tokenizer, layers, small_vision)
-    with no_init_weights(), default_dtype(dtype), torch.device(device):
+    with internals.skip_weight_init(), default_dtype(dtype), torch.device(device):
         model = JanusForConditionalGeneration(config)
     fill_random_(model, seed)
     model.eval()
@@ -256,6 +256,18 @@ def prompt_length(processor=None, prompt: str = PROMPT) -> int:
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     return processor(text=text, generation_mode="image", return_tensors="pt")["input_ids"].shape[1]
+
+
+def image_request(loaded: LoadedJanus, **overrides: object) -> ImageRequest:
+    """A request as the app makes it: the schema's defaults (one image, seed 0) with `overrides`."""
+    values = image_schema(Limits(), gpu=False).defaults() | {"prompt": PROMPT, "seed": 0} | overrides
+    return ImageRequest(prompt_ids=encode_prompt(loaded, values["prompt"]), **values)
+
+
+def chat_options(**overrides: object) -> ChatOptions:
+    """Chat sampling settings: the schema's defaults (DeepSeek's) with `overrides`."""
+    values = chat_schema(Limits()).defaults() | overrides
+    return ChatOptions(values["max_new_tokens"], values["temperature"], values["top_p"], values["seed"])
 
 
 # --- devices and settings ----------------------------------------------------------------------
@@ -464,7 +476,7 @@ def copy_bandwidth(device: torch.device, nbytes: int | None = None, repeats: int
 def time_generate(loaded: LoadedJanus, request: ImageRequest) -> float:
     """Seconds for transformers' own image loop (sampling the full distribution, like ours), prompt included."""
     start = time.perf_counter()
-    input_ids = prompt_input_ids(loaded, request.prompt).to(loaded.device)
+    input_ids = request.prompt_ids.to(loaded.device)
     torch.manual_seed(request.seed)
     with torch.inference_mode():
         loaded.model.generate(
@@ -494,7 +506,7 @@ def time_loop(loaded: LoadedJanus, request: ImageRequest) -> float:
 def warm_up(loaded: LoadedJanus, steps: int = 16) -> None:
     """A few steps of our loop, so first-call costs (and the CUDA-graph check) land on no method."""
     stop = threading.Event()
-    for progress in iter_image_generation(loaded, ImageRequest(PROMPT, seed=1, preview_mode="off"), stop):
+    for progress in iter_image_generation(loaded, image_request(loaded, seed=1, preview_mode="off"), stop):
         if progress.step == steps:
             stop.set()
     synchronize(loaded.device)

@@ -1,12 +1,12 @@
 """Streaming chat with Janus: text and images in, the answer out token by token.
 
     inputs = encode_conversation(loaded, messages, images)   # CPU tensors; prompt_length(inputs) tokens
-    generate_answer(loaded, inputs, ChatOptions(temperature=0.1), stop, emit)
+    generate_answer(loaded, inputs, ChatOptions(max_new_tokens=512, temperature=0.1, top_p=0.95, seed=1), stop, emit)
     # emit(ChatChunk) is called with the whole answer so far after each decoded piece
 
-Runs `model.generate` (text mode) in the calling thread; `Backend.chat` encodes the
+Runs `model.generate` (text mode) in the calling thread; the service layer encodes the
 conversation first (so an over-long one is refused before it waits for the model), then runs
-the generation inside the GPU section and turns the emitted chunks into a generator.
+the generation under its model lock and turns the emitted chunks into a generator.
 A stopping criterion checks `stop` and the deadline after every token, so Stop ends the
 generation itself, not only the UI.
 """
@@ -25,21 +25,15 @@ from transformers.generation.streamers import BaseStreamer
 
 from janus_demo.model.loading import LoadedJanus
 
-# DeepSeek's demo defaults.
-DEFAULT_TEMPERATURE = 0.1
-DEFAULT_TOP_P = 0.95
-DEFAULT_MAX_NEW_TOKENS = 512
-DEFAULT_SEED = 42
-
 
 @dataclass(frozen=True)
 class ChatOptions:
     """Sampling settings of one answer; temperature 0 means greedy."""
 
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    temperature: float = DEFAULT_TEMPERATURE
-    top_p: float = DEFAULT_TOP_P
-    seed: int = DEFAULT_SEED
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
     deadline: float | None = None  # time.monotonic() after which generation stops
 
 
@@ -78,11 +72,6 @@ def to_model(loaded: LoadedJanus, inputs: dict[str, torch.Tensor]) -> dict[str, 
     if "pixel_values" in moved:
         moved["pixel_values"] = moved["pixel_values"].to(loaded.model.dtype)
     return moved
-
-
-def build_inputs(loaded: LoadedJanus, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
-    """Render the chat template and tokenize text and images for the model's device and dtype."""
-    return to_model(loaded, encode_conversation(loaded, messages, images))
 
 
 class _StopCriterion(StoppingCriteria):
@@ -161,7 +150,7 @@ def generate_answer(
     streamer = _EmittingStreamer(loaded, emit)
     criterion = _StopCriterion(stop, options.deadline)
     sample = options.temperature > 0
-    torch.manual_seed(options.seed)  # text-mode generate samples from the global RNG; the GPU section serialises us
+    torch.manual_seed(options.seed)  # text-mode generate samples from the global RNG; the model lock serialises us
     tokenizer = loaded.processor.tokenizer
     with torch.inference_mode():
         loaded.model.generate(

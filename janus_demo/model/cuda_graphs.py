@@ -9,8 +9,8 @@ How: the prompt's prefill runs eagerly. The first decode steps run eagerly too, 
 attention mask as wide as the KV cache. Then `language_model` + `generation_head` for one token of
 the whole batch is captured into a `torch.cuda.CUDAGraph` over those buffers and the request's
 `StaticCache`. In transformers 5.23 the cache's write position is a device tensor
-(`StaticLayer.cumulative_length`), from which the model derives positions and the causal mask, so a
-replay advances it with no host involvement. Sampling (guidance, temperature, top-p, the request's
+(`StaticLayer.cumulative_length`, read through `internals`), from which the model derives positions and
+the causal mask, so a replay advances it with no host involvement. Sampling (guidance, temperature, top-p, the request's
 `torch.Generator`) and the next embeddings stay eager, outside the graph.
 
 The fast path is skipped, silently and never as an error, on CPU, on ZeroGPU (`SPACES_ZERO_GPU`),
@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 
-from janus_demo.model import loading
+from janus_demo.model import internals, loading
 
 log = logging.getLogger("janus_demo")
 
@@ -82,12 +82,6 @@ def disable(model: torch.nn.Module, reason: str) -> None:
         log.warning("CUDA graphs disabled for this model, image steps run eagerly from now on: %s", reason)
 
 
-def forget(model: torch.nn.Module) -> None:
-    """Drop what is remembered about `model` (tests)."""
-    with _status_lock:
-        _status.pop(model, None)
-
-
 def _mark_verified(model: torch.nn.Module) -> None:
     with _status_lock:
         if _status.get(model) is None:
@@ -124,15 +118,6 @@ def run_on_side_stream(fn: Callable[[], torch.Tensor], device: torch.device) -> 
     current.wait_stream(side)
     out.record_stream(current)  # allocated on `side`, read on `current`
     return out
-
-
-def cache_positions(cache: object) -> list[torch.Tensor] | None:
-    """The cache's per-layer write positions (device tensors), or None if this cache keeps them elsewhere."""
-    layers = getattr(cache, "layers", None)
-    if not layers:
-        return None
-    positions = [getattr(layer, "cumulative_length", None) for layer in layers]
-    return positions if all(isinstance(p, torch.Tensor) for p in positions) else None
 
 
 # --- the graphed decode step -------------------------------------------------------------------
@@ -194,7 +179,7 @@ class GraphedDecode:
         return scores
 
     def _capture(self) -> None:
-        if self.verify_left and cache_positions(self.cache) is None:
+        if self.verify_left and internals.cache_write_positions(self.cache) is None:
             self._fall_back("the KV cache keeps its write position where the check cannot rewind it")
             return
         try:
@@ -205,10 +190,10 @@ class GraphedDecode:
 
     def _verified_step(self, eager: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Replay, rewind the cache position, redo the step eagerly; keep eager's result and compare."""
-        positions = [p.clone() for p in cache_positions(self.cache)]
+        positions = [p.clone() for p in internals.cache_write_positions(self.cache)]
         self.replay()
         graphed = self.out.clone()
-        for position, saved in zip(cache_positions(self.cache), positions, strict=True):
+        for position, saved in zip(internals.cache_write_positions(self.cache), positions, strict=True):
             position.copy_(saved)
         reference = eager()  # rewrites the same cache slot with eager's keys and values
         self.verify_left -= 1

@@ -1,6 +1,8 @@
 """Text-to-image with Janus-Pro, one image token at a time, with progress, previews and Stop.
 
-    request = ImageRequest(prompt="A red fox in the snow", seed=42, num_images=2)
+    ids = encode_prompt(loaded, "A red fox in the snow")
+    request = ImageRequest("A red fox in the snow", ids, seed=42, guidance_scale=5.0, temperature=1.0,
+                           top_p=1.0, num_images=2, preview_every=48, preview_mode="auto")
     for progress in iter_image_generation(loaded, request, stop=threading.Event()):
         if progress.previews: show(progress.previews)       # every `preview_every` steps
         if progress.done: save(progress.images)             # PIL RGB, 384x384
@@ -8,9 +10,9 @@
 `loaded` comes from `janus_demo.model.loading.load_janus`. The loop is our own, written over the model's
 public pieces, because `model.generate(generation_mode="image")` has no streamer, no Stop, uses the
 global RNG and crashes without guidance. For the same seed it yields the same tokens as `generate`
-(tested). Invalid requests raise `InputError` naming the field, and so does a CUDA request too large
-for the free GPU memory (`janus_demo.model.memory`). On CUDA the decode step is replayed from a CUDA graph
-(`janus_demo.model.cuda_graphs`; `JANUS_CUDA_GRAPHS=0` turns it off). No UI code lives here.
+(tested in fp32: guidance and softmax run in fp32 here, in the model's dtype there). Requests arrive
+checked (`janus_demo.service` builds them); nothing here checks user input. On CUDA the decode step is
+replayed from a CUDA graph (`janus_demo.model.cuda_graphs`; `JANUS_CUDA_GRAPHS=0` turns it off).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,30 +27,33 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo.model import cuda_graphs, memory, previews
+from janus_demo.model import cuda_graphs, previews
 from janus_demo.model.loading import LoadedJanus
-from janus_demo.service import validation
-from janus_demo.service.errors import InputError
 
-MAX_SEED = 2**32 - 1
-MAX_PREVIEW_EVERY = 576  # one preview per image at most
-MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 20.0  # 1.0 switches classifier-free guidance off
-MAX_TEMPERATURE = 2.0  # 0 picks the most likely token (greedy)
 DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ImageRequest:
-    """What to draw and how to sample it (defaults are DeepSeek's: guidance 5, temperature 1, full distribution)."""
+    """What to draw and how to sample it; the service layer builds it from checked input.
+
+    guidance_scale 1 switches classifier-free guidance off; temperature 0 is greedy; top_p 1 samples the
+    full distribution; preview_every 0 means no previews; preview_mode is one of previews.PREVIEW_MODES.
+    """
 
     prompt: str
+    prompt_ids: torch.Tensor  # (1, L): `encode_prompt(loaded, prompt)`
     seed: int
-    guidance_scale: float = 5.0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    num_images: int = 1
-    preview_every: int = 48  # steps between previews; 0 = no previews
-    preview_mode: str = "auto"  # "auto" | "decode" | "palette" | "off"
+    guidance_scale: float
+    temperature: float
+    top_p: float
+    num_images: int
+    preview_every: int
+    preview_mode: str
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale > 1.0
 
 
 @dataclass
@@ -59,7 +63,7 @@ class ImageProgress:
     step: int
     total: int
     elapsed: float  # seconds since the request started
-    tokens_per_second: float  # steps per second: each image of the batch gains one token per step
+    steps_per_second: float  # each step adds one token to every image of the batch
     previews: list[Image.Image] | None = None
     images: list[Image.Image] | None = None
 
@@ -73,52 +77,9 @@ class ImageProgress:
         """Seconds of token generation left at the current rate (None before the first step)."""
         if self.done:
             return 0.0
-        if self.tokens_per_second <= 0:
+        if self.steps_per_second <= 0:
             return None
-        return (self.total - self.step) / self.tokens_per_second
-
-
-# --- validation ----------------------------------------------------------------------------
-
-
-FIELD_LABELS = {  # request field -> the name the UI shows, used in error messages
-    "prompt": "Prompt",
-    "seed": "Seed",
-    "num_images": "Number of images",
-    "guidance_scale": "Guidance scale",
-    "temperature": "Temperature",
-    "top_p": "Top-p",
-    "preview_every": "Preview every",
-    "preview_mode": "Preview mode",
-}
-
-
-def validate_request(request: ImageRequest, limits: validation.Limits | None = None) -> None:
-    """Raise InputError, naming the field as the UI labels it, when a request is out of range."""
-    limits = limits or validation.Limits()
-    label = FIELD_LABELS
-    validation.check_text(request.prompt, label["prompt"], limits.max_prompt_chars)
-    validation.check_number(request.seed, label["seed"], 0, MAX_SEED, integer=True)
-    validation.check_number(request.num_images, label["num_images"], 1, limits.max_num_images, integer=True)
-    validation.check_number(request.guidance_scale, label["guidance_scale"], MIN_GUIDANCE, MAX_GUIDANCE)
-    validation.check_number(request.temperature, label["temperature"], 0.0, MAX_TEMPERATURE)
-    validation.check_number(request.top_p, label["top_p"], 0.0, 1.0, exclusive_lo=True)
-    validation.check_number(request.preview_every, label["preview_every"], 0, MAX_PREVIEW_EVERY, integer=True)
-    if request.preview_mode not in previews.PREVIEW_MODES:
-        modes = ", ".join(previews.PREVIEW_MODES)
-        raise InputError(f"{label['preview_mode']} must be one of {modes} (got {request.preview_mode!r}).")
-
-
-def request_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:
-    """The settings that reproduce an image, for PNG text chunks."""
-    return {
-        "prompt": request.prompt,
-        "seed": str(request.seed),
-        "guidance_scale": str(request.guidance_scale),
-        "temperature": str(request.temperature),
-        "top_p": str(request.top_p),
-        "model": model_id,
-    }
+        return (self.total - self.step) / self.steps_per_second
 
 
 # --- prompt and special tokens -------------------------------------------------------------
@@ -145,7 +106,7 @@ def special_ids(loaded: LoadedJanus) -> SpecialIds:
     )
 
 
-def prompt_input_ids(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
+def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
     """`<BOS><|User|>: prompt\\n\\n<|Assistant|>:<begin_of_image>` as a (1, L) tensor, as Janus builds it."""
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
     text = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
@@ -211,7 +172,7 @@ class ImageTokenLoop:
         self.model = loaded.model
         self.request = request
         self.device = loaded.device
-        self.guided = request.guidance_scale > 1.0
+        self.guided = request.guided
         self.total = self.model.model.vision_model.config.num_image_tokens
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
@@ -223,17 +184,7 @@ class ImageTokenLoop:
     @torch.inference_mode()
     def _prefill_inputs(self, loaded: LoadedJanus) -> None:
         ids = special_ids(loaded)
-        prompt_ids = prompt_input_ids(loaded, self.request.prompt)
-        memory.check_image_memory(
-            self.model,
-            self.device,
-            loaded.dtype,
-            self.request.num_images,
-            prompt_ids.shape[1],
-            self.guided,
-            DECODE_CHUNK,
-        )
-        rows = guidance_input_ids(prompt_ids, self.request.num_images, self.guided, ids).to(self.device)
+        rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, ids).to(self.device)
         batch, prompt_len = rows.shape
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
         self.attention_mask = torch.ones((batch, prompt_len + self.total), dtype=torch.long, device=self.device)
@@ -279,23 +230,12 @@ def iter_image_tokens(
 
     The grid is the loop's own buffer: copy it to keep it. Returns early, between steps, once `stop` is set.
     """
-    validate_request(request)
     loop = ImageTokenLoop(loaded, request)
     while loop.step < loop.total:
         if stop is not None and stop.is_set():
             return
         tokens = loop.advance()
         yield loop.step, tokens
-
-
-def generate_image_tokens(
-    loaded: LoadedJanus, request: ImageRequest, stop: threading.Event | None = None
-) -> torch.Tensor | None:
-    """All image tokens, (num_images, 576), or None when `stop` was set before the end."""
-    last = deque(iter_image_tokens(loaded, request, stop), maxlen=1)
-    if not last or last[0][0] < last[0][1].shape[1]:
-        return None
-    return last[0][1].clone()
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -326,7 +266,6 @@ def iter_image_generation(
 
     When `stop` is set the generator returns before the next step, without images.
     """
-    validate_request(request)
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
     total = loaded.model.model.vision_model.config.num_image_tokens

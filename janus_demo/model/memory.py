@@ -1,8 +1,8 @@
 """How much GPU memory a text-to-image request needs, checked before it starts.
 
-    check_image_memory(loaded, num_images=4, prompt_len=40, guided=True)   # raises InputError if it cannot fit
+    problem = image_memory_problem(loaded, num_images=4, prompt_len=40, guided=True)   # None: it fits
 
-`ImageTokenLoop` calls this on CUDA before allocating anything, so a request that cannot fit gets
+The service layer asks before a request waits for the model, so a request that cannot fit gets
 "4 images need about 9.3 GB; the GPU has 6.1 GB free. Try at most 2 images." instead of an
 out-of-memory error halfway through. The estimate (`estimate_image_memory`) is deliberately simple
 and on the high side; `benchmarks/bench_memory.py` prints it next to measured peaks.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from janus_demo.service.errors import InputError
+from janus_demo.model.loading import LoadedJanus
 
 GB = 1e9
 SAFETY_BYTES = 256 * 2**20  # allocator fragmentation, CUDA graph pool, small buffers
@@ -118,11 +118,12 @@ def memory_message(num_images: int, needed: int, available: int, max_images: int
     return f"{head} Try at most {max_images} {noun}."
 
 
-def check_fits(estimate: ImageMemoryEstimate, num_images: int, available: int) -> None:
-    """Raise InputError with `memory_message` when `num_images` do not fit in `available` bytes."""
+def fit_problem(estimate: ImageMemoryEstimate, num_images: int, available: int) -> str | None:
+    """`memory_message` when `num_images` do not fit in `available` bytes, else None."""
     needed = estimate.total(num_images)
-    if needed > available:
-        raise InputError(memory_message(num_images, needed, available, estimate.max_images(available)))
+    if needed <= available:
+        return None
+    return memory_message(num_images, needed, available, estimate.max_images(available))
 
 
 def available_cuda_bytes(device: torch.device) -> int:
@@ -132,17 +133,11 @@ def available_cuda_bytes(device: torch.device) -> int:
     return int(free + max(cached, 0))
 
 
-def check_image_memory(
-    model: torch.nn.Module,
-    device: torch.device,
-    dtype: torch.dtype,
-    num_images: int,
-    prompt_len: int,
-    guided: bool,
-    decode_chunk: int,
-) -> None:
-    """On CUDA, raise InputError before starting a request that cannot fit; elsewhere do nothing."""
-    if torch.device(device).type != "cuda":
-        return
-    estimate = estimate_image_memory(memory_shape(model, dtype), prompt_len, guided, decode_chunk)
-    check_fits(estimate, num_images, available_cuda_bytes(torch.device(device)))
+def image_memory_problem(
+    loaded: LoadedJanus, num_images: int, prompt_len: int, guided: bool, decode_chunk: int
+) -> str | None:
+    """On CUDA, why a request of `num_images` cannot fit in free GPU memory now; None when it can (or off CUDA)."""
+    if loaded.device.type != "cuda":
+        return None
+    estimate = estimate_image_memory(memory_shape(loaded.model, loaded.dtype), prompt_len, guided, decode_chunk)
+    return fit_problem(estimate, num_images, available_cuda_bytes(loaded.device))

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import JanusForConditionalGeneration
 
+from janus_demo.model import internals
+
 PREVIEW_MODES = ("auto", "decode", "palette", "off")
 GREY = 128  # colour of the positions not generated yet
 PALETTE_FIT_IMAGES = 1  # random token grids decoded to fit the palette (576 codes each)
@@ -40,9 +42,8 @@ def resolve_mode(mode: str, device: torch.device) -> str:
 
 def grid_shape(model: JanusForConditionalGeneration) -> tuple[int, int, int]:
     """(rows, columns, pixels per token side) of the image token grid: (24, 24, 16) for Janus-Pro."""
-    vq = model.model.vqmodel
-    rows, columns = vq.quantize.quant_state_dims
-    return rows, columns, 2 ** (len(vq.config.channel_multiplier) - 1)
+    rows, columns = internals.token_grid(model)
+    return rows, columns, 2 ** (len(model.config.vq_config.channel_multiplier) - 1)
 
 
 def render_previews(
@@ -62,12 +63,7 @@ def render_previews(
 @torch.inference_mode()
 def decode_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor, rows: int) -> torch.Tensor:
     """Decode the first `rows` token rows: (B, rows*columns) ids -> (B, rows*scale, columns*scale, 3) in [-1, 1]."""
-    vq = model.model.vqmodel
-    _, columns, _ = grid_shape(model)
-    latent = F.normalize(vq.quantize.embedding(tokens[:, : rows * columns]), p=2, dim=-1)  # as get_codebook_entry
-    latent = latent.view(tokens.shape[0], rows, columns, -1).permute(0, 3, 1, 2).contiguous()
-    pixels = vq.decoder(vq.post_quant_conv(latent))
-    return pixels.permute(0, 2, 3, 1)
+    return internals.decode_token_rows(model, tokens, rows)
 
 
 def decode_previews(model: JanusForConditionalGeneration, tokens: torch.Tensor, steps_done: int) -> list[Image.Image]:
@@ -102,16 +98,16 @@ def fit_palette(model: JanusForConditionalGeneration, images: int = PALETTE_FIT_
     token's block of pixels and solves least squares over all codes. Exact colours would need one
     decode per code (16384), tens of seconds on a CPU; this costs `images` decodes.
     """
-    vq = model.model.vqmodel
+    vectors = internals.codebook(model)
     rows, columns, scale = grid_shape(model)
     generator = torch.Generator(device="cpu").manual_seed(PALETTE_SEED)
-    codes = torch.randint(0, vq.config.num_embeddings, (images, rows * columns), generator=generator)
-    pixels = decode_rows(model, codes.to(vq.quantize.embedding.weight.device), rows)  # (N, H, W, 3)
+    codes = torch.randint(0, vectors.shape[0], (images, rows * columns), generator=generator)
+    pixels = decode_rows(model, codes.to(vectors.device), rows)  # (N, H, W, 3)
     block_colours = F.avg_pool2d(pixels.permute(0, 3, 1, 2).float(), scale).permute(0, 2, 3, 1).reshape(-1, 3)
-    features = _palette_features(vq.quantize.embedding.weight)
+    features = _palette_features(vectors)
     weights = torch.linalg.lstsq(features[codes.reshape(-1)], block_colours.cpu()).solution
     colours = features @ weights
-    return ((colours.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).to(vq.quantize.embedding.weight.device)
+    return ((colours.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).to(vectors.device)
 
 
 def _palette_features(embedding: torch.Tensor) -> torch.Tensor:

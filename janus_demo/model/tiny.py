@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from janus_demo.model import chat_template as fmt
+from janus_demo.model import internals
 
 TINY_MARKER = "janus_demo_tiny"  # written into config.json so loaders can say "random weights"
 DEFAULT_SEED = 0
@@ -152,7 +153,7 @@ def build_processor(tokenizer: PreTrainedTokenizerFast) -> JanusProcessor:
 def set_generation_defaults(model: JanusForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> None:
     """Generation config fields the hub checkpoints carry (image mode needs `boi_token_id`)."""
     gen = model.generation_config
-    gen._from_model_config = False  # else from_pretrained rebuilds it from config.json and drops these
+    internals.keep_generation_config(model)
     gen.bos_token_id = tokenizer.bos_token_id
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id

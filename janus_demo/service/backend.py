@@ -1,14 +1,18 @@
-"""The one object the UI talks to: checks requests, then runs them in the GPU section.
+"""The one object the web layer talks to: prepare a request (checks, intake, tokenizing; CPU), then run it
+under the model lock.
 
     backend = Backend(load_janus("tiny"))
-    for chunk in backend.chat({"text": "What is this?", "files": ["cat.png"]}, history=[]):
+    prepared = backend.prepare_chat({"text": "What is this?", "files": ["cat.png"]}, history=[], seed=1)
+    for chunk in backend.run_chat(prepared):      # ChatChunk (the answer so far) or Heartbeat
         print(chunk.text)
 
-Every request is validated (numbers finite and in range, text and history capped, images
-read safely) before it waits for the model; bad input raises `InputError` with a message for
-the user. Closing the returned generator stops the generation within one token or step. The
-streams also yield a `Heartbeat` every HEARTBEAT_S seconds without news (waiting for the model):
-pass it on as an update, so gradio gets the chance to close the generator when the user leaves.
+Preparing reads the request's schema (`janus_demo.service.requests`) and checks every value once, loads
+the images safely, parses the conversation once and tokenizes it: everything that can refuse a request
+happens there, before the request waits for the model, and on ZeroGPU before a GPU is borrowed. The
+prepared request is plain data (it crosses into ZeroGPU's worker process). Running it takes the model
+lock; closing the returned generator stops the generation within one token or step. The streams yield
+a `Heartbeat` every HEARTBEAT_S seconds without news: pass it on, so gradio can close the generator
+when the user leaves.
 """
 
 from __future__ import annotations
@@ -18,205 +22,216 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
 
-from janus_demo.model import chat, previews
-from janus_demo.model import image_loop as imagegen
+from janus_demo.model import chat, image_loop, memory
+from janus_demo.model.chat import ChatChunk, ChatOptions
+from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
-from janus_demo.service import conversation as history
-from janus_demo.service import intake as image_intake
-from janus_demo.service import validation
+from janus_demo.service import intake
+from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, InputError
-from janus_demo.service.model_lock import GpuSection, Heartbeat
+from janus_demo.service.model_lock import Heartbeat, ModelLock
+from janus_demo.service.requests import RANDOM_SEED, SEED_MAX, Limits, schemas_for
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
+CONVERSATION_TOO_LONG = "This conversation is too long; clear it and start again."
+# Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
+# allowed token is refused before it is tokenized (real text averages about 4 characters per token).
+MAX_CHARS_PER_TOKEN = 16
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """A checked chat turn, tokenized: what the model runs, and what to tell the user about it."""
+
+    inputs: dict[str, Any]  # CPU tensors from the processor
+    options: ChatOptions  # the seed is concrete; the deadline is set when the run starts
+    images: int  # images in the conversation
+    notes: tuple[str, ...] = ()  # e.g. older turns left out
+
+    @property
+    def prompt_tokens(self) -> int:
+        return chat.prompt_length(self.inputs)
 
 
 class Backend:
-    """A loaded model, its GPU section and the request limits."""
+    """A loaded model, its lock, the request limits and the schemas they give."""
 
     def __init__(
-        self,
-        loaded: LoadedJanus,
-        limits: validation.Limits | None = None,
-        image_limits: image_intake.ImageLimits | None = None,
+        self, loaded: LoadedJanus, limits: Limits | None = None, image_limits: intake.ImageLimits | None = None
     ) -> None:
         self.loaded = loaded
-        self.limits = limits or validation.Limits()
-        self.image_limits = image_limits or image_intake.ImageLimits()
-        self.section = GpuSection()
+        self.limits = limits or Limits()
+        self.image_limits = image_limits or intake.ImageLimits()
+        self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda")
+        self.lock = ModelLock()
 
     def info(self) -> dict[str, Any]:
         """Model id, device, dtype, quantization, quantized layer count, footprint, random weights."""
         return self.loaded.info()
 
-    def chat(
-        self,
-        message: Mapping[str, Any] | str,
-        chat_history: list[Any] | None = None,
-        max_new_tokens: int = chat.DEFAULT_MAX_NEW_TOKENS,
-        temperature: float = chat.DEFAULT_TEMPERATURE,
-        top_p: float = chat.DEFAULT_TOP_P,
-        seed: int = chat.DEFAULT_SEED,
-        stop: threading.Event | None = None,
-    ) -> Iterator[chat.ChatChunk | Heartbeat]:
-        """Answer `message` given `chat_history`, streaming ChatChunks (the answer so far).
+    # --- chat
 
-        Checks everything first (raising InputError at once), then returns the stream. Seed -1 draws a
-        random seed. Only the newest `limits.max_history_turns` turns are used, and earlier images that can no
-        longer be read are left out; the chunks then carry a note saying so.
+    def prepare_chat(self, message: object, history: object = None, *settings: object, **named: object) -> PreparedChat:
+        """Check a chat turn and tokenize its conversation (CPU); InputError says what is wrong.
+
+        `settings` are the `/chat` parameters after the message, positional in API order or by name.
+        Only the newest `limits.max_history_turns` user turns are used, and earlier images that can no
+        longer be read are left out; the notes say so.
         """
-        params = validation.check_chat_params(max_new_tokens, temperature, top_p, seed, self.limits)
-        messages, image_paths, notes = self._conversation(message, chat_history)
-        validation.check_image_count(len(image_paths), self.limits)
-        messages, images = self._images(messages, image_paths, message, notes)
-        inputs = self._encode(messages, images)
-        options = chat.ChatOptions(
-            max_new_tokens=params.max_new_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=self.resolve_seed(params.seed),
-            deadline=time.monotonic() + self.limits.request_deadline_s,
-        )
+        raw_text, image_paths = parse_message(message)
+        values = self.schemas.chat.check(self.schemas.chat.bind(raw_text, *settings, **named))
+        conversation = parse_conversation(history, values["message"], image_paths, self.limits.max_history_turns)
+        if conversation.new_images == 0 and not values["message"].strip():
+            raise InputError("Type a message or attach an image.")
+        self._check_image_count(len(conversation.image_paths))
+        images, stand_ins = self._load_images(conversation)
+        inputs = self._encode(conversation, images, stand_ins)
+        options = ChatOptions(values["max_new_tokens"], values["temperature"], values["top_p"], self._seed(values))
+        return PreparedChat(inputs, options, len(images), self._notes(conversation, stand_ins))
+
+    def run_chat(self, prepared: PreparedChat, stop: threading.Event | None = None) -> Iterator[ChatChunk | Heartbeat]:
+        """Answer a prepared turn under the model lock, streaming ChatChunks that carry its notes."""
         stop = stop or threading.Event()
+        options = replace(prepared.options, deadline=time.monotonic() + self.limits.request_deadline_s)
+        stream = self._stream(lambda emit: self._answer(prepared.inputs, options, stop, emit), stop)
+        return _with_note(stream, "; ".join(prepared.notes)) if prepared.notes else stream
 
-        def work(emit: Callable[[chat.ChatChunk], None]) -> None:
-            self._answer(inputs, options, stop, emit)
+    def chat(self, message: object, history: object = None, *settings: object, **named: Any) -> Iterator[Any]:
+        """`prepare_chat` then `run_chat` (`stop=` an Event to stop it from outside)."""
+        stop = named.pop("stop", None)
+        return self.run_chat(self.prepare_chat(message, history, *settings, **named), stop)
 
-        stream = self._stream(work, stop)
-        return _with_note(stream, "; ".join(notes)) if notes else stream
+    # --- images
 
-    def generate_images(
-        self,
-        prompt: str,
-        seed: int,
-        guidance_scale: float = 5.0,
-        temperature: float = 1.0,
-        num_images: int = 1,
-        top_p: float = 1.0,
-        preview_every: int = 48,
-        preview_mode: str = "auto",
-        stop: threading.Event | None = None,
-    ) -> Iterator[imagegen.ImageProgress | Heartbeat]:
-        """Draw `num_images` pictures of `prompt`, streaming progress, previews and the final images.
+    def prepare_images(self, *settings: object, **named: object) -> ImageRequest:
+        """Check a text-to-image request and tokenize its prompt (CPU); InputError says what is wrong.
 
-        `seed` must be concrete (see `resolve_seed`). Checks everything first, then returns the stream.
+        `settings` are the `/generate_images` parameters, positional in API order or by name; seed -1
+        becomes a random seed (the request carries the one used).
         """
-        params = validation.check_image_params(prompt, seed, guidance_scale, temperature, num_images, self.limits)
-        if params.seed < 0:
-            raise InputError("Seed must be a whole number from 0 (use resolve_seed for a random one).")
-        every, mode = validation.check_preview_settings(preview_every, preview_mode, previews.PREVIEW_MODES)
-        request = imagegen.ImageRequest(
-            prompt=params.prompt,
-            seed=params.seed,
-            guidance_scale=params.guidance_scale,
-            temperature=params.temperature,
-            top_p=validation.check_top_p(top_p),
-            num_images=params.num_images,
-            preview_every=every,
-            preview_mode=mode,
+        values = self.schemas.images.check(self.schemas.images.bind(*settings, **named))
+        values["seed"] = self._seed(values)
+        request = ImageRequest(prompt_ids=image_loop.encode_prompt(self.loaded, values["prompt"]), **values)
+        problem = memory.image_memory_problem(
+            self.loaded, request.num_images, request.prompt_ids.shape[1], request.guided, image_loop.DECODE_CHUNK
         )
-        imagegen.validate_request(request, self.limits)
-        stop = stop or threading.Event()
-        deadline = time.monotonic() + self.limits.request_deadline_s
+        if problem:
+            raise InputError(problem)
+        return request
 
-        def work(emit: Callable[[imagegen.ImageProgress], None]) -> None:
+    def run_images(
+        self, request: ImageRequest, stop: threading.Event | None = None
+    ) -> Iterator[ImageProgress | Heartbeat]:
+        """Draw a prepared request under the model lock: progress, previews, then the final images (their
+        PNG metadata holds the settings that reproduce them)."""
+        stop = stop or threading.Event()
+        limit_s = self.limits.request_deadline_s
+
+        def work(emit: Callable[[ImageProgress], None]) -> None:
+            deadline = time.monotonic() + limit_s
             for progress in self._draw(request, stop):
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
                     for image in progress.images:
-                        image.info.update(imagegen.request_metadata(request, self.loaded.model_id))
+                        image.info.update(image_metadata(request, self.loaded.model_id))
                 emit(progress)
                 if time.monotonic() > deadline and not progress.done:
                     stop.set()
                     raise BusyError(
-                        f"Image generation ran past the {self.limits.request_deadline_s:g} s limit and was stopped. "
-                        "Try fewer images."
+                        f"Image generation ran past the {limit_s:g} s limit and was stopped. Try fewer images."
                     )
 
         return self._stream(work, stop)
 
-    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event) -> Iterator[Any]:
-        """Run `work` in the GPU section: wait at most the deadline for it, with heartbeats."""
-        return self.section.stream(work, stop, wait_timeout=self.limits.request_deadline_s, heartbeat=HEARTBEAT_S)
+    def generate_images(self, *settings: object, **named: Any) -> Iterator[Any]:
+        """`prepare_images` then `run_images` (`stop=` an Event to stop it from outside)."""
+        stop = named.pop("stop", None)
+        return self.run_images(self.prepare_images(*settings, **named), stop)
 
-    @staticmethod
-    def resolve_seed(seed: object) -> int:
-        """-1 (or any negative number) means "random": draw a fresh seed; other values are checked."""
-        value = validation.check_seed(seed)
-        return secrets.randbelow(validation.SEED_MAX + 1) if value < 0 else value
+    # --- the model work (runs under the lock; tests replace these two with fakes)
 
-    # --- the model work (runs inside the GPU section; tests replace these two with fakes)
-
-    def _answer(
-        self,
-        inputs: dict[str, Any],
-        options: chat.ChatOptions,
-        stop: threading.Event,
-        emit: Callable[[chat.ChatChunk], None],
-    ) -> None:
+    def _answer(self, inputs: dict[str, Any], options: ChatOptions, stop: threading.Event, emit: Callable) -> None:
         chat.generate_answer(self.loaded, inputs, options, stop, emit)
 
-    def _draw(self, request: imagegen.ImageRequest, stop: threading.Event) -> Iterator[imagegen.ImageProgress]:
-        return imagegen.iter_image_generation(self.loaded, request, stop)
+    def _draw(self, request: ImageRequest, stop: threading.Event) -> Iterator[ImageProgress]:
+        return image_loop.iter_image_generation(self.loaded, request, stop)
 
-    # --- request checks
+    # --- helpers
 
-    def _conversation(
-        self, message: Mapping[str, Any] | str, chat_history: list[Any] | None
-    ) -> tuple[list[history.Message], list[str], list[str]]:
-        """Validate the message text and convert history + message to Janus messages, newest turns only.
+    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event) -> Iterator[Any]:
+        """Run `work` under the model lock: wait at most the deadline for it, with heartbeats."""
+        return self.lock.stream(work, stop, wait_timeout=self.limits.request_deadline_s, heartbeat=HEARTBEAT_S)
 
-        Returns the messages, their image paths and notes for the user (older turns left out).
-        """
-        text = message if isinstance(message, str) else (message or {}).get("text") or ""
-        validation.check_text(text, "Message", self.limits.max_message_chars, allow_empty=True)
-        max_turns = self.limits.max_history_turns
-        messages, image_paths = history.to_janus_conversation(chat_history, message, max_turns=max_turns)
-        if not messages or messages[-1]["role"] != "user" or not messages[-1]["content"]:
-            raise InputError("Type a message or attach an image.")
-        notes = []
-        if chat_history and history.count_user_turns(chat_history, message) > max_turns:
-            notes.append(f"only the last {max_turns} turns of this conversation were used")
-        return messages, image_paths, notes
+    @staticmethod
+    def _seed(values: Mapping[str, Any]) -> int:
+        """The checked seed, or a fresh random one for -1."""
+        seed = values["seed"]
+        return secrets.randbelow(SEED_MAX + 1) if seed == RANDOM_SEED else seed
 
-    def _images(
-        self,
-        messages: list[history.Message],
-        image_paths: list[str],
-        message: Mapping[str, Any] | str,
-        notes: list[str],
-    ) -> tuple[list[history.Message], list[Image.Image]]:
-        """Load the conversation's images: the new message's must all be readable (else InputError); an earlier
-        one that no longer is (a refused upload the browser kept, a file swept from gradio's cache) is left out."""
-        _, new_paths = history.to_janus_conversation(None, message)
-        earlier = image_paths[: len(image_paths) - len(new_paths)]
-        images, unreadable = [], []
+    def _check_image_count(self, count: int) -> None:
+        limit = self.limits.max_images_per_conversation
+        if count > limit:
+            raise InputError(
+                f"This conversation has {count} images; the limit is {limit}. Please clear it and start a new one."
+            )
+
+    def _load_images(self, conversation: Conversation) -> tuple[list[Image.Image], dict[int, str]]:
+        """The conversation's images: the new message's must all be readable (else InputError); an earlier one
+        that no longer is (a refused upload the browser kept, a file swept from gradio's cache) is left out."""
+        paths = conversation.image_paths
+        earlier, new = paths[: len(paths) - conversation.new_images], paths[len(paths) - conversation.new_images :]
+        images, stand_ins = [], {}
         for index, path in enumerate(earlier):
             try:
-                images.append(image_intake.load_image(path, self.image_limits))
+                images.append(intake.load_image(path, self.image_limits))
             except InputError:
-                unreadable.append(index)
-        limit = self.limits.max_images_per_conversation
-        images += image_intake.load_images(new_paths, self.image_limits, max_images=limit)
-        if unreadable:
-            messages = history.replace_images(messages, unreadable, UNREADABLE_IMAGE)
-            notes.append(f"{len(unreadable)} earlier image(s) could not be read and were left out")
-        return messages, images
+                stand_ins[index] = UNREADABLE_IMAGE
+        images += intake.load_images(new, self.image_limits, max_images=self.limits.max_images_per_conversation)
+        return images, stand_ins
 
-    def _encode(self, messages: list[history.Message], images: list[Any]) -> dict[str, Any]:
-        """Tokenize the conversation (CPU, outside the GPU section); refuse one over `max_context_tokens`."""
-        chars = sum(len(block.get("text", "")) for message in messages for block in message["content"])
-        validation.check_context_chars(chars, self.limits)
-        inputs = chat.encode_conversation(self.loaded, messages, images)
-        validation.check_context_tokens(chat.prompt_length(inputs), self.limits)
+    def _encode(
+        self, conversation: Conversation, images: list[Image.Image], stand_ins: dict[int, str]
+    ) -> dict[str, Any]:
+        """Tokenize the conversation (CPU); refuse one over `max_context_tokens`, by its length first."""
+        limit = self.limits.max_context_tokens
+        if conversation.text_length() > limit * MAX_CHARS_PER_TOKEN:
+            raise InputError(f"{CONVERSATION_TOO_LONG} (It has {conversation.text_length():,} characters.)")
+        inputs = chat.encode_conversation(self.loaded, conversation.janus_messages(stand_ins), images)
+        if chat.prompt_length(inputs) > limit:
+            raise InputError(
+                f"{CONVERSATION_TOO_LONG} (It is {chat.prompt_length(inputs):,} tokens; the limit is {limit:,}.)"
+            )
         return inputs
 
+    def _notes(self, conversation: Conversation, stand_ins: dict[int, str]) -> tuple[str, ...]:
+        notes = []
+        if conversation.left_out_turns:
+            notes.append(f"only the last {self.limits.max_history_turns} turns of this conversation were used")
+        if stand_ins:
+            notes.append(f"{len(stand_ins)} earlier image(s) could not be read and were left out")
+        if conversation.unreadable_entries:
+            notes.append(f"{conversation.unreadable_entries} unreadable earlier message(s) were left out")
+        return tuple(notes)
 
-def _with_note(stream: Iterator[chat.ChatChunk | Heartbeat], note: str) -> Iterator[chat.ChatChunk | Heartbeat]:
+
+def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:
+    """The settings that reproduce an image, for PNG text chunks."""
+    return {
+        "prompt": request.prompt,
+        "seed": str(request.seed),
+        "guidance_scale": str(request.guidance_scale),
+        "temperature": str(request.temperature),
+        "top_p": str(request.top_p),
+        "model": model_id,
+    }
+
+
+def _with_note(stream: Iterator[ChatChunk | Heartbeat], note: str) -> Iterator[ChatChunk | Heartbeat]:
     """The chunks of `stream` carrying `note`; closing this closes `stream` (which stops the generation)."""
     with contextlib.closing(stream):
         for chunk in stream:

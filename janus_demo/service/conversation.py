@@ -1,126 +1,163 @@
-"""Gradio chat history -> Janus messages: one pure function, both shapes gradio produces.
+"""A chat history in gradio 6's message shape, plus the new message, parsed once into a typed Conversation.
 
-From the browser, message content is typed blocks:
+    conversation = parse_conversation(history, {"text": "And now?", "files": ["b.png"]}, max_turns=20)
+    conversation.image_paths          # every image, in the order the model reads them
+    conversation.janus_messages()     # what `processor.apply_chat_template` takes
+
+gradio 6 hands over a history as a list of messages, each
     {"role": "user", "content": [{"type": "file", "file": {"path": "a.png"}}, {"type": "text", "text": "Hi"}]}
-Through the API (gradio_client), content is raw:
-    {"role": "user", "content": [{"path": "a.png"}, "Hi"]}, {"role": "assistant", "content": "Hello"}
-
-    messages, image_paths = to_janus_conversation(history, {"text": "And now?", "files": ["b.png"]})
-
-`messages` is what `processor.apply_chat_template` takes; `image_paths` are the images in the
-order their placeholders appear, which is the order the processor pairs them.
+(the Chatbot's value, and what the app keeps per API session). Consecutive messages of one role are one
+turn; "thinking"/status bubbles (metadata with a title) are not part of the conversation; a history entry
+that cannot be read is left out and counted, so one forged or broken turn never breaks the later ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from janus_demo.service.errors import FieldError
+from janus_demo.service.fields import clean_text
+
 Message = dict[str, Any]
+ROLES = ("user", "assistant")
 
 
-def to_janus_conversation(
-    history: Iterable[Any] | None, message: Mapping[str, Any] | str | None = None, max_turns: int | None = None
-) -> tuple[list[Message], list[str]]:
-    """Convert gradio's history plus the new user message into Janus messages and image paths.
+@dataclass(frozen=True)
+class Image:
+    """An image in the conversation, by the path of its file."""
 
-    Consecutive messages of one role are merged into one turn, empty turns are dropped, and
-    with `max_turns` only the newest user turns (with their answers) are kept.
-    """
-    turns: list[Message] = []
-    for entry in list(history or []) + ([_new_message(message)] if message is not None else []):
-        role, items = _entry_items(entry)
-        if not items or role not in ("user", "assistant"):
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(items)
-        else:
-            turns.append({"role": role, "content": items})
-    while turns and turns[0]["role"] != "user":
-        turns.pop(0)  # Janus conversations start with the user
-    if max_turns is not None:
-        turns = _newest_turns(turns, max_turns)
-    return [_as_janus(turn) for turn in turns], [
-        item["path"] for turn in turns for item in turn["content"] if "path" in item
-    ]
+    path: str
 
 
-def count_user_turns(history: Iterable[Any] | None, message: Mapping[str, Any] | str | None = None) -> int:
-    """User turns in history plus message, counted as `to_janus_conversation` counts them (before `max_turns`)."""
-    messages, _ = to_janus_conversation(history, message)
-    return sum(1 for turn in messages if turn["role"] == "user")
+Part = str | Image
 
 
-def replace_images(messages: list[Message], indices: Iterable[int], text: str) -> list[Message]:
-    """Copies of `messages` where the image placeholders at `indices` (counted across all turns) become `text`."""
-    wanted, count, result = set(indices), 0, []
-    for message in messages:
-        content = []
-        for block in message["content"]:
-            if block.get("type") == "image":
-                block = {"type": "text", "text": text} if count in wanted else block
-                count += 1
-            content.append(block)
-        result.append({**message, "content": content})
-    return result
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    parts: tuple[Part, ...]
 
 
-def _new_message(message: Mapping[str, Any] | str) -> dict[str, Any]:
-    """The MultimodalTextbox value ({"text", "files"}) as a history entry."""
+@dataclass(frozen=True)
+class Conversation:
+    """The turns the model reads (oldest first, ending with the new user turn) and what was left out."""
+
+    turns: tuple[Turn, ...]
+    new_images: int  # images attached to the new message (the last of `image_paths`)
+    left_out_turns: int = 0  # older user turns beyond `max_turns`
+    unreadable_entries: int = 0  # history entries that were not messages of gradio 6's shape
+
+    @property
+    def image_paths(self) -> list[str]:
+        return [part.path for turn in self.turns for part in turn.parts if isinstance(part, Image)]
+
+    def text_length(self) -> int:
+        return sum(len(part) for turn in self.turns for part in turn.parts if isinstance(part, str))
+
+    def janus_messages(self, stand_ins: Mapping[int, str] | None = None) -> list[Message]:
+        """The turns as Janus chat messages; the images numbered in `stand_ins` become that text instead."""
+        stand_ins, count, messages = stand_ins or {}, 0, []
+        for turn in self.turns:
+            content = []
+            for part in turn.parts:
+                if isinstance(part, Image):
+                    text = stand_ins.get(count)
+                    content.append({"type": "image"} if text is None else {"type": "text", "text": text})
+                    count += 1
+                else:
+                    content.append({"type": "text", "text": part})
+            messages.append({"role": turn.role, "content": content})
+        return messages
+
+
+def parse_message(message: object) -> tuple[str, list[str]]:
+    """The new message, {"text": str, "files": [path or {"path": ...}]}, as (text, image paths)."""
     if isinstance(message, str):
-        return {"role": "user", "content": [message]}
-    files = [{"path": f} if isinstance(f, str) else f for f in message.get("files") or []]
-    return {"role": "user", "content": [*files, message.get("text") or ""]}
+        return message, []
+    if not isinstance(message, Mapping):
+        raise FieldError("message", 'Message must be {"text": ..., "files": [...]}.')
+    text, files = message.get("text") or "", message.get("files") or []
+    if not isinstance(text, str):
+        raise FieldError("message", "Message text must be text.")
+    if not isinstance(files, list | tuple) or not all(_file_path(item) for item in files):
+        raise FieldError("message", "Message files must be a list of uploaded files.")
+    return text, [_file_path(item) for item in files]
 
 
-def _entry_items(entry: Any) -> tuple[str, list[dict[str, str]]]:
-    """One history entry as (role, [{"text": ...} | {"path": ...}])."""
-    if isinstance(entry, Mapping):
-        role, content = entry.get("role", ""), entry.get("content")
-    else:  # a ChatMessage-like object
-        role, content = getattr(entry, "role", ""), getattr(entry, "content", None)
-    if isinstance(entry, Mapping) and (entry.get("metadata") or {}).get("title"):
-        return role, []  # a "thinking"/status bubble, not part of the conversation
-    blocks = content if isinstance(content, list | tuple) and not _is_legacy_file_tuple(content) else [content]
-    items = [item for block in blocks if (item := _item(block)) is not None]
-    return str(role).lower(), items
+def parse_conversation(history: object, text: str, image_paths: list[str], max_turns: int) -> Conversation:
+    """History (gradio 6 messages) plus the new message's text and images, newest `max_turns` user turns."""
+    entries = history if isinstance(history, list | tuple) else []
+    turns: list[Turn] = []
+    unreadable = 0 if isinstance(history, list | tuple) or history is None else 1
+    for entry in entries:
+        parsed = _entry(entry)
+        if parsed is None:
+            unreadable += 1
+        elif parsed.parts:
+            _append(turns, parsed)
+    new = Turn("user", (*(Image(path) for path in image_paths), *([text] if text.strip() else [])))
+    _append(turns, new)
+    while turns and turns[0].role != "user":
+        turns.pop(0)  # Janus conversations start with the user
+    kept, left_out = _newest(turns, max_turns)
+    return Conversation(tuple(kept), len(image_paths), left_out, unreadable)
 
 
-def _item(block: Any) -> dict[str, str] | None:
-    """A content block as {"text": ...} or {"path": ...}; None for anything else."""
-    if block is None:
+def _append(turns: list[Turn], turn: Turn) -> None:
+    if turns and turns[-1].role == turn.role:
+        turns[-1] = Turn(turn.role, turns[-1].parts + turn.parts)
+    elif turn.parts:
+        turns.append(turn)
+
+
+def _entry(entry: object) -> Turn | None:
+    """A gradio 6 message as a Turn (no parts for a status bubble); None when it is not one."""
+    if not isinstance(entry, Mapping) or entry.get("role") not in (*ROLES, "system"):
         return None
-    if isinstance(block, str):
-        return {"text": block} if block.strip() else None
-    if isinstance(block, tuple):  # old (path, alt_text) file tuples
-        return _item({"path": block[0]}) if block else None
-    if isinstance(block, Mapping):
-        kind = block.get("type")
-        if kind == "text":
-            return _item(block.get("text"))
-        if kind in ("file", "image") and block.get(kind) is not None:
-            return _item(block[kind])
-        if block.get("path"):
-            return {"path": str(block["path"])}
+    if (entry.get("metadata") or {}).get("title") or entry["role"] == "system":
+        return Turn(entry["role"], ())
+    content = entry.get("content")
+    if not isinstance(content, list | tuple):
         return None
-    path = getattr(block, "path", None)  # FileData and similar objects
-    return {"path": str(path)} if path else None
+    parts = [_part(block) for block in content]
+    if any(part is None for part in parts):
+        return None
+    return Turn(entry["role"], tuple(part for part in parts if part != ""))
 
 
-def _is_legacy_file_tuple(content: Any) -> bool:
-    return isinstance(content, tuple) and bool(content) and isinstance(content[0], str)
+def _part(block: object) -> Part | None:
+    """{"type": "text", "text": ...} or {"type": "file", "file": {"path": ...}}; "" for blank text."""
+    if not isinstance(block, Mapping):
+        return None
+    if block.get("type") == "text" and isinstance(block.get("text"), str):
+        return clean_text(block["text"]) if block["text"].strip() else ""
+    if block.get("type") == "file" and (path := _file_path(block.get("file"))):
+        return Image(path)
+    return None
 
 
-def _newest_turns(turns: list[Message], max_turns: int) -> list[Message]:
-    """Keep the last `max_turns` user turns and what follows them."""
-    user_indices = [i for i, turn in enumerate(turns) if turn["role"] == "user"]
-    if len(user_indices) <= max_turns:
-        return turns
-    return turns[user_indices[-max_turns] :]
+def _file_path(item: object) -> str | None:
+    if isinstance(item, str) and item:
+        return item
+    if isinstance(item, Mapping) and isinstance(item.get("path"), str) and item["path"]:
+        return item["path"]
+    return None
 
 
-def _as_janus(turn: Message) -> Message:
+def _newest(turns: list[Turn], max_turns: int) -> tuple[list[Turn], int]:
+    """The last `max_turns` user turns and what follows them, and how many user turns were left out."""
+    users = [i for i, turn in enumerate(turns) if turn.role == "user"]
+    if len(users) <= max_turns:
+        return turns, 0
+    return turns[users[-max_turns] :], len(users) - max_turns
+
+
+def history_message(role: str, parts: Iterable[Part]) -> Message:
+    """A gradio 6 message for the API session's history (the shape `parse_conversation` reads)."""
     content = [
-        {"type": "image"} if "path" in item else {"type": "text", "text": item["text"]} for item in turn["content"]
+        {"type": "file", "file": {"path": part.path}} if isinstance(part, Image) else {"type": "text", "text": part}
+        for part in parts
     ]
-    return {"role": turn["role"], "content": content}
+    return {"role": role, "content": content}

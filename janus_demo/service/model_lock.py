@@ -1,18 +1,18 @@
-"""The one GPU section: at most one generation (chat or image) uses the model at a time.
+"""The model lock: at most one generation (chat or image) uses the model at a time.
 
 Gradio's queue cannot promise that (each event has its own queue, cancelling frees a slot
 while the work runs on, some routes bypass the queue), so the model layer does:
 
-    section = GpuSection()
-    for item in section.stream(work, stop):   # work(emit) runs in a worker thread, under the lock
+    lock = ModelLock()
+    for item in lock.stream(work, stop):      # work(emit) runs in a worker thread, under the lock
         ...                                    # each emit(x) arrives here as an item
 
 Closing the consumer (Stop button, cancelled job, disconnected client) sets `stop`; the work
-checks it every token or step, so it ends and frees the section within one step. The lock is
+checks it every token or step, so it ends and frees the model within one step. The lock is
 held by the worker thread, never across the consumer's `yield`.
 
 A generator can only be closed while it is paused at a `yield`: one blocked waiting for the
-section (or for a slow step) cannot be stopped, and gradio's cancel then hangs on it. With
+model (or for a slow step) cannot be stopped, and gradio's cancel then hangs on it. With
 `heartbeat=s` the stream yields a `Heartbeat` whenever nothing arrived for `s` seconds; consumers
 pass it on as a "still waiting" update, which is where a cancel or a closed tab takes effect.
 """
@@ -43,20 +43,20 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Nothing new yet: the request waits for the section (`waiting`) or its work is in a long step."""
+    """Nothing new yet: the request waits for the model (`waiting`) or its work is in a long step."""
 
     waiting: bool
 
 
-class GpuSection:
+class ModelLock:
     """A lock around model work, with counters that tests and `/model_info` can read."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self.active = 0  # generations inside the section now (0 or 1)
+        self.active = 0  # generations holding the lock now (0 or 1)
         self.max_active = 0  # most ever inside at once: must stay 1
-        self.waiting = 0  # requests waiting for the section
+        self.waiting = 0  # requests waiting for the lock
         self.entered = 0  # generations that ever entered: unchanged means the model was never used
 
     @property
@@ -72,7 +72,7 @@ class GpuSection:
     ) -> Iterator[T | Heartbeat]:
         """Run `work(emit)` under the lock in a worker thread and yield what it emits.
 
-        Exceptions raised by `work` are re-raised here. If the section stays busy longer than
+        Exceptions raised by `work` are re-raised here. If the model stays busy longer than
         `wait_timeout` seconds, `BusyError` is raised and `work` never runs. With `heartbeat`, a
         `Heartbeat` is yielded after every `heartbeat` seconds without an item.
         """
@@ -131,7 +131,7 @@ class GpuSection:
         try:
             while not stop.is_set():
                 if self._lock.acquire(timeout=0.05):
-                    if stop.is_set():  # stopped while it waited: leave the section to the next request
+                    if stop.is_set():  # stopped while it waited: leave the model to the next request
                         self._lock.release()
                         return False
                     return True

@@ -1,25 +1,26 @@
-"""The Chat tab: multimodal, multi-turn chat with streamed answers (gradio only, no model logic).
+"""The Chat tab: multimodal, multi-turn chat with streamed answers, Stop, Retry, Undo and Clear.
 
-Public API endpoint and MCP tool: `/chat` with the message `{"text": ..., "files": [...]}` plus
-the generation settings; it streams `(answer so far, status line)`. The history stays on the
-server per session, so a gradio_client follow-up sees the earlier turns. On a ZeroGPU Space the
-function borrows a GPU per call (janus_demo/zerogpu.py).
+Public API endpoint and MCP tool: `/chat(message, max_new_tokens, temperature, top_p, seed)` with the
+message `{"text": ..., "files": [...]}`; it streams `(answer so far, status line)`. Its history stays on
+the server per session (a `gr.State`), so a gradio_client follow-up sees the earlier turns. The browser
+keeps its conversation in the Chatbot. Both paths prepare the turn on the CPU (checks, images,
+tokenizing) and only then borrow a GPU on a ZeroGPU Space (`answer_on_gpu`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
-from janus_demo.model import chat
-from janus_demo.service.backend import Backend
+from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
+from janus_demo.service.conversation import Image, history_message, parse_message
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.messages import user_facing_errors
-from janus_demo.web.widgets import CheckedNumber, CheckedSlider
+from janus_demo.web.messages import WAITING, user_facing_errors
+from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import chat_duration, on_gpu
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -34,23 +35,62 @@ EXAMPLES = [
     {"text": "Write a haiku about autumn.", "files": []},
 ]
 
-WAITING = "Waiting for the model…"
+AnswerFn = Callable[[PreparedChat], Iterator[ChatChunk | Heartbeat]]
 
 
-def status_line(chunk: chat.ChatChunk) -> str:
+class ChatTab(NamedTuple):
+    textbox: gr.MultimodalTextbox
+    chatbot: gr.Chatbot
+    status: gr.Markdown
+
+
+def status_line(chunk: ChatChunk) -> str:
     """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended and any note from the backend."""
     line = f"{chunk.new_tokens} tokens · {chunk.elapsed:.1f} s · {chunk.tokens_per_second:.1f} tokens/s"
     endings = {"stopped": " · stopped", "deadline": " · stopped at the time limit", "length": " · max tokens reached"}
     return line + endings.get(chunk.stop_reason or "", "") + (f" · {chunk.note}" if chunk.note else "")
 
 
-def make_chat_fn(backend: Backend):
-    """The ChatInterface function: validates via the backend and streams (answer, status).
-
-    Named `chat` (shadowing the module here only) because gradio names the MCP tool after the function.
-    """
+def make_answer_fn(backend: Backend) -> AnswerFn:
+    """The one function that borrows a GPU for chat: it runs an already prepared turn."""
 
     @on_gpu(duration=chat_duration)
+    def answer_on_gpu(prepared: PreparedChat) -> Iterator[ChatChunk | Heartbeat]:
+        """Run a prepared turn under the model lock (borrows a GPU on ZeroGPU)."""
+        with contextlib.closing(backend.run_chat(prepared)) as stream:
+            yield from stream
+
+    return answer_on_gpu
+
+
+def stream_answer(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[tuple[str, str]]:
+    """(answer so far, status): first a waiting status, which lets gradio cancel before the first heavy step."""
+    answer, status = "", WAITING
+    yield answer, status
+    with user_facing_errors(), contextlib.closing(answer_on_gpu(prepared)) as chunks:
+        for chunk in chunks:
+            if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
+                answer, status = chunk.text, status_line(chunk)
+            yield answer, status
+
+
+def user_parts(message: Any) -> list[Image | str]:
+    text, paths = parse_message(message)
+    return [Image(path) for path in paths] + ([text] if text.strip() else [])
+
+
+def user_messages(message: Any) -> list[dict[str, Any]]:
+    """The new message as Chatbot messages: one per image, then the text (as gradio shows a chat)."""
+    return [history_message("user", [part]) for part in user_parts(message)]
+
+
+def assistant_message(text: str) -> dict[str, Any]:
+    return history_message("assistant", [text])
+
+
+def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
+    """`/chat`: the history lives in the session's state; the answer and the status stream back."""
+
     def chat(
         message: dict[str, Any],
         history: list[dict[str, Any]],
@@ -58,72 +98,131 @@ def make_chat_fn(backend: Backend):
         temperature: float,
         top_p: float,
         seed: float,
-    ) -> Iterator[tuple[str, str]]:
-        """Chat with Janus-Pro about images, or text only; the answer streams in token by token.
+    ) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
+        with user_facing_errors():
+            prepared = backend.prepare_chat(message, history, max_new_tokens, temperature, top_p, seed)
+        asked = list(history or []) + [history_message("user", user_parts(message))]
+        for answer, status in stream_answer(answer_on_gpu, prepared):
+            yield answer, asked + [assistant_message(answer)], status
 
-        Args:
-            message: {"text": the question, "files": images to ask about (png, jpg, webp, ...)}.
-            history: earlier turns; kept on the server per session, so leave it out through the API.
-            max_new_tokens: longest answer, in tokens.
-            temperature: randomness of sampling; 0 means greedy.
-            top_p: nucleus sampling threshold.
-            seed: random seed, for repeatable answers; -1 picks a random one.
-
-        Returns:
-            The answer so far (streamed), and a status line with tokens/s.
-        """
-        with user_facing_errors():  # refused before the first yield: gradio then keeps the message out of history
-            chunks = backend.chat(message, history, max_new_tokens, temperature, top_p, seed)
-        answer, status = "", WAITING
-        yield answer, status  # lets gradio cancel us before the first heavy step
-        with user_facing_errors(), contextlib.closing(chunks):
-            for chunk in chunks:
-                if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
-                    answer, status = chunk.text, status_line(chunk)
-                yield answer, status
-
+    chat.__doc__ = backend.schemas.chat.docstring(
+        "Chat with Janus-Pro about images, or text only; the answer streams in token by token.",
+        "The answer so far (streamed), and a status line with tokens/s.",
+        notes={"message": '{"text": the question, "files": images to ask about (png, jpg, webp, ...)}.'},
+    )
     return chat
 
 
-def build_chat_tab(backend: Backend) -> gr.ChatInterface:
-    """Render the chat interface into the current Blocks context."""
-    status = gr.Markdown("", label="Status", elem_id="chat-status", render=False)
-    settings = [
-        CheckedSlider(
-            1,
-            backend.limits.max_new_tokens,
-            value=chat.DEFAULT_MAX_NEW_TOKENS,
-            step=1,
-            label="Max new tokens",
-            render=False,
-        ),
-        CheckedSlider(
-            0.0, 2.0, value=chat.DEFAULT_TEMPERATURE, step=0.05, label="Temperature (0 = greedy)", render=False
-        ),
-        CheckedSlider(0.05, 1.0, value=chat.DEFAULT_TOP_P, step=0.05, label="Top p", render=False),
-        CheckedNumber(value=chat.DEFAULT_SEED, precision=0, minimum=-1, label="Seed (-1 = random)", render=False),
-    ]
-    interface = gr.ChatInterface(
-        make_chat_fn(backend),
-        multimodal=True,
-        textbox=gr.MultimodalTextbox(
-            file_types=["image"],
-            file_count="multiple",
-            placeholder="Ask about an image, or just chat. Drop or paste images here.",
-            label="Message",
-            show_label=False,
-            elem_id="chat-input",
-            stop_btn=True,
-        ),
-        chatbot=gr.Chatbot(elem_id="chatbot", height=520, buttons=["copy"], label="Janus"),
-        additional_inputs=settings,
-        additional_inputs_accordion=gr.Accordion("Generation settings", open=False, render=False),
-        additional_outputs=[status],
-        examples=[[example] for example in EXAMPLES],
-        run_examples_on_click=True,
-        cache_examples=False,
-        api_name="chat",
-        fill_height=False,
+def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
+    """The composer's submit: the Chatbot holds the conversation; the composer locks until the answer ends."""
+
+    def respond(message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
+        with user_facing_errors():
+            prepared = backend.prepare_chat(message, chatbot, *settings)
+        shown = list(chatbot or []) + user_messages(message)
+        composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
+        for answer, status in stream_answer(answer_on_gpu, prepared):
+            yield shown + [assistant_message(answer)], composer, status
+            composer = gr.skip()
+
+    return respond
+
+
+def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The chat before its last user turn, and that turn as a composer value."""
+    messages = list(chatbot or [])
+    while messages and messages[-1].get("role") != "user":
+        messages.pop()
+    text, files = "", []
+    while messages and messages[-1].get("role") == "user":
+        for block in messages.pop().get("content") or []:
+            if block.get("type") == "file":
+                files.insert(0, block["file"])
+            elif block.get("type") == "text":
+                text = block.get("text", "") + (" " + text if text else "")
+    return messages, {"text": text, "files": files}
+
+
+def build_chat_tab(backend: Backend) -> ChatTab:
+    """Render the chat into the current Blocks context."""
+    schema = backend.schemas.chat
+    chatbot = gr.Chatbot(
+        elem_id="chatbot",
+        height=520,
+        buttons=["copy"],
+        label="Janus",
+        examples=[{"text": e["text"], "files": e["files"]} for e in EXAMPLES],
     )
-    status.render()
-    return interface
+    textbox = gr.MultimodalTextbox(
+        file_types=["image"],
+        file_count="multiple",
+        placeholder="Ask about an image, or just chat. Drop or paste images here.",
+        label=schema["message"].label,
+        show_label=False,
+        elem_id="chat-input",
+        submit_btn=True,
+        stop_btn=False,
+    )
+    with gr.Accordion("Generation settings", open=False):
+        settings = [widget(field) for field in schema if field.name != "message"]
+    status = gr.Markdown("", label="Status", elem_id="chat-status")
+    # The API's own inputs and outputs: hidden; the history is per session.
+    api_message = gr.MultimodalTextbox(label="Message", visible=False, file_types=["image"], file_count="multiple")
+    api_answer, api_history = gr.Textbox(label="Answer", visible=False), gr.State([])
+    api_button = gr.Button(visible=False)
+
+    answer_on_gpu = make_answer_fn(backend)
+    respond = make_browser_chat(backend, answer_on_gpu)
+    ui = {"preprocess": False, "api_visibility": "private", "concurrency_id": "chat", "show_progress": "minimal"}
+    outputs = [chatbot, textbox, status]
+    submit = textbox.submit(respond, [textbox, chatbot, *settings], outputs, **ui)
+    retry = chatbot.retry(run_retry(respond), [chatbot, *settings], outputs, **ui)
+    example = chatbot.example_select(run_example(respond), [chatbot, *settings], outputs, **ui)
+    runs = [submit, retry, example]
+    for run in runs:
+        run.then(
+            lambda: gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False),
+            None,
+            textbox,
+            api_visibility="private",
+            queue=False,
+        )
+    textbox.stop(None, None, None, cancels=runs, api_visibility="private")
+    chatbot.undo(lambda chat: last_turn(chat), chatbot, [chatbot, textbox], api_visibility="private", queue=False)
+    chatbot.clear(lambda: "", None, status, api_visibility="private", queue=False)
+
+    api_button.click(
+        make_api_chat(backend, answer_on_gpu),
+        [api_message, api_history, *settings],
+        [api_answer, api_history, status],
+        api_name="chat",
+        preprocess=False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
+        concurrency_id="chat",
+    )
+    return ChatTab(textbox, chatbot, status)
+
+
+def run_retry(respond):
+    """Retry: the last user turn, answered again."""
+
+    def retry(chatbot: list[dict[str, Any]], max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any):
+        earlier, message = last_turn(chatbot)
+        yield from respond(message, earlier, max_new_tokens, temperature, top_p, seed)
+
+    return retry
+
+
+def run_example(respond):
+    """An example from the empty chat, sent as if typed."""
+
+    def send_example(
+        event: gr.SelectData,
+        chatbot: list[dict[str, Any]],
+        max_new_tokens: Any,
+        temperature: Any,
+        top_p: Any,
+        seed: Any,
+    ):
+        yield from respond(event.value, chatbot, max_new_tokens, temperature, top_p, seed)
+
+    return send_example

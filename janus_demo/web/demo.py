@@ -3,7 +3,7 @@
     demo = build_demo(Backend(load_janus("tiny")))
     demo.queue(...).launch(**launch_options())
 
-The queue and launch options that keep it safe come from `app_setup`.
+The queue and launch options that keep it safe come from `janus_demo.launch.server`.
 """
 
 from __future__ import annotations

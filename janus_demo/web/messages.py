@@ -1,9 +1,7 @@
 """Exceptions -> messages a person can act on, and never a path or a traceback.
 
-    with user_facing_errors():
-        ...  # InputError / BusyError become gr.Error with their text; anything else is logged
-
-OutOfMemory is shown as well: it tells the user what to try instead.
+with user_facing_errors():
+    ...  # InputError / BusyError / OutOfMemory become gr.Error with their text; anything else is logged
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from janus_demo.service.errors import BusyError, InputError, OutOfMemory
 log = logging.getLogger("janus_demo")
 
 GENERIC_MESSAGE = "Something went wrong while generating. Please try again; the error was logged on the server."
+WAITING = "Waiting for the model…"
 
 
 @contextlib.contextmanager

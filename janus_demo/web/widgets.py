@@ -1,13 +1,11 @@
-"""Input components whose values reach the handler exactly as a client sent them.
+"""Gradio inputs made from the request schemas: the label, range, step and default a field declares.
 
-    seed = CheckedNumber(value=42, precision=0, minimum=0, label="Seed")   # looks and acts like gr.Number
+    settings = [widget(field) for field in backend.schemas.chat if field.name != "message"]
 
-Gradio's own server-side checks are not enough and get in the way: a Slider passes NaN, refuses
-inf or -1 with "Value -1 is less than minimum value 1." (no field named), and a string, null or
-NaN in a precision-0 Number crashes its preprocessing into an unexplained error. These subclasses
-skip gradio's preprocessing so the backend's validators, which name each field ("Temperature must
-be a number between 0 and 2 (got nan)."), judge every value. Minimum, maximum and choices still
-shape the widget in the browser. `is_template` makes the browser render them as the parent.
+Events that take these inputs pass `preprocess=False`, so each value reaches the service layer exactly as
+the client sent it and is checked there once, with a message that names the field. (gradio's own slider
+check would refuse out-of-range values without naming the field, and crash on strings or null.) Minimum,
+maximum and step still shape the widget in the browser.
 """
 
 from __future__ import annotations
@@ -16,29 +14,17 @@ from typing import Any
 
 import gradio as gr
 
-
-class CheckedSlider(gr.Slider):
-    """A gr.Slider whose value is passed on unchecked; `janus_demo.service.validation` checks it."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+from janus_demo.service.fields import ChoiceField, Field, NumberField
 
 
-class CheckedNumber(gr.Number):
-    """A gr.Number whose value is passed on unchecked and unrounded; `janus_demo.service.validation` checks it."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
-
-
-class CheckedDropdown(gr.Dropdown):
-    """A gr.Dropdown whose value is passed on unchecked; `janus_demo.service.validation` checks it."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+def widget(field: Field, **overrides: Any) -> gr.components.Component:
+    """The gradio input for `field`: a slider, a number box or a dropdown (text fields are laid out by hand)."""
+    common = {"label": field.label, "info": field.help or None, "elem_id": f"field-{field.name}"} | overrides
+    if isinstance(field, NumberField) and field.box:
+        precision = 0 if field.integer else None
+        return gr.Number(field.default, minimum=field.minimum, maximum=field.maximum, precision=precision, **common)
+    if isinstance(field, NumberField):
+        return gr.Slider(field.minimum, field.maximum, value=field.default, step=field.step, **common)
+    if isinstance(field, ChoiceField):
+        return gr.Dropdown(list(field.choices), value=field.default, **common)
+    raise TypeError(f"{field.name}: text fields are laid out by their tab")

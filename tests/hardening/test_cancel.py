@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from support.meters import section_idle, wait_until
+from support.meters import lock_idle, wait_until
 from support.raw_api import fn_index, raw_join
 from support.serving import chat_args, chat_message, close_all, image_args, new_client
 
-from janus_demo.service.model_lock import GpuSection, Heartbeat
+from janus_demo.service.model_lock import Heartbeat, ModelLock
 
 ROUNDS = 20
 LONG = 2000  # tokens of a chat that would run ~20 s if nothing stopped it
@@ -73,11 +73,11 @@ def test_20_submit_then_cancel_rounds(slow_fake, api_name, tmp_path):
             cancels.append(pool.submit(job.cancel))
         for cancel in cancels:
             cancel.result(timeout=10)
-    wait_until(lambda: section_idle(fake), timeout=2.0)
+    wait_until(lambda: lock_idle(fake), timeout=2.0)
     freed = time.monotonic() - last_cancel
     assert freed < 2.0
-    assert fake.section.max_active == 1 and fake.max_inside == 1
-    entered = fake.section.entered
+    assert fake.lock.max_active == 1 and fake.max_inside == 1
+    entered = fake.lock.entered
 
     fake.reset()
     answer = new_client(fake.url, tmp_path / "after")
@@ -105,7 +105,7 @@ def test_cancel_stops_the_work_within_a_second(slow_fake, api_name, tmp_path):
     stopped = last_growth_after(slow_fake, cancelled)
     client.close()
     assert stopped < 1.0
-    assert section_idle(slow_fake)
+    assert lock_idle(slow_fake)
     print(f"\n[hardening] cancel on /{api_name}: counter stopped {stopped:.2f} s after the cancel")
 
 
@@ -124,7 +124,7 @@ def test_a_dropped_connection_stops_the_work_within_a_second(slow_fake, api_name
     assert "process_generating" in messages
     stopped = last_growth_after(slow_fake, dropped)
     assert stopped < 1.0
-    wait_until(lambda: section_idle(slow_fake), timeout=1.0)
+    wait_until(lambda: lock_idle(slow_fake), timeout=1.0)
     print(f"\n[hardening] dropped connection on /{api_name}: counter stopped {stopped:.2f} s after it")
 
 
@@ -133,21 +133,21 @@ def test_stop_before_the_first_step_frees_the_model(slow_fake, tmp_path):
     slow_fake.gate.clear()
     holder, waiter = new_client(slow_fake.url, tmp_path / "h"), new_client(slow_fake.url, tmp_path / "w")
     holding = submit(holder, "chat", seed=1)
-    wait_until(lambda: slow_fake.section.active == 1, timeout=10)
+    wait_until(lambda: slow_fake.lock.active == 1, timeout=10)
     waiting = submit(waiter, "generate_images", seed=2)
-    wait_until(lambda: slow_fake.section.waiting == 1, timeout=10)
+    wait_until(lambda: slow_fake.lock.waiting == 1, timeout=10)
     waiting.cancel()
-    wait_until(lambda: slow_fake.section.waiting == 0, timeout=2)
+    wait_until(lambda: slow_fake.lock.waiting == 0, timeout=2)
     threading.Timer(0.1, slow_fake.gate.set).start()
     holding.cancel()
-    wait_until(lambda: section_idle(slow_fake), timeout=2)
-    assert slow_fake.section.entered == 1
+    wait_until(lambda: lock_idle(slow_fake), timeout=2)
+    assert slow_fake.lock.entered == 1
     close_all([holder, waiter])
 
 
 def test_a_stream_waiting_for_the_section_yields_heartbeats_and_closes_without_running():
     """The model-level fix behind the tests above: a waiting consumer is paused at a yield, so it can be closed."""
-    section, release, ran = GpuSection(), threading.Event(), []
+    section, release, ran = ModelLock(), threading.Event(), []
     holder = section.stream(lambda emit: (emit("first"), release.wait(5)), threading.Event())
     assert next(holder) == "first"
     waiter = section.stream(lambda emit: ran.append("ran"), threading.Event(), heartbeat=0.05)

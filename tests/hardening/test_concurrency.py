@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support.meters import ModelUseCounter, section_idle, wait_until
+from support.meters import ModelUseCounter, lock_idle, wait_until
 from support.serving import chat_args, chat_message, image_args, new_client, served
 
 USERS = 50
@@ -20,7 +20,7 @@ TOKENS = 6
 def model_use(loaded_tiny, tiny_backend):
     """Forward hooks on the language model (chat and image generation both run through it)."""
     counter = ModelUseCounter(loaded_tiny.model.model.language_model)
-    tiny_backend.section.max_active = 0
+    tiny_backend.lock.max_active = 0
     yield counter
     counter.remove()
 
@@ -52,7 +52,7 @@ def test_50_concurrent_chats_are_all_answered_once_and_one_at_a_time(roomy_app, 
     with ThreadPoolExecutor(max_workers=USERS) as pool:
         results = list(pool.map(lambda seed: ask(roomy_app, tmp_path / str(seed), seed), range(1, USERS + 1)))
     elapsed = time.monotonic() - start
-    assert tiny_backend.section.max_active == 1
+    assert tiny_backend.lock.max_active == 1
     assert model_use.max_inside == 1
     expected = {seed: answer_alone(tiny_backend, seed) for seed in range(1, USERS + 1)}
     distinct = len(set(expected.values()))
@@ -67,7 +67,7 @@ def test_50_concurrent_chats_are_all_answered_once_and_one_at_a_time(roomy_app, 
 def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend, model_use, tmp_path):
     """An image holds the model while chats wait; cancelling it frees gradio's slot at once (a second image
     starts) while its last step still runs: the section and the forward hooks must still see one at a time."""
-    section, chats = tiny_backend.section, 6
+    section, chats = tiny_backend.lock, 6
     painter_a, painter_b = new_client(roomy_app, tmp_path / "a"), new_client(roomy_app, tmp_path / "b")
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=chats) as pool:
@@ -80,7 +80,7 @@ def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend,
         time.sleep(0.5)
         image_b.cancel()
         answers = [future.result() for future in asked]
-    wait_until(lambda: section_idle(tiny_backend), timeout=10)
+    wait_until(lambda: lock_idle(tiny_backend), timeout=10)
     elapsed = time.monotonic() - start
     painter_a.close(), painter_b.close()
     assert sorted(seed for seed, _, _ in answers) == list(range(1, chats + 1))

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from gradio_client.exceptions import AppError
-from support.meters import section_idle, wait_until
+from support.meters import lock_idle, wait_until
 from support.serving import chat_args, chat_message, close_all, image_args, new_client
 
 from janus_demo.service.model_lock import OOM_MESSAGE
@@ -66,8 +66,8 @@ def test_200_requests_half_failing_all_end_cleanly(fake, tmp_path):
     assert all(as_expected for _, _, as_expected in results), [r for r in results if not r[2]][:5]
     outcomes = [outcome for _, outcome, _ in results]
     assert outcomes.count("ok") == REQUESTS // 2 and outcomes.count("error") == REQUESTS // 2
-    wait_until(lambda: section_idle(fake), timeout=2)
-    assert fake.section.max_active == 1
+    wait_until(lambda: lock_idle(fake), timeout=2)
+    assert fake.lock.max_active == 1
 
     after = new_client(fake.url, tmp_path / "after")
     assert after.predict(chat_message("still there?"), *chat_args(seed=2), api_name="/chat")[0] == "seed=2 xxxx"

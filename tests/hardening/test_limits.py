@@ -15,13 +15,13 @@ import httpx
 import pytest
 from gradio_client.exceptions import AppError
 from PIL import Image
-from support.meters import section_idle
-from support.raw_api import fn_index, raw_call
+from support.meters import lock_idle
+from support.raw_api import raw_call
 from support.serving import chat_args, chat_message, image_args
 
-from janus_demo.service import validation
 from janus_demo.service.backend import Backend
 from janus_demo.service.errors import BusyError, InputError
+from janus_demo.service.requests import Limits
 from janus_demo.web.chat_tab import status_line
 
 ONE_MB = "a" * 2**20
@@ -57,18 +57,18 @@ def timed_refusal(call):
 
 
 def test_a_1_mb_message_is_refused(client, tiny_backend):
-    entered = tiny_backend.section.entered
+    entered = tiny_backend.lock.entered
     message, seconds = timed_refusal(lambda: client.predict(chat_message(ONE_MB), *chat_args(), api_name="/chat"))
     assert message == "Message is too long: 1,048,576 characters; the limit is 8,000."
-    assert tiny_backend.section.entered == entered
+    assert tiny_backend.lock.entered == entered
     print(f"\n[hardening] 1 MB chat message refused in {seconds:.2f} s")
 
 
 def test_a_1_mb_prompt_is_refused(client, tiny_backend):
-    entered = tiny_backend.section.entered
+    entered = tiny_backend.lock.entered
     message, seconds = timed_refusal(lambda: client.predict(ONE_MB, *image_args(), api_name="/generate_images"))
     assert message == "Prompt is too long: 1,048,576 characters; the limit is 4,000."
-    assert tiny_backend.section.entered == entered
+    assert tiny_backend.lock.entered == entered
     print(f"\n[hardening] 1 MB image prompt refused in {seconds:.2f} s")
 
 
@@ -97,12 +97,12 @@ def test_a_conversation_too_long_for_the_context_is_refused_before_the_model(fak
     with pytest.raises(InputError, match=TOO_LONG):
         fake.chat({"text": "and now?", "files": []}, long_turns, 4, 0.0, 0.95, 1)
     seconds = time.monotonic() - start
-    assert fake.section.entered == 0
+    assert fake.lock.entered == 0
     print(f"\n[hardening] 1000 turns of 7000 characters refused in {seconds:.2f} s")
 
 
 def test_max_context_tokens_counts_the_rendered_conversation_with_its_images(loaded_tiny, tmp_path):
-    backend = Backend(loaded_tiny, limits=validation.Limits(max_context_tokens=500))
+    backend = Backend(loaded_tiny, limits=Limits(max_context_tokens=500))
     with pytest.raises(
         InputError, match=r"too long; clear it and start again. \(It is [\d,]+ tokens; the limit is 500"
     ):
@@ -110,7 +110,7 @@ def test_max_context_tokens_counts_the_rendered_conversation_with_its_images(loa
     with pytest.raises(InputError, match=TOO_LONG):
         backend.chat({"text": "word " * 600, "files": []}, [])
     assert list(backend.chat({"text": "Hello", "files": []}, [], 2))[-1].done
-    assert backend.section.entered == 1
+    assert backend.lock.entered == 1
 
 
 # --- images per conversation
@@ -118,10 +118,10 @@ def test_max_context_tokens_counts_the_rendered_conversation_with_its_images(loa
 
 def test_20_images_in_one_message_are_refused(client, tiny_backend, tmp_path):
     files = tuple(small_pngs(tmp_path, 20))
-    entered = tiny_backend.section.entered
+    entered = tiny_backend.lock.entered
     message, seconds = timed_refusal(lambda: client.predict(chat_message("all", files), *chat_args(), api_name="/chat"))
     assert message == "This conversation has 20 images; the limit is 4. Please clear it and start a new one."
-    assert tiny_backend.section.entered == entered
+    assert tiny_backend.lock.entered == entered
     print(f"\n[hardening] 20 images in one message refused in {seconds:.2f} s")
 
 
@@ -136,47 +136,39 @@ def test_a_fifth_image_in_a_conversation_is_refused_and_the_conversation_goes_on
     assert "tokens/s" in client.predict(chat_message("words only"), *chat_args(), api_name="/chat")[1]
 
 
-# --- a forged history through gradio's own chat-state route
+# --- a forged history through the browser's chat event
 
 
-def chat_state_route(url):
-    """The queue-less route ChatInterface uses to copy the browser's chatbot into the server's history."""
+def browser_chat_index(url):
+    """The browser's (private) chat event: the composer and the Chatbot in, the Chatbot out."""
     config = httpx.get(url + "config", timeout=10).json()
     types = {component["id"]: component["type"] for component in config["components"]}
     for dependency in config["dependencies"]:
-        inputs, outputs = dependency["inputs"], dependency["outputs"]
-        if (
-            dependency.get("queue") is False
-            and [types[i] for i in inputs] == ["chatbot"]
-            and [types[o] for o in outputs] == ["state", "state"]
-        ):
-            return dependency["api_name"]
-    raise AssertionError("ChatInterface's chat-state route not found")
+        if [types[i] for i in dependency["inputs"][:2]] == ["multimodaltextbox", "chatbot"]:
+            return dependency["id"]
+    raise AssertionError("the browser's chat event was not found")
 
 
 def file_block(path):
     return {"type": "file", "file": {"path": str(path), "meta": {"_type": "gradio.FileData"}}}
 
 
-def set_history(url, session_hash, history):
-    body = {"data": [history], "session_hash": session_hash}
-    return httpx.post(f"{url}gradio_api/run/{chat_state_route(url)}", json=body, timeout=30)
-
-
-def test_a_forged_history_through_the_api_is_capped_and_unreadable_files_left_out(fake):
+def test_a_forged_history_is_capped_and_unreadable_files_left_out(fake):
     never_uploaded = Path(os.environ["GRADIO_TEMP_DIR"]) / "never-uploaded" / "cat.png"
     forged = turns(1000)
     forged[-2]["content"].insert(0, file_block(never_uploaded))
-    assert set_history(fake.url, "forger", forged).status_code == 200
     completed, _ = raw_call(
-        fake.url, fn_index(fake.url, "chat"), [{"text": "and?", "files": []}, None, *chat_args()], session_hash="forger"
+        fake.url, browser_chat_index(fake.url), [{"text": "and?", "files": []}, forged, *chat_args()]
     )
-    answer, status = completed["output"]["data"][0], completed["output"]["data"][2]
-    assert answer == "seed=1 xxxx"
+    chatbot, status = completed["output"]["data"][0], completed["output"]["data"][2]
+    assert chatbot[-1]["content"][0]["text"] == "seed=1 xxxx"
     assert "only the last 20 turns" in status and "1 earlier image(s) could not be read" in status
 
     outside = [{"role": "user", "content": [file_block("/etc/passwd")]}]
-    assert set_history(fake.url, "reader", outside).status_code != 200  # gradio refuses files it did not receive
+    completed, _ = raw_call(
+        fake.url, browser_chat_index(fake.url), [{"text": "and?", "files": []}, outside, *chat_args()]
+    )
+    assert not completed["success"], "gradio refuses files it did not receive"
 
 
 # --- the per-request deadline
@@ -184,7 +176,7 @@ def test_a_forged_history_through_the_api_is_capped_and_unreadable_files_left_ou
 
 @pytest.fixture
 def hurried(loaded_tiny):
-    return Backend(loaded_tiny, limits=validation.Limits(request_deadline_s=0.5))
+    return Backend(loaded_tiny, limits=Limits(request_deadline_s=0.5))
 
 
 def test_a_chat_past_the_deadline_is_stopped_with_a_message(hurried):
@@ -197,7 +189,7 @@ def test_a_chat_past_the_deadline_is_stopped_with_a_message(hurried):
     assert last.done and last.stop_reason == "deadline" and last.new_tokens < 2048
     assert status_line(last).endswith("stopped at the time limit")
     assert seconds < 1.5
-    assert section_idle(hurried)
+    assert lock_idle(hurried)
     print(f"\n[hardening] chat with a 0.5 s deadline stopped after {seconds:.2f} s ({last.new_tokens} tokens)")
 
 
@@ -207,5 +199,5 @@ def test_an_image_generation_past_the_deadline_is_stopped_with_a_message(hurried
         list(hurried.generate_images("a red fox", 1, 1.0, 1.0, 1, 1.0, 0, "off"))
     seconds = time.monotonic() - start
     assert seconds < 1.5
-    assert section_idle(hurried)
+    assert lock_idle(hurried)
     print(f"\n[hardening] image generation with a 0.5 s deadline stopped after {seconds:.2f} s")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from gradio_client.utils import QueueError
 from support.fake_backend import FakeBackend
-from support.meters import section_idle, wait_until
+from support.meters import lock_idle, wait_until
 from support.raw_api import fn_index, raw_join
 from support.serving import chat_args, chat_message, close_all, image_args, new_client, served
 
@@ -38,7 +38,7 @@ def test_a_full_queue_refuses_within_a_second_and_service_resumes(small_queue_ap
     backend.gate.clear()  # the first request holds the model until the gate opens
     users = [new_client(url, tmp_path / str(n)) for n in range(QUEUE_SIZE + 1)]
     jobs = [user.submit(chat_message(f"hi {n}"), *chat_args(seed=n), api_name="/chat") for n, user in enumerate(users)]
-    wait_until(lambda: backend.section.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=20)
+    wait_until(lambda: backend.lock.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=20)
 
     late = new_client(url, tmp_path / "late")
     chat_refused = refusal_seconds(late, chat_message("one more"), *chat_args(), api_name="/chat")
@@ -55,8 +55,8 @@ def test_a_full_queue_refuses_within_a_second_and_service_resumes(small_queue_ap
     answer, _ = late.predict(chat_message("after"), *chat_args(seed=7), api_name="/chat")
     resumed = time.monotonic() - start
     assert answer == "seed=7 xxxx"
-    wait_until(lambda: section_idle(backend), timeout=2)
-    assert backend.section.max_active == 1
+    wait_until(lambda: lock_idle(backend), timeout=2)
+    assert backend.lock.max_active == 1
     close_all([*users, late])
     print(
         f"\n[hardening] queue full: /chat refused in {chat_refused:.2f} s, /generate_images in {image_refused:.2f} s;"

@@ -5,8 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from support.requests import chat_options
 
-from janus_demo.model.chat import ChatOptions, _EmittingStreamer, encode_conversation, generate_answer
+from janus_demo.model.chat import _EmittingStreamer, encode_conversation, generate_answer
 from janus_demo.model.tiny import build_tokenizer
 
 
@@ -31,7 +32,7 @@ def test_generate_answer_emits_per_token_and_a_final_chunk(loaded_tiny):
     inputs = encode_conversation(loaded_tiny, messages, [])
     chunks = []
     generate_answer(
-        loaded_tiny, inputs, ChatOptions(max_new_tokens=12, temperature=1.0), threading.Event(), chunks.append
+        loaded_tiny, inputs, chat_options(max_new_tokens=12, temperature=1.0), threading.Event(), chunks.append
     )
     final = chunks[-1]
     assert final.done and final.stop_reason in ("eos", "length") and final.new_tokens <= 12
@@ -48,6 +49,6 @@ def test_a_set_stop_event_ends_generation_at_the_next_token(loaded_tiny):
         if chunk.new_tokens >= 3:
             stop.set()
 
-    generate_answer(loaded_tiny, inputs, ChatOptions(max_new_tokens=500, temperature=0.0), stop, emit)
+    generate_answer(loaded_tiny, inputs, chat_options(max_new_tokens=500, temperature=0.0), stop, emit)
     assert chunks[-1].stop_reason == "stopped"
     assert chunks[-1].new_tokens <= chunks[-2].new_tokens + 1, "at most one more token after the stop"

@@ -9,9 +9,10 @@ import logging
 
 import pytest
 import torch
+from support.requests import generate_image_tokens, image_request
 
-from janus_demo.model import cuda_graphs
-from janus_demo.model.image_loop import ImageRequest, ImageTokenLoop, generate_image_tokens, iter_image_tokens
+from janus_demo.model import cuda_graphs, internals
+from janus_demo.model.image_loop import ImageRequest, ImageTokenLoop, iter_image_tokens
 
 PROMPT = "A red fox in the snow"
 STEPS = 24  # > warm-up + verification steps, so plain replays run too
@@ -21,9 +22,9 @@ STEPS = 24  # > warm-up + verification steps, so plain replays run too
 def clean_state(monkeypatch, loaded_tiny):
     monkeypatch.delenv(cuda_graphs.ENV_SWITCH, raising=False)
     monkeypatch.delenv(cuda_graphs.ZERO_GPU_ENV, raising=False)
-    cuda_graphs.forget(loaded_tiny.model)
+    forget(loaded_tiny.model)
     yield
-    cuda_graphs.forget(loaded_tiny.model)
+    forget(loaded_tiny.model)
 
 
 def first_tokens(loaded, request: ImageRequest, steps: int = STEPS) -> torch.Tensor:
@@ -33,9 +34,14 @@ def first_tokens(loaded, request: ImageRequest, steps: int = STEPS) -> torch.Ten
     raise AssertionError("the loop ended early")
 
 
-def request(**overrides) -> ImageRequest:
-    settings = dict(prompt=PROMPT, seed=7, num_images=2, temperature=0.9, top_p=0.9, preview_mode="off")
-    return ImageRequest(**(settings | overrides))
+def request(loaded, **overrides) -> ImageRequest:
+    settings = dict(seed=7, num_images=2, temperature=0.9, top_p=0.9, preview_mode="off")
+    return image_request(loaded, PROMPT, **(settings | overrides))
+
+
+def forget(model) -> None:
+    """Forget what the fast path learnt about `model` (verified or disabled)."""
+    cuda_graphs._status.pop(model, None)
 
 
 # --- selection -----------------------------------------------------------------------------------
@@ -58,7 +64,7 @@ def test_blocker_says_why_eager_is_used(monkeypatch):
 
 
 def test_cpu_requests_use_eager_steps(loaded_tiny):
-    assert ImageTokenLoop(loaded_tiny, request()).fast is None
+    assert ImageTokenLoop(loaded_tiny, request(loaded_tiny)).fast is None
 
 
 # --- the orchestration, with a stand-in graph on CPU -----------------------------------------
@@ -93,58 +99,58 @@ def pretend_cuda(monkeypatch):
 
 def test_graph_path_gives_the_eager_tokens_and_is_verified_once(loaded_tiny, pretend_cuda, monkeypatch):
     captures, _ = pretend_cuda
-    loop = ImageTokenLoop(loaded_tiny, request())
+    loop = ImageTokenLoop(loaded_tiny, request(loaded_tiny))
     assert loop.fast is not None and loop.fast.verify_left == cuda_graphs.VERIFY_STEPS
-    fast = first_tokens(loaded_tiny, request())
+    fast = first_tokens(loaded_tiny, request(loaded_tiny))
     assert cuda_graphs.status(loaded_tiny.model) == cuda_graphs.VERIFIED
     assert captures == [{"embeds": (4, 1, 128), "mask": tuple(loop.attention_mask.shape)}]
-    assert ImageTokenLoop(loaded_tiny, request()).fast.verify_left == 0  # checked once per model
-    again = first_tokens(loaded_tiny, request())
+    assert ImageTokenLoop(loaded_tiny, request(loaded_tiny)).fast.verify_left == 0  # checked once per model
+    again = first_tokens(loaded_tiny, request(loaded_tiny))
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert ImageTokenLoop(loaded_tiny, request()).fast is None
-    eager = first_tokens(loaded_tiny, request())
+    assert ImageTokenLoop(loaded_tiny, request(loaded_tiny)).fast is None
+    eager = first_tokens(loaded_tiny, request(loaded_tiny))
     assert torch.equal(fast, eager) and torch.equal(again, eager)
 
 
 @pytest.mark.parametrize("overrides", [dict(guidance_scale=1.0, num_images=1), dict(temperature=0.0)])
 def test_graph_path_matches_eager_without_guidance_and_greedy(loaded_tiny, pretend_cuda, monkeypatch, overrides):
-    fast = first_tokens(loaded_tiny, request(**overrides))
+    fast = first_tokens(loaded_tiny, request(loaded_tiny, **overrides))
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, first_tokens(loaded_tiny, request(**overrides)))
+    assert torch.equal(fast, first_tokens(loaded_tiny, request(loaded_tiny, **overrides)))
 
 
 def test_failed_capture_falls_back_once_and_is_remembered(loaded_tiny, pretend_cuda, monkeypatch, caplog):
     captures, fault = pretend_cuda
     fault["value"] = "raise"
     with caplog.at_level(logging.WARNING, logger="janus_demo"):
-        fast = first_tokens(loaded_tiny, request())
-        first_tokens(loaded_tiny, request())
+        fast = first_tokens(loaded_tiny, request(loaded_tiny))
+        first_tokens(loaded_tiny, request(loaded_tiny))
     assert len(captures) == 1  # not retried on the next request
     assert cuda_graphs.status(loaded_tiny.model) == cuda_graphs.DISABLED
-    assert ImageTokenLoop(loaded_tiny, request()).fast is None
+    assert ImageTokenLoop(loaded_tiny, request(loaded_tiny)).fast is None
     assert [r.getMessage() for r in caplog.records if "CUDA graphs" in r.getMessage()] == [
         "CUDA graphs disabled for this model, image steps run eagerly from now on: capture failed: "
         "RuntimeError: operation not permitted when stream is capturing"
     ]
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, first_tokens(loaded_tiny, request()))
+    assert torch.equal(fast, first_tokens(loaded_tiny, request(loaded_tiny)))
 
 
 def test_a_graph_that_disagrees_with_eager_is_disabled(loaded_tiny, pretend_cuda, monkeypatch, caplog):
     captures, fault = pretend_cuda
     fault["value"] = 0.5
     with caplog.at_level(logging.WARNING, logger="janus_demo"):
-        fast = first_tokens(loaded_tiny, request())
+        fast = first_tokens(loaded_tiny, request(loaded_tiny))
     assert cuda_graphs.status(loaded_tiny.model) == cuda_graphs.DISABLED
     assert any("differ from eager" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, first_tokens(loaded_tiny, request()))  # checked steps keep eager's scores
+    assert torch.equal(fast, first_tokens(loaded_tiny, request(loaded_tiny)))  # checked steps keep eager's scores
 
 
 def test_whole_request_with_the_graph_path_matches_eager(loaded_tiny, pretend_cuda, monkeypatch):
-    fast = generate_image_tokens(loaded_tiny, request(num_images=1))
+    fast = generate_image_tokens(loaded_tiny, request(loaded_tiny, num_images=1))
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, generate_image_tokens(loaded_tiny, request(num_images=1)))
+    assert torch.equal(fast, generate_image_tokens(loaded_tiny, request(loaded_tiny, num_images=1)))
 
 
 # --- real CUDA graphs ----------------------------------------------------------------------------
@@ -162,26 +168,26 @@ def loaded_tiny_cuda(tiny_dir):
 @needs_cuda
 @pytest.mark.parametrize("overrides", [dict(), dict(num_images=1, guidance_scale=1.0), dict(temperature=0.0)])
 def test_cuda_graphs_give_the_eager_tokens(loaded_tiny_cuda, monkeypatch, overrides):
-    cuda_graphs.forget(loaded_tiny_cuda.model)
-    fast = generate_image_tokens(loaded_tiny_cuda, request(**overrides))
+    forget(loaded_tiny_cuda.model)
+    fast = generate_image_tokens(loaded_tiny_cuda, request(loaded_tiny_cuda, **overrides))
     assert cuda_graphs.status(loaded_tiny_cuda.model) == cuda_graphs.VERIFIED, "the fast path fell back"
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    eager = generate_image_tokens(loaded_tiny_cuda, request(**overrides))
+    eager = generate_image_tokens(loaded_tiny_cuda, request(loaded_tiny_cuda, **overrides))
     assert torch.equal(fast, eager)
 
 
 @needs_cuda
 def test_cuda_graph_scores_equal_eager_scores(loaded_tiny_cuda):
     """Replay and eager step on the same inputs, several steps in: identical scores."""
-    cuda_graphs.forget(loaded_tiny_cuda.model)
-    loop = ImageTokenLoop(loaded_tiny_cuda, request())
+    forget(loaded_tiny_cuda.model)
+    loop = ImageTokenLoop(loaded_tiny_cuda, request(loaded_tiny_cuda))
     for _ in range(1 + cuda_graphs.WARM_UP_STEPS + cuda_graphs.VERIFY_STEPS + 5):
         loop.advance()
     assert loop.fast is not None and loop.fast.active
     with torch.inference_mode():
-        positions = [p.clone() for p in cuda_graphs.cache_positions(loop.cache)]
+        positions = [p.clone() for p in internals.cache_write_positions(loop.cache)]
         graphed = loop.fast.scores(loop.inputs_embeds, loop.length, loop._eager_scores).clone()
-        for position, saved in zip(cuda_graphs.cache_positions(loop.cache), positions, strict=True):
+        for position, saved in zip(internals.cache_write_positions(loop.cache), positions, strict=True):
             position.copy_(saved)
         eager = loop._eager_scores()
     torch.testing.assert_close(graphed, eager, rtol=0, atol=0)
@@ -193,7 +199,7 @@ def test_cuda_graphs_with_4bit_give_the_eager_tokens_or_fall_back(tiny_dir, monk
     from janus_demo.model.loading import load_janus
 
     loaded = load_janus(str(tiny_dir), quantization="4bit", device="cuda", dtype="bfloat16")
-    fast = generate_image_tokens(loaded, request())
+    fast = generate_image_tokens(loaded, request(loaded))
     assert cuda_graphs.status(loaded.model) in (cuda_graphs.VERIFIED, cuda_graphs.DISABLED)
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, generate_image_tokens(loaded, request()))
+    assert torch.equal(fast, generate_image_tokens(loaded, request(loaded)))

@@ -1,11 +1,12 @@
 """The GPU memory estimate of a text-to-image request and the message that caps the number of images."""
 
+import dataclasses
+import re
+
 import pytest
 import torch
 
 from janus_demo.model import memory
-from janus_demo.model.image_loop import ImageRequest, iter_image_generation
-from janus_demo.service.errors import InputError
 
 GB = 10**9
 
@@ -46,10 +47,9 @@ def test_max_images_is_the_largest_count_that_fits():
 
 def test_message_names_the_need_the_free_memory_and_a_count_that_fits():
     estimate = memory.ImageMemoryEstimate(fixed=GB, per_image=2 * GB, per_decoded_image=0, decode_chunk=4)
-    with pytest.raises(InputError) as error:
-        memory.check_fits(estimate, num_images=4, available=6 * GB)
-    assert str(error.value) == "4 images need about 9.0 GB; the GPU has 6.0 GB free. Try at most 2 images."
-    memory.check_fits(estimate, num_images=2, available=6 * GB)  # fits: no error
+    problem = memory.fit_problem(estimate, num_images=4, available=6 * GB)
+    assert problem == "4 images need about 9.0 GB; the GPU has 6.0 GB free. Try at most 2 images."
+    assert memory.fit_problem(estimate, num_images=2, available=6 * GB) is None  # fits
     assert memory.memory_message(1, 3 * GB, int(2.5 * GB), 0).startswith(
         "1 image needs about 3.0 GB; the GPU has 2.5 GB free. Not even one image fits"
     )
@@ -65,16 +65,11 @@ def test_shape_is_read_from_the_model_config(loaded_tiny):
 
 def test_cpu_requests_are_not_checked(loaded_tiny, monkeypatch):
     monkeypatch.setattr(memory, "available_cuda_bytes", lambda device: pytest.fail("asked for GPU memory on CPU"))
-    memory.check_image_memory(loaded_tiny.model, torch.device("cpu"), torch.float32, 16, 40, True, 4)
+    assert memory.image_memory_problem(loaded_tiny, 16, 40, True, 4) is None
 
 
-def test_a_cuda_request_that_does_not_fit_fails_before_the_first_step(loaded_tiny, monkeypatch):
-    real_check = memory.check_image_memory
+def test_a_cuda_request_that_does_not_fit_says_how_many_would(loaded_tiny, monkeypatch):
     monkeypatch.setattr(memory, "available_cuda_bytes", lambda device: 500 * 2**20)
-    monkeypatch.setattr(
-        memory, "check_image_memory", lambda model, device, *args: real_check(model, torch.device("cuda"), *args)
-    )
-    with pytest.raises(
-        InputError, match=r"^16 images need about 0\.\d GB; the GPU has 0\.5 GB free\. Try at most \d+ image"
-    ):
-        next(iter_image_generation(loaded_tiny, ImageRequest("A fox", seed=1, num_images=16)))
+    on_cuda = dataclasses.replace(loaded_tiny, device=torch.device("cuda"))
+    problem = memory.image_memory_problem(on_cuda, 16, 40, True, 4)
+    assert re.match(r"^16 images need about 0\.\d GB; the GPU has 0\.5 GB free\. Try at most \d+ image", problem)

@@ -5,9 +5,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from support.requests import generate_image_tokens, image_request
 
 from janus_demo.model import previews
-from janus_demo.model.image_loop import ImageRequest, decode_images, generate_image_tokens
+from janus_demo.model.image_loop import decode_images
 
 GREY = (previews.GREY,) * 3
 
@@ -58,7 +59,7 @@ def test_palette_is_fitted_once_per_model(loaded_tiny):
 
 def test_palette_previews_cost_under_ten_percent_of_generation(loaded_tiny):
     previews.code_palette(loaded_tiny.model)  # the one-time fit is not part of a request
-    request = ImageRequest("a lighthouse at dusk", seed=2, preview_mode="off")
+    request = image_request(loaded_tiny, "a lighthouse at dusk", seed=2, preview_mode="off")
     start = time.perf_counter()
     tokens = generate_image_tokens(loaded_tiny, request)
     generation = time.perf_counter() - start

@@ -47,7 +47,7 @@ class FakeBackend(Backend):
         self.produced = 0  # tokens + image steps produced so far, by every request
         self.inside = self.max_inside = 0
         self.prompt_lengths: list[int] = []
-        self.section.max_active = self.section.entered = 0
+        self.lock.max_active = self.lock.entered = 0
         return self
 
     # --- the fakes

@@ -21,9 +21,9 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
     return time.monotonic() - start
 
 
-def section_idle(backend: Backend) -> bool:
-    section = backend.section
-    return not section.busy and section.active == 0 and section.waiting == 0
+def lock_idle(backend: Backend) -> bool:
+    lock = backend.lock
+    return not lock.busy and lock.active == 0 and lock.waiting == 0
 
 
 class ModelUseCounter:

@@ -45,13 +45,13 @@ def test_chat_text_only(client):
 
 def test_follow_up_sees_the_earlier_turn(client, tiny_backend, monkeypatch):
     seen = []
-    original = tiny_backend.chat
+    original = tiny_backend.prepare_chat
 
-    def spy(message, chat_history=None, *args, **kwargs):
-        seen.append(chat_history)
-        return original(message, chat_history, *args, **kwargs)
+    def spy(message, history=None, *args, **kwargs):
+        seen.append(history)
+        return original(message, history, *args, **kwargs)
 
-    monkeypatch.setattr(tiny_backend, "chat", spy)
+    monkeypatch.setattr(tiny_backend, "prepare_chat", spy)
     first, _ = final_answer(ask(client, "What animal is this?", [CAT]))
     final_answer(ask(client, "What colour is it?"))
     earlier = seen[-1]

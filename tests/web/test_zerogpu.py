@@ -1,27 +1,27 @@
-"""ZeroGPU: the GPU functions are wrapped with request-sized durations, and off ZeroGPU nothing changes.
+"""ZeroGPU: only checked, prepared requests borrow a GPU, with durations sized from them; off ZeroGPU
+nothing changes.
 
 A real ZeroGPU cannot be had here: `import spaces` with SPACES_ZERO_GPU=true fails on a CPU-only torch.
-tests/zerogpu_probe.py runs app.py in a subprocess with gradio in ZeroGPU mode and a stand-in `spaces`
+tests/web/zerogpu_probe.py runs app.py in a subprocess with gradio in ZeroGPU mode and a stand-in `spaces`
 that keeps its contract (duration computed from the call's arguments, arguments and yields pickled).
 """
 
+import dataclasses
 import inspect
 import json
-import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import spaces
+from support import ROOT
 
 from janus_demo.web import zerogpu
-from janus_demo.web.chat_tab import make_chat_fn
+from janus_demo.web.chat_tab import make_answer_fn
 from janus_demo.web.images_tab import make_generate_fn
 
-ROOT = Path(__file__).resolve().parents[2]
-
+pytestmark = pytest.mark.slow
 
 # --- off ZeroGPU: the real spaces package leaves functions alone ----------------------------------
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_off_zerogpu_spaces_gpu_returns_the_function_unchanged():
     assert os.environ.get("SPACES_ZERO_GPU") is None, "never set SPACES_ZERO_GPU in the test process"
 
-    def work(message, history):
+    def work(prepared):
         yield "answer"
 
     assert zerogpu.spaces is spaces
@@ -37,75 +37,36 @@ def test_off_zerogpu_spaces_gpu_returns_the_function_unchanged():
     assert zerogpu.on_gpu(zerogpu.chat_duration)(work) is work
 
 
-def test_the_ui_functions_are_plain_generators_here(tiny_backend):
-    chat_fn, images_fn = make_chat_fn(tiny_backend), make_generate_fn(tiny_backend)
-    assert (chat_fn.__name__, images_fn.__name__) == ("chat", "generate_images")
-    assert inspect.isgeneratorfunction(chat_fn) and inspect.isgeneratorfunction(images_fn)
-    assert not hasattr(chat_fn, "__wrapped__") and not hasattr(images_fn, "__wrapped__")
+def test_the_event_functions_are_plain_generators_here(tiny_backend):
+    answer_fn, images_fn = make_answer_fn(tiny_backend), make_generate_fn(tiny_backend)
+    assert inspect.isgeneratorfunction(answer_fn) and inspect.isgeneratorfunction(images_fn)
+    assert not hasattr(answer_fn, "__wrapped__")
 
 
-# --- the duration callables ------------------------------------------------------------------------
+# --- the duration callables read checked requests --------------------------------------------------
 
 
-def test_duration_callables_take_the_functions_own_parameters(tiny_backend):
-    for fn, duration in [
-        (make_chat_fn(tiny_backend), zerogpu.chat_duration),
-        (make_generate_fn(tiny_backend), zerogpu.images_duration),
-    ]:
-        assert list(inspect.signature(fn).parameters) == list(inspect.signature(duration).parameters)
+def test_chat_duration_grows_with_tokens_and_images(tiny_backend):
+    cat = str(ROOT / "assets" / "chelsea.png")
+    text_only = tiny_backend.prepare_chat({"text": "hi", "files": []}, None, 256)
+    longer = dataclasses.replace(text_only, options=dataclasses.replace(text_only.options, max_new_tokens=1024))
+    with_image = tiny_backend.prepare_chat({"text": "hi", "files": [cat]}, None, 256)
+    assert zerogpu.chat_duration(text_only) < zerogpu.chat_duration(with_image) < zerogpu.chat_duration(longer)
 
 
-def test_chat_duration_grows_with_tokens_and_images():
-    text_only = zerogpu.chat_duration({"text": "hi", "files": []}, [], 256)
-    longer = zerogpu.chat_duration({"text": "hi", "files": []}, [], 1024)
-    with_image = zerogpu.chat_duration({"text": "hi", "files": ["/tmp/a.png"]}, [], 256)
-    browser_history = [{"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/a.png"}}]}]
-    api_history = [{"role": "user", "content": [{"path": "/tmp/a.png"}, "hi"]}]
-    assert text_only < with_image < longer
-    assert zerogpu.chat_duration({"text": "again", "files": []}, browser_history, 256) == with_image
-    assert zerogpu.chat_duration({"text": "again", "files": []}, api_history, 256) == with_image
+def test_images_duration_grows_with_images_guidance_and_previews(tiny_backend):
+    def seconds(**settings):
+        return zerogpu.images_duration(tiny_backend.prepare_images("cat", 1, **settings))
+
+    one = seconds(num_images=1)
+    assert seconds(guidance_scale=1.0) < one < seconds(num_images=4)
+    assert seconds(preview_every=0) < one
+    assert seconds(preview_mode="off") == seconds(preview_every=0)
 
 
-def test_images_duration_grows_with_images_guidance_and_previews():
-    one = zerogpu.images_duration("cat", 1, 5.0, 1.0, 1, 1.0, 48, "auto")
-    four = zerogpu.images_duration("cat", 1, 5.0, 1.0, 4, 1.0, 48, "auto")
-    no_guidance = zerogpu.images_duration("cat", 1, 1.0, 1.0, 1, 1.0, 48, "auto")
-    no_previews = zerogpu.images_duration("cat", 1, 5.0, 1.0, 1, 1.0, 0, "auto")
-    assert no_guidance < one < four
-    assert no_previews < one
-    assert zerogpu.images_duration("cat", 1, 5.0, 1.0, 1, 1.0, 48, "off") == no_previews
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        (None, None, math.nan),
-        ("text", "junk", "many", math.inf),
-        ({"files": "not a list"}, [{"content": None}], -5, True),
-        ({"text": "x", "files": []}, [], 10**9),
-    ],
-)
-def test_chat_duration_survives_any_input(args):
-    seconds = zerogpu.chat_duration(*args)
-    assert isinstance(seconds, int) and zerogpu.MIN_DURATION_S <= seconds <= zerogpu.MAX_DURATION_S
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        (None, None, math.nan, None, "four", None, -1, None),
-        ("cat", 1, 5.0, 1.0, 10**6, 1.0, 10**6, "auto"),
-        ("cat", 1, math.inf, 1.0, -3, 1.0, 0.5, "decode"),
-    ],
-)
-def test_images_duration_survives_any_input(args):
-    seconds = zerogpu.images_duration(*args)
-    assert isinstance(seconds, int) and zerogpu.MIN_DURATION_S <= seconds <= zerogpu.MAX_DURATION_S
-
-
-def test_the_biggest_requests_are_capped():
-    assert zerogpu.chat_duration({"text": "x", "files": ["a"] * 4}, [], 2048) == zerogpu.MAX_DURATION_S
-    assert zerogpu.images_duration("cat", 1, 5.0, 1.0, 16, 1.0, 1, "decode") == zerogpu.MAX_DURATION_S
+def test_the_biggest_requests_are_capped(tiny_backend):
+    biggest = tiny_backend.prepare_images("cat", 1, num_images=16, preview_every=1, preview_mode="decode")
+    assert zerogpu.images_duration(biggest) == zerogpu.MAX_DURATION_S
 
 
 # --- app.py under simulated ZeroGPU ---------------------------------------------------------------
@@ -137,9 +98,9 @@ def zerogpu_findings(tiny_dir, tmp_path_factory):
     return json.loads(lines[-1].removeprefix("FINDINGS "))
 
 
-def test_exactly_the_gpu_functions_are_decorated(zerogpu_findings):
+def test_exactly_the_model_work_borrows_a_gpu(zerogpu_findings):
     decorated = {entry["name"]: entry for entry in zerogpu_findings["decorated"]}
-    assert set(decorated) == {"chat", "generate_images"}
+    assert set(decorated) == {"answer_on_gpu", "draw_on_gpu"}
     for entry in decorated.values():
         assert entry["duration_params"] == entry["params"], "duration must take the function's own parameters"
 
@@ -155,10 +116,18 @@ def test_queue_keeps_its_explicit_size_on_zerogpu(zerogpu_findings):
 
 def test_requests_through_gradio_get_sized_durations_and_picklable_results(zerogpu_findings):
     calls = zerogpu_findings["calls"]
-    assert [call["name"] for call in calls] == ["chat", "chat", "generate_images"]
+    assert [call["name"] for call in calls] == ["answer_on_gpu", "answer_on_gpu", "draw_on_gpu"]
     first, follow_up, images = (call["seconds"] for call in calls)
-    assert first == zerogpu.chat_duration({"text": "", "files": ["cat"]}, [], 16)
-    assert follow_up == zerogpu.chat_duration({"text": "", "files": []}, [{"content": [{"path": "cat"}]}], 300)
-    assert images == zerogpu.images_duration("a red cube", 3, 1.0, 1.0, 1, 1.0, 96, "palette")
+    assert zerogpu.MIN_DURATION_S <= first < follow_up <= zerogpu.MAX_DURATION_S  # 16 tokens, then 300
+    assert zerogpu.MIN_DURATION_S <= images <= zerogpu.MAX_DURATION_S
     assert all(call["yielded"] > 1 for call in calls), "the functions stream through the wrapper"
     assert zerogpu_findings["final_images"] == 1
+
+
+def test_a_refused_request_never_borrows_a_gpu(zerogpu_findings):
+    messages = zerogpu_findings["refusals"]
+    assert "Max new tokens must be a whole number between 1 and 2048" in messages[0]
+    assert "not an image" in messages[1]
+    assert "Guidance scale must be a number between 1 and 10" in messages[2]
+    assert "Prompt is empty" in messages[3]
+    assert zerogpu_findings["calls_after_refusals"] == zerogpu_findings["calls"], "a refused request borrowed a GPU"

@@ -1,13 +1,13 @@
 """Run app.py as a ZeroGPU Space would, as far as a machine without a GPU allows; print JSON findings.
 
-    SPACES_ZERO_GPU=true JANUS_MODEL=./tiny python tests/zerogpu_probe.py
+    SPACES_ZERO_GPU=true JANUS_MODEL=./tiny python tests/web/zerogpu_probe.py
 
 The real `spaces` package refuses to import with SPACES_ZERO_GPU=true on a CPU-only torch (it patches
 CUDA internals), so a stand-in `spaces` module takes its place. It keeps the contract app.py relies on:
 `spaces.GPU(duration=callable)` wraps a generator function; each call first computes the duration from
 the call's own arguments, pickles the arguments (they cross into a forked worker) and pickles every
 value the function yields (they come back). gradio itself runs in its real ZeroGPU mode.
-tests/test_zerogpu.py runs this in a subprocess so none of it leaks into other tests.
+tests/web/test_zerogpu.py runs this in a subprocess so none of it leaks into other tests.
 """
 
 from __future__ import annotations
@@ -44,16 +44,25 @@ def fake_gpu(task=None, *, duration=None, size=None):
         def handler(*args, **kwargs):
             seconds = duration(*args, **kwargs) if callable(duration) else duration
             pickle.dumps((args, kwargs))
-            yielded = 0
+            call = {"name": fn.__name__, "seconds": seconds, "yielded": 0}
+            calls.append(call)
             for value in fn(*args, **kwargs):
                 pickle.dumps(value)
-                yielded += 1
+                call["yielded"] += 1
                 yield value
-            calls.append({"name": fn.__name__, "seconds": seconds, "yielded": yielded})
 
         return handler
 
     return decorate if task is None else decorate(task)
+
+
+def refused(call) -> str | None:
+    """The error message of a call that must be refused, or None when it was not."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the probe reports whatever the client raised
+        return str(error)
+    return None
 
 
 def main() -> None:
@@ -86,8 +95,16 @@ def main() -> None:
     client.predict(message, 16, 0.0, 0.95, 1, api_name="/chat")
     client.predict({"text": "And now?", "files": []}, 300, 0.0, 0.95, 1, api_name="/chat")
     gallery, _, _ = client.predict("a red cube", 3, 1.0, 1.0, 1, 1.0, 96, "palette", api_name="/generate_images")
-    findings["calls"] = calls
+    findings["calls"] = list(calls)
     findings["final_images"] = len(gallery)
+    bad_file = ROOT / "README.md"  # not an image
+    findings["refusals"] = [
+        refused(lambda: client.predict({"text": "x", "files": []}, 2049, 0.0, 0.95, 1, api_name="/chat")),
+        refused(lambda: client.predict({"text": "x", "files": [handle_file(str(bad_file))]}, 8, api_name="/chat")),
+        refused(lambda: client.predict("a cube", 1, 10.5, 1.0, 1, 1.0, 96, "palette", api_name="/generate_images")),
+        refused(lambda: client.predict("", 1, 5.0, 1.0, 1, 1.0, 96, "palette", api_name="/generate_images")),
+    ]
+    findings["calls_after_refusals"] = list(calls)
     client.close()
     app.demo.close()
     print("FINDINGS " + json.dumps(findings))
