@@ -113,7 +113,7 @@ def run_ours(loaded: LoadedJanus, options: chat.ChatOptions) -> Run:
     messages, images = conversation()
     chunks: list[tuple[float, chat.ChatChunk]] = []
     start = time.perf_counter()
-    inputs = chat.encode_conversation(loaded, messages, images)  # the backend encodes before the GPU section
+    inputs = chat.encode_conversation(loaded, messages, images)  # the backend encodes before the model lock
     chat.generate_answer(loaded, inputs, options, threading.Event(), lambda c: chunks.append((time.perf_counter(), c)))
     total = time.perf_counter() - start
     first = next((at - start for at, c in chunks if c.new_tokens and not c.done), total)

@@ -45,7 +45,7 @@ def load_backend_or_exit(settings: Settings) -> Backend:
 
 def configure_queue(demo: gr.Blocks, max_size: int = 32) -> gr.Blocks:
     """One worker at a time per event, a bounded line (gradio answers 'queue is full' beyond it),
-    and the routes that bypass the queue closed. The GPU section serialises chat and images."""
+    and the routes that bypass the queue closed. The model lock serialises chat and images."""
     return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
 
 
@@ -87,36 +87,32 @@ def launch_kwargs(settings: Settings, logins: list[access.Login] | None = None) 
 
 SHARE_FAILED = (
     "warning: no share link: gradio could not open its tunnel (offline, or its frpc binary is missing "
-    "or blocked); serving locally only at {url}"
+    "or blocked); serving locally only"
 )
 
 
 def queue_and_launch(demo: gr.Blocks, settings: Settings, logins: list[access.Login] | None = None) -> None:
-    """Queue, launch, report a share link that could not be made in one line, then serve until interrupted."""
+    """Queue, launch quietly, say where the app is (and whether the share link was made), serve until interrupted.
+
+    gradio's launch messages name its own API ("set share=True in launch()"), and its multi-paragraph
+    share-link help ignores `quiet`: launch's standard output is dropped whole and this app reports instead.
+    """
     configure_queue(demo, settings.queue_size)
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            demo.launch(**launch_kwargs(settings, logins), prevent_thread_lock=True)
-    finally:
-        share_failed = settings.share and not demo.share_url and not demo.space_id
-        print(without_share_help(printed.getvalue()) if share_failed else printed.getvalue(), end="", flush=True)
-    if share_failed:
-        print(SHARE_FAILED.format(url=demo.local_url), flush=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        demo.launch(**launch_kwargs(settings, logins), prevent_thread_lock=True, quiet=True)
+    print(launch_report(settings, demo.local_url, demo.share_url, bool(demo.space_id)), flush=True)
     demo.block_thread()
 
 
-def without_share_help(launch_output: str) -> str:
-    """gradio's launch output minus its multi-paragraph "Could not create share link" help.
-
-    The help runs from that line to gradio's next status line (starting with "*" or "🔨") or the end.
-    """
-    kept, skipping = [], False
-    for line in launch_output.splitlines(keepends=True):
-        if line.startswith("Could not create share link"):
-            skipping = True
-        elif skipping and line.startswith(("*", "🔨")):
-            skipping = False
-        if not skipping:
-            kept.append(line)
-    return "".join(kept)
+def launch_report(settings: Settings, local_url: str, share_url: str | None, on_space: bool) -> str:
+    """Where the app serves, in this app's own words."""
+    lines = [f"Running on {local_url} (Ctrl+C to stop)"]
+    if share_url:
+        lines.append(f"Public link: {share_url} (it lasts up to a week; stop the app to close it)")
+    elif settings.share and not on_space:
+        lines.append(SHARE_FAILED)
+    elif not settings.share and not on_space:
+        lines.append("For a public link, restart with --share and a login (--auth USER:PASS); see --help.")
+    if settings.mcp:
+        lines.append(f"MCP server (streamable HTTP): {local_url}gradio_api/mcp/")
+    return "\n".join(lines)

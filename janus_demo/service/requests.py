@@ -87,11 +87,9 @@ class Schema:
         """Every field checked (missing ones take their default): typed values, or FieldError naming the field."""
         return {field.name: field.check(value) for field, value in zip(self.fields, self._ordered(values), strict=True)}
 
-    def docstring(self, summary: str, returns: str, notes: Mapping[str, str] | None = None) -> str:
+    def docstring(self, summary: str, returns: str) -> str:
         """A Google-style docstring (gradio turns it into the API and MCP descriptions)."""
-        notes = notes or {}
-        lines = [summary, "", "Args:"]
-        lines += [f"    {field.name}: {notes.get(field.name) or describe(field)}" for field in self.fields]
+        lines = [summary, "", "Args:", *(f"    {field.name}: {describe(field)}" for field in self.fields)]
         return "\n".join([*lines, "", "Returns:", f"    {returns}"])
 
     def _ordered(self, values: Mapping[str, object]) -> list[object]:
@@ -140,7 +138,13 @@ def chat_schema(limits: Limits) -> Schema:
     return Schema(
         "/chat",
         (
-            TextField("message", "Message", limits.max_message_chars, allow_empty=True, help="The question."),
+            TextField(
+                "message",
+                "Message",
+                limits.max_message_chars,
+                allow_empty=True,
+                help='{"text": the question, "files": images to ask about}; the limit is on the text',
+            ),  # fmt: skip
             NumberField(
                 "max_new_tokens",
                 "Max new tokens",

@@ -108,7 +108,6 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
     chat.__doc__ = backend.schemas.chat.docstring(
         "Chat with Janus-Pro about images, or text only; the answer streams in token by token.",
         "The answer so far (streamed), and a status line with tokens/s.",
-        notes={"message": '{"text": the question, "files": images to ask about (png, jpg, webp, ...)}.'},
     )
     return chat
 

@@ -10,6 +10,8 @@ from janus_demo.model import loading
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
 
+pytestmark = pytest.mark.slow
+
 
 def table_rows(output: str, model: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(f"| {model} |")]

@@ -31,7 +31,10 @@ GENERATION_TIMEOUT_MS = 120_000  # the tiny model's 576 image tokens take 5-25 s
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
+]
 
 # Records every distinct value `read()` returns as the page changes (a MutationObserver, so short-lived
 # states between two polls are not missed).

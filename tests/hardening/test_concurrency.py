@@ -2,7 +2,7 @@
 
 Measured (printed with -s): 50 concurrent /chat users, each with its own Client, all answered with exactly the
 answer their seed gives when run alone; chats and images mixed, images cancelled while running; the language
-model's forward never entered by two requests at once (forward hooks) and `section.max_active == 1`.
+model's forward never entered by two requests at once (forward hooks) and `lock.max_active == 1`.
 """
 
 import time
@@ -66,15 +66,15 @@ def test_50_concurrent_chats_are_all_answered_once_and_one_at_a_time(roomy_app, 
 
 def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend, model_use, tmp_path):
     """An image holds the model while chats wait; cancelling it frees gradio's slot at once (a second image
-    starts) while its last step still runs: the section and the forward hooks must still see one at a time."""
-    section, chats = tiny_backend.lock, 6
+    starts) while its last step still runs: the model lock and the forward hooks must still see one at a time."""
+    lock, chats = tiny_backend.lock, 6
     painter_a, painter_b = new_client(roomy_app, tmp_path / "a"), new_client(roomy_app, tmp_path / "b")
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=chats) as pool:
         image_a = painter_a.submit("a red fox", *image_args(seed=1, guidance_scale=1.0), api_name="/generate_images")
-        wait_until(lambda: section.active == 1, timeout=30)
+        wait_until(lambda: lock.active == 1, timeout=30)
         asked = [pool.submit(ask, roomy_app, tmp_path / f"c{n}", n) for n in range(1, chats + 1)]
-        wait_until(lambda: section.waiting >= 1, timeout=30)  # a chat waits for the model
+        wait_until(lambda: lock.waiting >= 1, timeout=30)  # a chat waits for the model
         image_b = painter_b.submit("a blue fox", *image_args(seed=2, guidance_scale=1.0), api_name="/generate_images")
         image_a.cancel()
         time.sleep(0.5)
@@ -85,6 +85,6 @@ def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend,
     painter_a.close(), painter_b.close()
     assert sorted(seed for seed, _, _ in answers) == list(range(1, chats + 1))
     assert all("tokens/s" in status for _, _, status in answers)
-    assert section.max_active == 1
+    assert lock.max_active == 1
     assert model_use.max_inside == 1
     print(f"\n[hardening] {chats} chats + 2 images (cancelled mid-run): {elapsed:.1f} s, max_active 1, forward max 1")

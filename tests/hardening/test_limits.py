@@ -74,8 +74,10 @@ def test_a_1_mb_prompt_is_refused(client, tiny_backend):
 
 def test_the_model_layer_accepts_every_prompt_the_app_allows(tiny_backend):
     longest = "a fox " * (tiny_backend.limits.max_prompt_chars // 6)
-    stream = tiny_backend.generate_images(longest, 1)  # checked now, run only when iterated
+    stream = tiny_backend.generate_images(longest, 1, guidance_scale=1.0, preview_every=0)
+    first = next(progress for progress in stream if hasattr(progress, "step"))  # the model has read the prompt
     stream.close()
+    assert first.step == 1
 
 
 # --- length of the conversation
@@ -188,7 +190,7 @@ def test_a_chat_past_the_deadline_is_stopped_with_a_message(hurried):
     last = chunks[-1]
     assert last.done and last.stop_reason == "deadline" and last.new_tokens < 2048
     assert status_line(last).endswith("stopped at the time limit")
-    assert seconds < 1.5
+    assert seconds < 3.0
     assert lock_idle(hurried)
     print(f"\n[hardening] chat with a 0.5 s deadline stopped after {seconds:.2f} s ({last.new_tokens} tokens)")
 
@@ -198,6 +200,6 @@ def test_an_image_generation_past_the_deadline_is_stopped_with_a_message(hurried
     with pytest.raises(BusyError, match=r"ran past the 0.5 s limit and was stopped. Try fewer images."):
         list(hurried.generate_images("a red fox", 1, 1.0, 1.0, 1, 1.0, 0, "off"))
     seconds = time.monotonic() - start
-    assert seconds < 1.5
+    assert seconds < 3.0
     assert lock_idle(hurried)
     print(f"\n[hardening] image generation with a 0.5 s deadline stopped after {seconds:.2f} s")

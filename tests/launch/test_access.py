@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from janus_demo.launch import access
-from janus_demo.launch.server import SHARE_FAILED, without_share_help
+from janus_demo.launch.server import SHARE_FAILED, launch_report
 from janus_demo.launch.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,32 +126,22 @@ def test_off_by_default_and_password_kept_out_of_repr(clean_env):
 
 # --- gradio's launch output ------------------------------------------------------------------------
 
-GRADIO_SHARE_FAILURE = "\n".join(  # gradio 6.31's launch output, offline, with --mcp
-    [
-        "* Running on local URL:  http://127.0.0.1:7860",
-        "",
-        "Could not create share link. Missing file: /root/.cache/huggingface/gradio/frpc/frpc_linux_amd64_v0.3. ",
-        "",
-        "Please check your internet connection. This can happen if your antivirus software blocks the download "
-        "of this file. You can install manually by following these steps: ",
-        "",
-        "1. Download this file: https://cdn-media.huggingface.co/frpc-gradio-0.3/frpc_linux_amd64",
-        "2. Rename the downloaded file to: frpc_linux_amd64_v0.3",
-        "3. Move the file to this location: /root/.cache/huggingface/gradio/frpc",
-        "",
-        "🔨 Launching MCP server:",
-        "* Streamable HTTP URL: http://127.0.0.1:7860/gradio_api/mcp/",
-        "",
+
+def test_the_launch_report_speaks_of_this_apps_flags():
+    local = "http://127.0.0.1:7860/"
+    plain = launch_report(Settings(), local, None, on_space=False)
+    assert plain.splitlines() == [
+        "Running on http://127.0.0.1:7860/ (Ctrl+C to stop)",
+        "For a public link, restart with --share and a login (--auth USER:PASS); see --help.",
     ]
-)
-
-
-def test_share_help_is_dropped_and_status_lines_kept():
-    tidy = without_share_help(GRADIO_SHARE_FAILURE)
-    assert "Could not create share link" not in tidy and "Download this file" not in tidy
-    assert "* Running on local URL:  http://127.0.0.1:7860" in tidy
-    assert "🔨 Launching MCP server:\n* Streamable HTTP URL" in tidy
-    assert without_share_help("* Running on local URL:  http://x\n") == "* Running on local URL:  http://x\n"
+    assert "share=True" not in plain
+    shared = launch_report(Settings(share=True), local, "https://abc.gradio.live", on_space=False)
+    assert "Public link: https://abc.gradio.live" in shared
+    assert SHARE_FAILED in launch_report(Settings(share=True), local, None, on_space=False).splitlines()
+    assert launch_report(Settings(), local, None, on_space=True).splitlines() == [plain.splitlines()[0]]
+    assert "MCP server (streamable HTTP): http://127.0.0.1:7860/gradio_api/mcp/" in launch_report(
+        Settings(mcp=True), local, None, on_space=False
+    )
 
 
 # --- app.py end to end -------------------------------------------------------------------------------
@@ -228,8 +218,8 @@ def wait_for_line(path: Path, needle: str, process: subprocess.Popen, timeout: f
 
 def test_offline_share_is_one_line_and_the_app_keeps_serving(shared_offline_app):
     url, out, err = shared_offline_app
-    assert SHARE_FAILED.format(url=url) in out.splitlines()
-    assert "Could not create share link" not in out and "Download this file" not in out
+    assert SHARE_FAILED in out.splitlines() and f"Running on {url} (Ctrl+C to stop)" in out.splitlines()
+    assert "Could not create share link" not in out and "Download this file" not in out and "share=True" not in out
     assert "Traceback" not in err
     assert httpx.get(url + "config", timeout=10).status_code == 401, "the app answers, and asks for the login"
 

@@ -337,7 +337,7 @@ def test_png_bomb_is_refused_fast_and_small(tmp_path, side, expected):
     cost = _refusal_cost(path)
     assert cost["message"] is not None and "limit is 16 megapixels" in cost["message"]
     assert any(part in cost["message"] for part in expected.split("|"))
-    assert cost["seconds"] < 1.0
+    assert cost["seconds"] < 3.0
     assert cost["growth_mb"] < 50
 
 

@@ -1,0 +1,64 @@
+"""The README's reference tables, written from the schemas and the caps (a test keeps the README equal).
+
+python -m janus_demo.service.reference      # print the tables to paste into README.md
+"""
+
+from __future__ import annotations
+
+from janus_demo.service.fields import ChoiceField, NumberField
+from janus_demo.service.intake import ImageLimits
+from janus_demo.service.requests import Limits, Schema, schemas_for
+
+
+def parameters_table(schema: Schema) -> str:
+    """One row per API parameter: name, UI label, what it accepts, default."""
+    rows = ["| parameter | label | accepts | default |", "|---|---|---|---|"]
+    for field in schema:
+        if isinstance(field, NumberField):
+            kind = "whole number" if field.integer else "number"
+            accepts, default = f"{kind}, {_n(field.minimum)} to {_n(field.maximum)}", _n(field.default)
+        elif isinstance(field, ChoiceField):
+            accepts, default = ", ".join(f"`{choice}`" for choice in field.choices), f"`{field.default}`"
+        else:
+            accepts, default = f"text, at most {field.max_chars:,} characters", "(required)"
+        if field.help:
+            accepts += f" ({field.help.rstrip('.')})"
+        rows.append(f"| `{field.name}` | {field.label} | {accepts} | {default} |")
+    return "\n".join(rows)
+
+
+def caps_table(limits: Limits, images: ImageLimits) -> str:
+    """The per-request caps (`Limits`, `ImageLimits`) with what happens beyond them."""
+    mb = images.max_file_bytes / 2**20
+    rows = [
+        "| cap | default | when exceeded |",
+        "|---|---|---|",
+        f"| `max_message_chars` / `max_prompt_chars` | {limits.max_message_chars:,} / {limits.max_prompt_chars:,} "
+        "characters | refused |",
+        f"| `max_history_turns` | {limits.max_history_turns} user turns | older turns left out, with a note in the "
+        "status line |",
+        f"| `max_images_per_conversation` | {limits.max_images_per_conversation} | refused: clear the conversation |",
+        f'| `max_context_tokens` | {limits.max_context_tokens:,} tokens (an image counts 576) | refused: "This '
+        'conversation is too long; clear it and start again" |',
+        f"| `max_new_tokens` / `max_num_images` | {limits.max_new_tokens:,} / {limits.max_num_images} | refused |",
+        f"| `request_deadline_s` | {limits.request_deadline_s:g} s | the generation stops with a message; also the "
+        "longest wait for the model |",
+        f"| image file / pixels / side | {mb:g} MB / {images.max_pixels / 1e6:g} MP / {images.max_side:,} px (JPEGs up "
+        f"to {images.max_jpeg_pixels / 1e6:g} MP are decoded at reduced scale) | refused |",
+    ]
+    return "\n".join(rows)
+
+
+def _n(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else f"{value:,}" if abs(value) < 10**6 else f"{value}"
+
+
+def main() -> None:
+    chat, images = schemas_for(Limits(), gpu=False)
+    for title, text in [("/chat", parameters_table(chat)), ("/generate_images", parameters_table(images))]:
+        print(f"{title}:\n\n{text}\n")
+    print(f"Caps:\n\n{caps_table(Limits(), ImageLimits())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The transformers internals adapter: every function works on the installed transformers, or this fails.
+
+When transformers is upgraded, this file says so first: re-check janus_demo/model/internals.py against the
+new source, then bump CHECKED_TRANSFORMERS.
+"""
+
+import torch
+import transformers
+from support.requests import image_request
+from transformers import StaticCache
+
+from janus_demo.model import internals
+from janus_demo.model.image_loop import ImageTokenLoop
+from janus_demo.model.tiny import build_tiny_janus
+
+
+def test_the_installed_transformers_is_the_one_the_adapter_was_checked_against():
+    assert transformers.__version__ == internals.CHECKED_TRANSFORMERS, (
+        f"transformers {transformers.__version__} is installed; janus_demo/model/internals.py was checked against "
+        f"{internals.CHECKED_TRANSFORMERS}: re-check every function there, then bump CHECKED_TRANSFORMERS"
+    )
+
+
+def test_codebook_and_token_grid(loaded_tiny):
+    assert internals.codebook(loaded_tiny.model).shape == (16384, 8)
+    assert internals.token_grid(loaded_tiny.model) == (24, 24)
+
+
+@torch.inference_mode()
+def test_decoding_every_row_equals_the_models_own_decode(loaded_tiny):
+    tokens = torch.randint(0, 16384, (1, 576), generator=torch.Generator().manual_seed(0))
+    ours = internals.decode_token_rows(loaded_tiny.model, tokens, rows=24)
+    theirs = loaded_tiny.model.decode_image_tokens(tokens)
+    torch.testing.assert_close(ours, theirs)
+    assert internals.decode_token_rows(loaded_tiny.model, tokens, rows=3).shape == (1, 48, 384, 3)
+
+
+def test_cache_write_positions_are_device_tensors_that_advance(loaded_tiny):
+    loop = ImageTokenLoop(loaded_tiny, image_request(loaded_tiny, guidance_scale=1.0, preview_mode="off"))
+    assert isinstance(loop.cache, StaticCache)
+    positions = internals.cache_write_positions(loop.cache)
+    assert positions and all(isinstance(p, torch.Tensor) for p in positions)
+    assert [int(p) for p in positions] == [0] * len(positions)
+    loop.advance()  # the prompt's prefill
+    loop.advance()  # one image token
+    prompt_len = loop.request.prompt_ids.shape[1]
+    assert [int(p) for p in internals.cache_write_positions(loop.cache)] == [prompt_len + 1] * len(positions)
+    assert internals.cache_write_positions(object()) is None
+
+
+def test_the_generation_config_survives_save_and_load(tmp_path):
+    from janus_demo.model.loading import load_janus
+
+    loaded = load_janus(str(build_tiny_janus(tmp_path / "tiny")), quantization="none", device="cpu")
+    assert loaded.model.generation_config.generation_kwargs["boi_token_id"] is not None
+
+
+def test_quantizes_follows_the_skip_list():
+    skip = ["lm_head", "model.vision_model"]
+    assert internals.quantizes("model.language_model.layers.0.mlp.up_proj", skip)
+    assert not internals.quantizes("lm_head", skip)
+    assert not internals.quantizes("model.vision_model.encoder.layers.0.mlp.fc1", skip)
+
+
+def test_skip_weight_init_switches_torch_initialisers_off_for_its_duration():
+    original = torch.nn.init.normal_
+    with internals.skip_weight_init():
+        assert torch.nn.init.normal_ is not original
+    assert torch.nn.init.normal_ is original
