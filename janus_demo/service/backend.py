@@ -54,10 +54,6 @@ class PreparedChat:
     images: int  # images in the conversation
     notes: tuple[str, ...] = ()  # e.g. older turns left out
 
-    @property
-    def prompt_tokens(self) -> int:
-        return chat.prompt_length(self.inputs)
-
 
 class Backend:
     """A loaded model, its lock, the request limits and the schemas they give."""
