@@ -85,25 +85,11 @@ class ImageProgress:
 # --- prompt and special tokens -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SpecialIds:
-    """Token ids that classifier-free guidance keeps (BOS, <begin_of_image>) or pads with."""
-
-    bos: int
-    boi: int
-    pad: int
-
-
-def special_ids(loaded: LoadedJanus) -> SpecialIds:
-    """Read the ids from the generation config as `generate` does, else from the tokenizer."""
-    gen = loaded.model.generation_config
-    tokenizer = loaded.processor.tokenizer
-    boi = (gen.generation_kwargs or {}).get("boi_token_id")
-    return SpecialIds(
-        bos=gen.bos_token_id if gen.bos_token_id is not None else tokenizer.bos_token_id,
-        boi=boi if boi is not None else tokenizer.convert_tokens_to_ids(tokenizer.boi_token),
-        pad=gen.pad_token_id if gen.pad_token_id is not None else tokenizer.pad_token_id,
-    )
+def pad_id(loaded: LoadedJanus) -> int:
+    """The id unconditional rows are padded with: the generation config's, as `generate` reads it, else the
+    tokenizer's."""
+    pad = loaded.model.generation_config.pad_token_id
+    return pad if pad is not None else loaded.processor.tokenizer.pad_token_id
 
 
 def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
@@ -114,13 +100,15 @@ def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
     return inputs["input_ids"]
 
 
-def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, ids: SpecialIds) -> torch.Tensor:
-    """Rows [conditional x n; unconditional x n]; unconditional rows keep only BOS and BOI, pad the rest."""
+def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, pad: int) -> torch.Tensor:
+    """Rows [conditional x n; unconditional x n]. An unconditional row is the prompt with positions 1 to L-2
+    padded, keeping the first token (BOS) and the last (<begin_of_image>), as DeepSeek's
+    `generation_inference.py` builds it (`tokens[i, 1:-1] = pad_id`)."""
     cond = input_ids.repeat(num_images, 1)
     if not guided:
         return cond
     uncond = cond.clone()
-    uncond.masked_fill_((uncond != ids.bos) & (uncond != ids.boi), ids.pad)
+    uncond[:, 1:-1] = pad
     return torch.cat([cond, uncond])
 
 
@@ -183,8 +171,8 @@ class ImageTokenLoop:
 
     @torch.inference_mode()
     def _prefill_inputs(self, loaded: LoadedJanus) -> None:
-        ids = special_ids(loaded)
-        rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, ids).to(self.device)
+        rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, pad_id(loaded))
+        rows = rows.to(self.device)
         batch, prompt_len = rows.shape
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
         self.attention_mask = torch.ones((batch, prompt_len + self.total), dtype=torch.long, device=self.device)
@@ -242,8 +230,8 @@ def iter_image_tokens(
 
 
 def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-    """Channels-last (B, H, W, 3) values in [-1, 1] to PIL RGB images."""
-    array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    """Channels-last (B, H, W, 3) decoder output to PIL RGB images, as transformers' postprocess converts it."""
+    array = previews.to_uint8(pixels).cpu().numpy()
     return [Image.fromarray(image, mode="RGB") for image in array]
 
 

@@ -60,6 +60,15 @@ def render_previews(
 # --- decode ------------------------------------------------------------------------------------
 
 
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """VQ decoder output (about [-1, 1]) to uint8 exactly as transformers' `JanusImageProcessor.postprocess`
+    does it: unnormalise (mean = std = 0.5), rescale by 255, clip to [0, 255], truncate. The processor itself
+    gives the same bytes when handed channels-first arrays (`processor.postprocess(list(pixels.permute(0, 3, 1,
+    2).float().numpy()), return_tensors="PIL.Image.Image")`; the PIL backend refuses channels-last ones), which
+    tests/model/test_image_loop.py checks. DeepSeek's own demo truncates the same way."""
+    return ((pixels.float() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)
+
+
 @torch.inference_mode()
 def decode_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor, rows: int) -> torch.Tensor:
     """Decode the first `rows` token rows: (B, rows*columns) ids -> (B, rows*scale, columns*scale, 3) in [-1, 1]."""
@@ -73,7 +82,7 @@ def decode_previews(model: JanusForConditionalGeneration, tokens: torch.Tensor, 
     finished = min(steps_done // columns, rows)
     if finished:
         pixels = decode_rows(model, tokens, finished)
-        canvas[:, : finished * scale] = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+        canvas[:, : finished * scale] = to_uint8(pixels).cpu()
     return [Image.fromarray(image, mode="RGB") for image in canvas.numpy()]
 
 
