@@ -32,7 +32,9 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     log = logging.getLogger("janus_demo")
     log.info("Loading %s (quantization=%s, device=%s)…", settings.model, settings.quantization, settings.device)
     try:
-        loaded = load_janus(settings.model, settings.quantization, settings.device, settings.dtype)
+        loaded = load_janus(
+            settings.model, settings.quantization, settings.device, settings.dtype, settings.images_only
+        )
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

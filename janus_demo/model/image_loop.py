@@ -29,8 +29,7 @@ from transformers import StaticCache
 
 from janus_demo.model import cuda_graphs, previews
 from janus_demo.model.loading import LoadedJanus
-
-DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
+from janus_demo.model.memory import DECODE_CHUNK
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +160,7 @@ class ImageTokenLoop:
         self.request = request
         self.device = loaded.device
         self.guided = request.guided
-        self.total = self.model.model.vision_model.config.num_image_tokens
+        self.total = self.model.config.vision_config.num_image_tokens
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
         self._prefill_inputs(loaded)
@@ -256,7 +255,7 @@ def iter_image_generation(
     """
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
-    total = loaded.model.model.vision_model.config.num_image_tokens
+    total = loaded.model.config.vision_config.num_image_tokens
     for step, tokens in iter_image_tokens(loaded, request, stop):
         elapsed = time.perf_counter() - start
         shots = None
