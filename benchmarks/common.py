@@ -256,6 +256,11 @@ def add_common_args(parser, models: str) -> None:
     parser.add_argument("--mid-layers", type=int, default=MID_LAYERS, help="LM layers of the mid model")
 
 
+def split(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c'] (comma-separated options)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def quiet() -> None:
     """No progress bars or generation-config notices from transformers in the tables' output."""
     from transformers.utils import logging as hf_logging

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo.model import cuda_graphs, previews
+from janus_demo.model import cuda_graphs, memory, previews
 from janus_demo.model.loading import LoadedJanus
 from janus_demo.model.memory import DECODE_CHUNK
 
@@ -164,21 +164,30 @@ class ImageTokenLoop:
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
         self._prefill_inputs(loaded)
-        self.fast = cuda_graphs.maybe_graphed_decode(
-            self.model, self._forward, self.cache, tuple(self.attention_mask.shape), self.device
-        )
 
     @torch.inference_mode()
     def _prefill_inputs(self, loaded: LoadedJanus) -> None:
         rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, pad_id(loaded))
         rows = rows.to(self.device)
         batch, prompt_len = rows.shape
+        cache_len = memory.cache_length(prompt_len, self.total)  # bucketed, so requests can share a CUDA graph
+        self.fast = cuda_graphs.maybe_graphed_decode(
+            self.model, self._forward, (batch, cache_len), lambda: self._new_cache(cache_len), self.device,
+            needed_bytes=self._needed_bytes(loaded, prompt_len),
+        )  # fmt: skip
+        self.cache = self.fast.cache if self.fast else self._new_cache(cache_len)
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
-        self.attention_mask = torch.ones((batch, prompt_len + self.total), dtype=torch.long, device=self.device)
+        self.attention_mask = torch.ones((batch, cache_len), dtype=torch.long, device=self.device)
         self.length = prompt_len
-        text_config = self.model.config.get_text_config(decoder=True)
-        self.cache = StaticCache(config=text_config, max_cache_len=prompt_len + self.total)  # sized to this prompt
         self.tokens = torch.zeros((self.request.num_images, self.total), dtype=torch.long, device=self.device)
+
+    def _new_cache(self, cache_len: int) -> StaticCache:
+        return StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=cache_len)
+
+    def _needed_bytes(self, loaded: LoadedJanus, prompt_len: int) -> int:
+        shape = memory.memory_shape(self.model, loaded.dtype)
+        estimate = memory.estimate_image_memory(shape, prompt_len, self.guided, DECODE_CHUNK)
+        return estimate.total(self.request.num_images)
 
     def _forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """language_model + generation_head for the pending embeddings: float scores (rows, codebook)."""

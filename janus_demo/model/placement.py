@@ -10,7 +10,7 @@ capability below 8.0, e.g. T4 and V100) when the weights plus a default request 
 8-bit, else 4-bit. On ZeroGPU it is bf16 unquantized (no GPU is attached at start-up to ask); on a CPU fp32
 unquantized.
 
-The lean layout (`make_lean`): in quantized modes on a GPU, `embed_tokens` stays in CPU memory behind a
+The lean layout (`make_lean`): in quantized modes, `embed_tokens` stays in CPU memory behind a
 gather (`CpuEmbedding`: only the looked-up rows move, with exactly the same values); in 4-bit, `lm_head` is
 LLM.int8; images-only drops the vision tower, its aligner and `lm_head`. docs/benchmarks.md has what each
 costs in logit error and saves in memory. `weight_bytes` prices any of these from the shape alone.
@@ -122,7 +122,7 @@ def choose_precision(needs: Needs, gpu: Gpu) -> Choice:
     """The best quality whose weights plus a default request fit in `gpu.free_bytes`: bf16, 8-bit, 4-bit."""
     dtype = gpu_dtype(gpu.capability)
     dtype_note = "" if native_bf16(gpu.capability) else f"; fp16, as compute capability {_cc(gpu)} has no native bf16"
-    request = f"{needs.images} image{'s' * (needs.images > 1)}"
+    request = f"{needs.images}-image"
     tried = []
     for mode in MODES:
         need = needs.total(mode)
@@ -317,9 +317,10 @@ def make_lean(
         lm_head_to_int8(model)
         lm_head = "int8"
     embed_tokens = str(device)
-    if quantization != "none" and device.type == "cuda":
+    if quantization != "none":  # on a CPU too: one code path, and the same bytes counted everywhere
         keep_embeddings_on_cpu(model)
         embed_tokens = "cpu (rows gathered per lookup)"
+    if device.type == "cuda":
         torch.cuda.empty_cache()
     return Layout(embed_tokens, lm_head, chat=not images_only)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image
 
-from janus_demo.model import chat, image_loop, memory
+from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
@@ -123,7 +123,12 @@ class Backend:
         values["seed"] = self._seed(values)
         request = ImageRequest(prompt_ids=image_loop.encode_prompt(self.loaded, values["prompt"]), **values)
         problem = memory.image_memory_problem(
-            self.loaded, request.num_images, request.prompt_ids.shape[1], request.guided, image_loop.DECODE_CHUNK
+            self.loaded,
+            request.num_images,
+            request.prompt_ids.shape[1],
+            request.guided,
+            memory.DECODE_CHUNK,
+            reclaimable=cuda_graphs.held_bytes(self.loaded.model),  # kept CUDA graphs make way for a new request
         )
         if problem:
             raise InputError(problem)
