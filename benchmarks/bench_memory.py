@@ -4,6 +4,7 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_memory --shapes 7b          # 7B from its shape: seconds
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_memory --quick --shapes tiny   # the tiny model: ~10 s
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_memory          # on a GPU: every row measured (1B and 7B)
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_memory --auto-only   # only what `--quantization auto` picks
 
 Random weights of the real shapes (see benchmarks/common.py), built directly on the device in bf16,
 quantized in memory and laid out exactly as `load_janus` does (`janus_demo.model.placement`: language
@@ -33,7 +34,7 @@ from janus_demo.model.image_loop import iter_image_generation
 from janus_demo.model.loading import LoadedJanus
 
 MODES = ("none", "8bit", "4bit")
-IMAGE_COUNTS = (1, 4)
+IMAGE_COUNTS = [1, 4]  # requests measured and predicted (`--image-counts`)
 CPU_BUILD_LIMIT = 5e9  # bf16 bytes above which a CPU run estimates instead of building
 GPUS = [  # (name, free GB after the CUDA context, compute capability): typical cards for the auto table
     ("8 GB card (RTX 4060)", 7.5, (8, 9)),
@@ -103,7 +104,7 @@ def estimated_rows(name: str, variants: list[tuple[str, bool]]) -> list[list[obj
         predicted = [weights + working_bytes(model, n, common.prompt_length()) for n in IMAGE_COUNTS]
         label = mode_label(quantization, images_only)
         shown = f"{common.gb(weights)} est."
-        rows.append(row(common.SHAPES[name].name, label, shown, [None, None], predicted, loading_peak))
+        rows.append(row(common.SHAPES[name].name, label, shown, [None] * len(IMAGE_COUNTS), predicted, loading_peak))
     return rows
 
 
@@ -144,7 +145,8 @@ def auto_rows(shapes: list[str], device: torch.device) -> list[list[object]]:
             for gpu in gpus:
                 choice = placement.choose_precision(needs, gpu)
                 label = common.SHAPES[name].name + (", images only" if images_only else "")
-                rows.append([label, gpu.name, mode_label(choice.quantization), str(choice.dtype)[6:], choice.reason])
+                picks = placement.LABELS[choice.quantization] if choice.quantization != "none" else "unquantized"
+                rows.append([label, gpu.name, picks, placement.dtype_label(choice.dtype), choice.reason])
     return rows
 
 
@@ -157,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--build-large-on-cpu", action="store_true", help=f"build even above {CPU_BUILD_LIMIT:.0e} B")
     parser.add_argument("--quick", action="store_true", help="bf16 and 4-bit only, no images-only rows")
+    parser.add_argument("--image-counts", default="1,4", help="images per measured request, comma-separated")
+    parser.add_argument("--auto-only", action="store_true", help="only the table of what auto picks (no builds)")
     args = parser.parse_args(argv)
+    IMAGE_COUNTS[:] = [int(n) for n in common.split(args.image_counts)]
     common.quiet()
     torch.set_num_threads(args.threads)
     device = loading.resolve_device(args.device)
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = [(mode, False) for mode in modes] + [(mode, True) for mode in images_only]
 
     rows = []
-    for name in shapes:
+    for name in [] if args.auto_only else shapes:
         if device.type == "cpu" and too_large_for_cpu(name) and not args.build_large_on_cpu:
             print(f"[{name}] estimating from the shape (too large to build on this CPU)...", flush=True)
             rows += estimated_rows(name, variants)
@@ -176,13 +181,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{name} {mode_label(quantization, lean)}] building on {device}...", flush=True)
             rows.append(built_rows(name, device, quantization, lean))
 
-    print(
-        f"\n{common.describe_machine(device, args.threads)}. Peaks are whole requests, guidance 5, weights included.\n"
-    )
-    headers = ["model", "weights", "weights GB"]
-    headers += [f"peak GB, {n} image{'s' * (n > 1)}" for n in IMAGE_COUNTS]
-    headers += [f"predicted GB, {n} image{'s' * (n > 1)}" for n in IMAGE_COUNTS]
-    common.print_table(headers + ["while loading GB"], rows)
+    print(f"\n{common.describe_machine(device, args.threads)}.\n")
+    if rows:
+        print("Peaks are whole requests, guidance 5, weights included.")
+        headers = ["model", "weights", "weights GB"]
+        headers += [f"peak GB, {n} image{'s' * (n > 1)}" for n in IMAGE_COUNTS]
+        headers += [f"predicted GB, {n} image{'s' * (n > 1)}" for n in IMAGE_COUNTS]
+        common.print_table(headers + ["while loading GB"], rows)
     auto = auto_rows(shapes, device)
     if auto:
         print(f"What `--quantization auto` picks (weights + a default request of {memory.GPU_DEFAULT_IMAGES} images)")

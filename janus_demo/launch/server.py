@@ -14,7 +14,6 @@ import transformers
 
 from janus_demo.launch import access
 from janus_demo.launch.settings import Settings
-from janus_demo.model import previews
 from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.service.backend import Backend
 from janus_demo.web.demo import launch_options
@@ -40,8 +39,6 @@ def load_backend_or_exit(settings: Settings) -> Backend:
         raise SystemExit(2) from None
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
-    if previews.resolve_mode("auto", loaded.device) == "palette":
-        previews.code_palette(loaded.model)  # fit once now, not during the first user's request
     return Backend(loaded)
 
 

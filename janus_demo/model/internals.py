@@ -41,9 +41,18 @@ def decode_token_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor
     lookup and normalisation, `post_quant_conv`, `decoder`) on a grid of `rows` rows, which the
     convolutional decoder accepts.
     """
-    vq = model.model.vqmodel
     _, columns = token_grid(model)
-    latent = F.normalize(vq.quantize.embedding(tokens[:, : rows * columns]), p=2, dim=-1)
+    return _decode_grid(model, tokens[:, : rows * columns], rows, columns)
+
+
+def decode_codes_alone(model: JanusForConditionalGeneration, codes: torch.Tensor) -> torch.Tensor:
+    """Decode each of `codes` (N,) on its own, as a 1x1 latent: (N, 16, 16, 3), the same steps as above."""
+    return _decode_grid(model, codes.view(-1, 1), 1, 1)
+
+
+def _decode_grid(model: JanusForConditionalGeneration, tokens: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    vq = model.model.vqmodel
+    latent = F.normalize(vq.quantize.embedding(tokens), p=2, dim=-1)
     latent = latent.view(tokens.shape[0], rows, columns, -1).permute(0, 3, 1, 2).contiguous()
     return vq.decoder(vq.post_quant_conv(latent)).permute(0, 2, 3, 1)
 

@@ -126,7 +126,7 @@ def choose_precision(needs: Needs, gpu: Gpu) -> Choice:
     tried = []
     for mode in MODES:
         need = needs.total(mode)
-        label = LABELS[mode] if mode != "none" else _dtype_label(dtype)
+        label = LABELS[mode] if mode != "none" else dtype_label(dtype)
         if need <= gpu.free_bytes:
             fits = (
                 f"{label} needs {need / GB:.1f} GB (weights and a {request} request), {gpu.free_bytes / GB:.1f} GB free"
@@ -149,15 +149,15 @@ def resolve_precision(
     if device.type != "cuda":
         mode = "none" if quantization == "auto" else quantization
         chosen = asked or torch.float32
-        return Choice(mode, chosen, f"{device.type}: {_dtype_label(chosen)}, {_mode_label(mode)}")
+        return Choice(mode, chosen, f"{device.type}: {dtype_label(chosen)}, {_mode_label(mode)}")
     if on_zero_gpu():
         mode = "none" if quantization == "auto" else quantization
         chosen = asked or torch.bfloat16
-        return Choice(mode, chosen, f"ZeroGPU: {_dtype_label(chosen)}, {_mode_label(mode)}")
+        return Choice(mode, chosen, f"ZeroGPU: {dtype_label(chosen)}, {_mode_label(mode)}")
     facts = (gpu or read_gpu)(device)
     if quantization != "auto":
         chosen = asked or gpu_dtype(facts.capability)
-        return Choice(quantization, chosen, f"{_mode_label(quantization)} as asked, {_dtype_label(chosen)}")
+        return Choice(quantization, chosen, f"{_mode_label(quantization)} as asked, {dtype_label(chosen)}")
     choice = choose_precision(needs(), facts)
     return Choice(choice.quantization, asked or choice.dtype, choice.reason)
 
@@ -181,7 +181,7 @@ def _cc(gpu: Gpu) -> str:
     return ".".join(str(part) for part in gpu.capability)
 
 
-def _dtype_label(dtype: torch.dtype) -> str:
+def dtype_label(dtype: torch.dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype, str(dtype))
 
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from support.gpu import needs_cuda
 
 from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, common
 from janus_demo.model import loading, placement
@@ -41,9 +42,6 @@ def run_main(capsys, main, argv: list[str]) -> str:
     finally:
         torch.set_num_threads(threads)
     return capsys.readouterr().out
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @needs_cuda
@@ -100,7 +98,7 @@ def test_memory_benchmark_predicts_7b_in_4bit_under_6_gb_for_one_image(capsys):
     assert set(rows) == {"bf16", "8bit", "4bit", "4bit, images only"}, output
     one_image = {mode: float(cells[6]) for mode, cells in rows.items()}  # predicted GB, 1 image
     assert one_image["4bit"] <= 6.0 and one_image["4bit, images only"] < one_image["4bit"], output
-    assert "| Janus-Pro-7B, images only | T4 16 GB | 8bit | float16 |" in auto_table
+    assert "| Janus-Pro-7B, images only | T4 16 GB | 8-bit | fp16 |" in auto_table
 
 
 def test_random_models_are_finite_and_decode_every_id():

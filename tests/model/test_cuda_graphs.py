@@ -12,6 +12,7 @@ import logging
 
 import pytest
 import torch
+from support.gpu import needs_cuda
 from support.requests import generate_image_tokens, image_request
 
 from janus_demo.model import cuda_graphs, internals, memory
@@ -236,8 +237,6 @@ def test_whole_request_with_the_graph_path_matches_eager(loaded_tiny, pretend_cu
 
 
 # --- real CUDA graphs ----------------------------------------------------------------------------
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import bitsandbytes as bnb
 import pytest
 import torch
+from support.gpu import needs_cuda
 from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
 from janus_demo.model import internals, placement
@@ -193,3 +194,47 @@ def test_lm_head_int8_stays_close_to_the_full_precision_head(tiny_dir):
     assert isinstance(loaded.model.get_output_embeddings(), bnb.nn.Linear8bitLt)
     assert (int8 - reference).abs().max() < 0.02 * reference.abs().max()
     assert (int8.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
+
+
+# --- on a real GPU (skipped elsewhere) ----------------------------------------------------------------------
+
+
+@needs_cuda
+def test_auto_on_this_gpu_names_it_and_picks_the_dtype_by_compute_capability(tiny_dir, monkeypatch):
+    from janus_demo.model.loading import load_janus
+
+    monkeypatch.delenv(placement.ZERO_GPU_ENV, raising=False)
+    loaded = load_janus(str(tiny_dir), quantization="auto", device="cuda")
+    capability = torch.cuda.get_device_capability()
+    assert loaded.quantization == "none"  # the tiny model fits anywhere
+    assert loaded.dtype == (torch.bfloat16 if capability >= (8, 0) else torch.float16)
+    assert torch.cuda.get_device_name() in loaded.info()["quantization_reason"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode", ["8bit", "4bit"])
+def test_quantized_cuda_models_gather_embeddings_on_the_cpu_and_still_chat_and_draw(tiny_dir, mode):
+    from support.requests import generate_image_tokens, image_request
+
+    from janus_demo.model.loading import load_janus
+
+    loaded = load_janus(str(tiny_dir), quantization=mode, device="cuda", dtype="bfloat16")
+    embeddings = loaded.model.get_input_embeddings()
+    assert isinstance(embeddings, placement.CpuEmbedding) and embeddings.table.device.type == "cpu"
+    assert loaded.info()["embed_tokens"].startswith("cpu")
+    inputs = loaded.processor(text=["Hello"], return_tensors="pt").to("cuda")
+    with torch.inference_mode():
+        out = loaded.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4
+    assert generate_image_tokens(loaded, image_request(loaded, seed=1)).shape == (1, 576)
+
+
+@needs_cuda
+def test_images_only_on_cuda_holds_less_gpu_memory(tiny_dir):
+    from janus_demo.model.loading import load_janus
+
+    full = load_janus(str(tiny_dir), quantization="none", device="cuda", dtype="bfloat16")
+    before = torch.cuda.memory_allocated()
+    lean = load_janus(str(tiny_dir), quantization="none", device="cuda", dtype="bfloat16", images_only=True)
+    added = torch.cuda.memory_allocated() - before
+    assert placement.placed_bytes(lean.model) <= added < placement.placed_bytes(full.model)  # allocator rounding
