@@ -55,7 +55,7 @@ def bench(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"benchmarks.{module}", *args]
 
 
-GPU_TESTS = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-rs", "tests"]
+GPU_TESTS = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-rsP", "tests"]
 CPU_LIMIT_S = 240
 STEPS = [
     Step(

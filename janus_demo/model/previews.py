@@ -28,7 +28,7 @@ from janus_demo.model import internals
 
 PREVIEW_MODES = ("auto", "decode", "palette", "off")
 GREY = 128  # colour of the positions not generated yet
-PALETTE_BATCH = 256  # codes decoded at once for the palette (16x16 patches each)
+PALETTE_BATCH = 64  # codes decoded at once for the palette: 16x16 patches, about 25 MB of activations (real VQ)
 
 _palettes: weakref.WeakKeyDictionary[torch.nn.Module, Palette] = weakref.WeakKeyDictionary()
 _palette_lock = threading.Lock()

@@ -57,8 +57,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
 def model_info_fn(backend: Backend):
     def model_info() -> dict[str, Any]:
-        """The loaded model: model_id, device, dtype, quantization, quantized_layers, footprint_bytes,
-        random_weights."""
+        """The loaded model: model_id, device, dtype, quantization, quantization_reason, quantized_layers,
+        footprint_bytes, embed_tokens, lm_head, chat, random_weights."""
         return json.loads(json.dumps(backend.info()))
 
     return model_info

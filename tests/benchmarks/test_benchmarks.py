@@ -6,7 +6,7 @@ import pytest
 import torch
 from support.gpu import needs_cuda
 
-from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, common
+from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, bench_quality, common
 from janus_demo.model import loading, placement
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
@@ -55,6 +55,16 @@ def test_memory_benchmark_on_cuda_measures_peaks(capsys):
     output = run_main(capsys, bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cuda"])
     rows = table_rows(output, "tiny")
     assert len(rows) == 2 and not any("needs CUDA" in row for row in rows), output
+
+
+def test_quality_benchmark_measures_each_saving_and_the_gather_is_exact(capsys):
+    output = run_main(capsys, bench_quality.main, ["--quick"])
+    rows = [line for line in output.splitlines() if line.startswith("| ") and "| change |" not in line]
+    assert len(rows) == 7, output
+    assert rows[0].startswith(
+        "| embed_tokens on the CPU (gather) | text logits | 0.0000 | 0.00% | 100.0% | 0.42 | 0.84 |"
+    )
+    assert "| lm_head in LLM.int8 (chosen for 4-bit) | text logits |" in rows[1]
 
 
 def test_chat_benchmark_forces_the_length_and_both_methods_agree(capsys):
