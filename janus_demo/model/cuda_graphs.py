@@ -138,27 +138,33 @@ class GraphPool:
     def __init__(self) -> None:
         self.captures: OrderedDict[Key, Capture] = OrderedDict()
         self.made = 0  # captures created so far
+        self.lock = threading.Lock()  # requests are serialised by the model lock; memory checks are not
 
     def acquire(
         self, key: Key, make_cache: Callable[[], object], device: torch.device, room: Callable[[], bool]
     ) -> Capture:
         """The capture for `key`, reset for a new request, or a new one; others are dropped to keep at most
         MAX_KEPT, and while `room()` says there is not enough free memory for a new request."""
-        capture = self.captures.pop(key, None)
-        if capture is not None:
-            capture.reset()
-        else:
-            while self.captures and (len(self.captures) >= MAX_KEPT or not room()):
-                self.captures.popitem(last=False)
-            capture = Capture(key, make_cache(), torch.zeros(key, dtype=torch.long, device=device))
-            self.made += 1
-        capture.uses += 1
-        self.captures[key] = capture
-        return capture
+        with self.lock:
+            capture = self.captures.pop(key, None)
+            if capture is not None:
+                capture.reset()
+            else:
+                while self.captures and (len(self.captures) >= MAX_KEPT or not room()):
+                    self.captures.popitem(last=False)
+                capture = Capture(key, make_cache(), torch.zeros(key, dtype=torch.long, device=device))
+                self.made += 1
+            capture.uses += 1
+            self.captures[key] = capture
+            return capture
 
-    def discard(self, capture: Capture) -> None:
-        if self.captures.get(capture.key) is capture:
-            del self.captures[capture.key]
+    def clear(self) -> None:
+        with self.lock:
+            self.captures.clear()
+
+    def nbytes(self) -> int:
+        with self.lock:
+            return sum(capture.nbytes() for capture in self.captures.values())
 
 
 def pool(model: torch.nn.Module) -> GraphPool:
@@ -174,14 +180,14 @@ def release(model: torch.nn.Module) -> None:
     with _lock:
         found = _pools.get(model)
     if found is not None:
-        found.captures.clear()
+        found.clear()
 
 
 def held_bytes(model: torch.nn.Module) -> int:
     """Bytes held by the model's kept captures: memory a new request can have back."""
     with _lock:
         found = _pools.get(model)
-    return sum(capture.nbytes() for capture in list(found.captures.values())) if found else 0
+    return found.nbytes() if found else 0
 
 
 # --- capture -----------------------------------------------------------------------------------
