@@ -14,8 +14,10 @@ Models (random weights, so only the timings mean anything):
 
 Methods, each a full 576-step batch: transformers' `generate(generation_mode="image")` (sampling, top_k=0),
 our loop without previews, and with palette / decode previews every `--preview-every` steps. Seconds are
-token generation only (to the last token); the final VQ decode, identical for all, and the palette's
-one-time fit are rows of their own. Medians over interleaved, shuffled repeats, since other jobs share the CPU.
+token generation only (to the last token); the final VQ decode, identical for all, and the palette's cost
+(each code is decoded alone the first time it appears: one request's codes from a cold palette, and with
+`--whole-palette` the whole codebook) are rows of their own. Medians over interleaved, shuffled repeats,
+since other jobs share the CPU.
 """
 
 from __future__ import annotations
@@ -80,25 +82,42 @@ def table_rows(model: str, medians: dict[str, float], once: dict[str, float], nu
 
 def time_previews_alone(loaded: LoadedJanus, mode: str, num_images: int, every: int) -> float:
     """Seconds spent rendering the previews of one request, measured without the loop around them."""
-    tokens = torch.randint(0, loaded.model.config.vq_config.num_embeddings, (num_images, 576))
+    tokens = random_tokens(loaded, num_images, seed=1)
     start = time.perf_counter()
     for step in range(every, 576, every):
         previews.render_previews(loaded.model, tokens, step, mode)
     return time.perf_counter() - start
 
 
+def random_tokens(loaded: LoadedJanus, num_images: int, seed: int = 0) -> torch.Tensor:
+    size = loaded.model.config.vq_config.num_embeddings
+    return torch.randint(0, size, (num_images, 576), generator=torch.Generator().manual_seed(seed))
+
+
 def bench_model(name: str, loaded: LoadedJanus, args: argparse.Namespace, repeats: int) -> list[str]:
-    print(f"[{name}] warming up and fitting the palette...", flush=True)
-    once = {"palette fit (once per model)": time_once(lambda: previews.code_palette(loaded.model))}
+    print(f"[{name}] warming up, timing the palette...", flush=True)
     warm_up(loaded)
+    previews.clear_palette(loaded.model)
+    cold = random_tokens(loaded, args.num_images)
+    once = {"palette: one request's codes, each decoded alone (cold)": time_once(
+        lambda: previews.palette_colours(loaded.model, cold)
+    )}  # fmt: skip
+    if args.whole_palette:
+        every_code = torch.arange(loaded.model.config.vq_config.num_embeddings)
+        previews.clear_palette(loaded.model)
+        once["palette: the whole codebook, each code decoded alone"] = time_once(
+            lambda: previews.palette_colours(loaded.model, every_code)
+        )
+    previews.clear_palette(loaded.model)  # the timed rounds meet their codes for the first time too
     print(f"[{name}] timing {repeats} round(s) of {2 + len(MODES)} methods...", flush=True)
     medians = measure(loaded, args, repeats, list(MODES))
     tokens = torch.zeros((args.num_images, 576), dtype=torch.long)
     once["final VQ decode of the batch"] = time_once(lambda: decode_images(loaded, tokens))
     for mode in MODES:
+        previews.clear_palette(loaded.model)
         alone = time_previews_alone(loaded, mode, args.num_images, args.preview_every)
         share = 100 * alone / medians["our loop, no previews"]
-        once[f"{mode} previews alone ({share:.1f}% of our loop)"] = alone
+        once[f"{mode} previews alone, cold palette ({share:.1f}% of our loop)"] = alone
     return table_rows(name, medians, once, args.num_images)
 
 
@@ -111,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=1)
     parser.add_argument("--preview-every", type=int, default=48)
     parser.add_argument("--quick", action="store_true", help="tiny model only, one round")
+    parser.add_argument(
+        "--whole-palette", action="store_true", help="also time decoding all 16384 codes (~100 s on 2 cores, real VQ)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.mid_layers, args.repeats = 0, 1

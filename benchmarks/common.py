@@ -41,7 +41,7 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
-from janus_demo.model import internals, loading, tiny  # noqa: E402
+from janus_demo.model import internals, loading, placement, tiny  # noqa: E402
 from janus_demo.model.chat import ChatOptions  # noqa: E402
 from janus_demo.model.image_loop import ImageRequest, encode_prompt, iter_image_generation  # noqa: E402
 from janus_demo.model.loading import LoadedJanus  # noqa: E402
@@ -152,56 +152,21 @@ def _tile_(flat: torch.Tensor, source: torch.Tensor) -> None:
 def quantize_in_memory(model: torch.nn.Module, quantization: str) -> torch.nn.Module:
     """Swap the language model's nn.Linear for bitsandbytes 8-bit / 4-bit ones, as `load_janus` does.
 
-    Same settings (`loading.quantization_config`), same skip list, same conversion as transformers'
-    bitsandbytes integration (`replace_with_bnb_linear`, then `Params4bit` / `Int8Params` moved to the
-    weight's device); tests check it against `load_janus` on the tiny model.
+    Same settings (`placement.quantization_config`, computing in the model's dtype), same skip list, same
+    conversion as transformers' bitsandbytes integration (`internals.bitsandbytes_linear`); tests check it
+    against `load_janus` on the tiny model. The lean layout is `placement.make_lean`'s job, after this.
     """
     if quantization == "none":
         return model
-    import bitsandbytes as bnb
-
-    config = loading.quantization_config(quantization)
+    config = placement.quantization_config(quantization, model.dtype)
     names = [
         name
         for name, module in model.named_modules()
         if type(module) is torch.nn.Linear and internals.quantizes(name, config.llm_int8_skip_modules)
     ]
     for name in names:  # by name, so each full-precision layer is freed as soon as it is replaced
-        model.set_submodule(name, _quantized_linear(model.get_submodule(name), config, bnb))
+        model.set_submodule(name, internals.bitsandbytes_linear(model.get_submodule(name), config))
     return model
-
-
-def _quantized_linear(module: torch.nn.Linear, config, bnb) -> torch.nn.Module:
-    device, weight = module.weight.device, module.weight.data
-    with torch.device("meta"):
-        if config.load_in_4bit:
-            new = bnb.nn.Linear4bit(
-                module.in_features,
-                module.out_features,
-                module.bias is not None,
-                config.bnb_4bit_compute_dtype,
-                compress_statistics=config.bnb_4bit_use_double_quant,
-                quant_type=config.bnb_4bit_quant_type,
-                quant_storage=config.bnb_4bit_quant_storage,
-            )
-        else:
-            new = bnb.nn.Linear8bitLt(
-                module.in_features,
-                module.out_features,
-                module.bias is not None,
-                has_fp16_weights=config.llm_int8_has_fp16_weight,
-                threshold=config.llm_int8_threshold,
-            )
-    kwargs = dict(new.weight.__dict__)
-    if config.load_in_4bit:
-        new.weight = bnb.nn.Params4bit(weight, requires_grad=False, **kwargs).to(device)
-    else:
-        kwargs.pop("SCB", None)
-        new.weight = bnb.nn.Int8Params(weight.to("cpu"), requires_grad=False, **kwargs).to(device)
-    if module.bias is not None:
-        new.bias = module.bias
-    new.requires_grad_(False)
-    return new
 
 
 def build_random(
@@ -212,8 +177,10 @@ def build_random(
     device: torch.device | str = "cpu",
     quantization: str = "none",
     seed: int = 0,
+    images_only: bool = False,
 ) -> LoadedJanus:
-    """A random-weight Janus of `shape`, built directly on `device` in `dtype` (no CPU copy, no init pass)."""
+    """A random-weight Janus of `shape`, built directly on `device` in `dtype` (no CPU copy, no init pass),
+    quantized and laid out as `load_janus` would."""
     device = torch.device(device)
     layers = layers or shape.layers
     tokenizer = filler_tokenizer(shape.vocab)
@@ -224,19 +191,25 @@ def build_random(
     model.eval()
     tiny.set_generation_defaults(model, tokenizer)
     quantize_in_memory(model, quantization)
+    layout = placement.make_lean(model, quantization, images_only, device)
     name = shape.name if layers == shape.layers else f"{shape.name} widths, {layers} layer{'s' * (layers > 1)}"
-    return LoadedJanus(model, tiny.build_processor(tokenizer), name, device, dtype, quantization, True)
+    if images_only:
+        name += ", images only"
+    processor = tiny.build_processor(tokenizer)
+    return LoadedJanus(model, processor, name, device, dtype, quantization, True, layout=layout)
 
 
-def load_tiny(device: str = "cpu", dtype: str = "auto", quantization: str = "none") -> LoadedJanus:
+def load_tiny(
+    device: str = "cpu", dtype: str = "auto", quantization: str = "none", images_only: bool = False
+) -> LoadedJanus:
     """The tiny checkpoint, built into a temporary folder and loaded with `load_janus` like any other."""
-    folder = tiny.build_tiny_janus(tempfile.mkdtemp(prefix="janus-tiny-"))
-    return load_janus_quietly(str(folder), quantization, device, dtype)
+    with tempfile.TemporaryDirectory(prefix="janus-tiny-") as folder:  # the loaded model keeps no file open
+        return load_janus_quietly(str(tiny.build_tiny_janus(folder)), quantization, device, dtype, images_only)
 
 
-def load_janus_quietly(path: str, quantization: str, device: str, dtype: str) -> LoadedJanus:
+def load_janus_quietly(path: str, quantization: str, device: str, dtype: str, images_only: bool = False) -> LoadedJanus:
     quiet()
-    return loading.load_janus(path, quantization=quantization, device=device, dtype=dtype)
+    return loading.load_janus(path, quantization=quantization, device=device, dtype=dtype, images_only=images_only)
 
 
 def load_model(
@@ -281,6 +254,11 @@ def add_common_args(parser, models: str) -> None:
     parser.add_argument("--quantization", default="none", choices=("none", "8bit", "4bit"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (1 measured fastest here)")
     parser.add_argument("--mid-layers", type=int, default=MID_LAYERS, help="LM layers of the mid model")
+
+
+def split(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c'] (comma-separated options)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def quiet() -> None:
@@ -409,13 +387,7 @@ def tensor_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's weights as stored: parameters, buffers and bitsandbytes' quantization state."""
     total = sum(buffer.nbytes for buffer in module.buffers())
     for param in module.parameters():
-        total += param.numel() * param.element_size()
-        state = getattr(param, "quant_state", None)  # 4-bit: absmax (and its nested quantization)
-        if state is not None:
-            total += state.absmax.nbytes + (state.state2.absmax.nbytes if getattr(state, "nested", False) else 0)
-        scales = getattr(param, "SCB", None)  # 8-bit: one scale per row
-        if isinstance(scales, torch.Tensor):
-            total += scales.nbytes
+        total += param.numel() * param.element_size() + internals.quantization_state_bytes(param)
     return total
 
 

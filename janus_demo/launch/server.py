@@ -14,7 +14,6 @@ import transformers
 
 from janus_demo.launch import access
 from janus_demo.launch.settings import Settings
-from janus_demo.model import previews
 from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.service.backend import Backend
 from janus_demo.web.demo import launch_options
@@ -32,14 +31,14 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     log = logging.getLogger("janus_demo")
     log.info("Loading %s (quantization=%s, device=%s)…", settings.model, settings.quantization, settings.device)
     try:
-        loaded = load_janus(settings.model, settings.quantization, settings.device, settings.dtype)
+        loaded = load_janus(
+            settings.model, settings.quantization, settings.device, settings.dtype, settings.images_only
+        )
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
-    if previews.resolve_mode("auto", loaded.device) == "palette":
-        previews.code_palette(loaded.model)  # fit once now, not during the first user's request
     return Backend(loaded)
 
 

@@ -35,6 +35,7 @@ class Settings:
     auth_file: str | None = None
     share_without_auth: bool = False
     mcp: bool = False
+    images_only: bool = False
 
 
 def _env(name: str, default: str) -> str:
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantization",
         choices=QUANTIZATIONS,
         default=_env("JANUS_QUANTIZATION", "auto"),
-        help="bitsandbytes quantization of the language model; auto = 4bit on CUDA, none elsewhere "
+        help="bitsandbytes quantization of the language model; auto = the best that fits the GPU (bf16, "
+        "else 8bit, else 4bit), none on CPU "
         "[JANUS_QUANTIZATION] (default: %(default)s)",
     )
     parser.add_argument(
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=DTYPES,
         default=_env("JANUS_DTYPE", "auto"),
-        help="weights' dtype; auto = bfloat16 on GPU, float32 on CPU [JANUS_DTYPE] (default: %(default)s)",
+        help="weights' dtype; auto = bfloat16 on GPU (float16 where it has no native bfloat16), float32 on CPU "
+        "[JANUS_DTYPE] (default: %(default)s)",
     )
     parser.add_argument(
         "--host",
@@ -108,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-file-size",
         default=_env("JANUS_MAX_FILE_SIZE", "20mb"),
         help="largest upload gradio accepts [JANUS_MAX_FILE_SIZE] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--images-only",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("JANUS_IMAGES_ONLY"),
+        help="text-to-image only: leave out the vision tower, aligner, lm_head and the Chat tab, so 7B in "
+        "4-bit fits an 8 GB card [JANUS_IMAGES_ONLY] (default: %(default)s)",
     )
     add_access_flags(parser)
     return parser

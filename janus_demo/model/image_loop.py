@@ -27,10 +27,9 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo.model import cuda_graphs, previews
+from janus_demo.model import cuda_graphs, memory, previews
 from janus_demo.model.loading import LoadedJanus
-
-DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
+from janus_demo.model.memory import DECODE_CHUNK
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,25 +84,11 @@ class ImageProgress:
 # --- prompt and special tokens -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SpecialIds:
-    """Token ids that classifier-free guidance keeps (BOS, <begin_of_image>) or pads with."""
-
-    bos: int
-    boi: int
-    pad: int
-
-
-def special_ids(loaded: LoadedJanus) -> SpecialIds:
-    """Read the ids from the generation config as `generate` does, else from the tokenizer."""
-    gen = loaded.model.generation_config
-    tokenizer = loaded.processor.tokenizer
-    boi = (gen.generation_kwargs or {}).get("boi_token_id")
-    return SpecialIds(
-        bos=gen.bos_token_id if gen.bos_token_id is not None else tokenizer.bos_token_id,
-        boi=boi if boi is not None else tokenizer.convert_tokens_to_ids(tokenizer.boi_token),
-        pad=gen.pad_token_id if gen.pad_token_id is not None else tokenizer.pad_token_id,
-    )
+def pad_id(loaded: LoadedJanus) -> int:
+    """The id unconditional rows are padded with: the generation config's, as `generate` reads it, else the
+    tokenizer's."""
+    pad = loaded.model.generation_config.pad_token_id
+    return pad if pad is not None else loaded.processor.tokenizer.pad_token_id
 
 
 def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
@@ -114,13 +99,15 @@ def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
     return inputs["input_ids"]
 
 
-def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, ids: SpecialIds) -> torch.Tensor:
-    """Rows [conditional x n; unconditional x n]; unconditional rows keep only BOS and BOI, pad the rest."""
+def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, pad: int) -> torch.Tensor:
+    """Rows [conditional x n; unconditional x n]. An unconditional row is the prompt with positions 1 to L-2
+    padded, keeping the first token (BOS) and the last (<begin_of_image>), as DeepSeek's
+    `generation_inference.py` builds it (`tokens[i, 1:-1] = pad_id`)."""
     cond = input_ids.repeat(num_images, 1)
     if not guided:
         return cond
     uncond = cond.clone()
-    uncond.masked_fill_((uncond != ids.bos) & (uncond != ids.boi), ids.pad)
+    uncond[:, 1:-1] = pad
     return torch.cat([cond, uncond])
 
 
@@ -173,25 +160,34 @@ class ImageTokenLoop:
         self.request = request
         self.device = loaded.device
         self.guided = request.guided
-        self.total = self.model.model.vision_model.config.num_image_tokens
+        self.total = self.model.config.vision_config.num_image_tokens
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
         self._prefill_inputs(loaded)
-        self.fast = cuda_graphs.maybe_graphed_decode(
-            self.model, self._forward, self.cache, tuple(self.attention_mask.shape), self.device
-        )
 
     @torch.inference_mode()
     def _prefill_inputs(self, loaded: LoadedJanus) -> None:
-        ids = special_ids(loaded)
-        rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, ids).to(self.device)
+        rows = guidance_input_ids(self.request.prompt_ids, self.request.num_images, self.guided, pad_id(loaded))
+        rows = rows.to(self.device)
         batch, prompt_len = rows.shape
+        cache_len = memory.cache_length(prompt_len, self.total)  # bucketed, so requests can share a CUDA graph
+        self.fast = cuda_graphs.maybe_graphed_decode(
+            self.model, self._forward, (batch, cache_len), lambda: self._new_cache(cache_len), self.device,
+            needed_bytes=self._needed_bytes(loaded, prompt_len),
+        )  # fmt: skip
+        self.cache = self.fast.cache if self.fast else self._new_cache(cache_len)
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
-        self.attention_mask = torch.ones((batch, prompt_len + self.total), dtype=torch.long, device=self.device)
+        self.attention_mask = torch.ones((batch, cache_len), dtype=torch.long, device=self.device)
         self.length = prompt_len
-        text_config = self.model.config.get_text_config(decoder=True)
-        self.cache = StaticCache(config=text_config, max_cache_len=prompt_len + self.total)  # sized to this prompt
         self.tokens = torch.zeros((self.request.num_images, self.total), dtype=torch.long, device=self.device)
+
+    def _new_cache(self, cache_len: int) -> StaticCache:
+        return StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=cache_len)
+
+    def _needed_bytes(self, loaded: LoadedJanus, prompt_len: int) -> int:
+        shape = memory.memory_shape(self.model, loaded.dtype)
+        estimate = memory.estimate_image_memory(shape, prompt_len, self.guided, DECODE_CHUNK)
+        return estimate.total(self.request.num_images)
 
     def _forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """language_model + generation_head for the pending embeddings: float scores (rows, codebook)."""
@@ -242,8 +238,8 @@ def iter_image_tokens(
 
 
 def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-    """Channels-last (B, H, W, 3) values in [-1, 1] to PIL RGB images."""
-    array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    """Channels-last (B, H, W, 3) decoder output to PIL RGB images, as transformers' postprocess converts it."""
+    array = previews.to_uint8(pixels).cpu().numpy()
     return [Image.fromarray(image, mode="RGB") for image in array]
 
 
@@ -268,7 +264,7 @@ def iter_image_generation(
     """
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
-    total = loaded.model.model.vision_model.config.num_image_tokens
+    total = loaded.model.config.vision_config.num_image_tokens
     for step, tokens in iter_image_tokens(loaded, request, stop):
         elapsed = time.perf_counter() - start
         shots = None

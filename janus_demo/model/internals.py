@@ -3,6 +3,7 @@
     rows, columns = token_grid(model)                  # (24, 24) for Janus-Pro
     pixels = decode_token_rows(model, tokens, rows=3)  # the VQ decoder on the first 3 token rows
     positions = cache_write_positions(cache)           # per-layer device tensors of a StaticCache
+    layer = bitsandbytes_linear(linear, config)        # a Linear quantized as from_pretrained would
 
 Each function names the internal it reads. `tests/model/test_internals.py` exercises every one of them
 on the tiny model and fails loudly when the installed transformers is not the one they were checked
@@ -12,11 +13,12 @@ against: re-check this file, then bump `CHECKED_TRANSFORMERS`.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from transformers import JanusForConditionalGeneration
+from transformers import BitsAndBytesConfig, JanusForConditionalGeneration
 
 CHECKED_TRANSFORMERS = "5.23.0"
 
@@ -39,9 +41,18 @@ def decode_token_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor
     lookup and normalisation, `post_quant_conv`, `decoder`) on a grid of `rows` rows, which the
     convolutional decoder accepts.
     """
-    vq = model.model.vqmodel
     _, columns = token_grid(model)
-    latent = F.normalize(vq.quantize.embedding(tokens[:, : rows * columns]), p=2, dim=-1)
+    return _decode_grid(model, tokens[:, : rows * columns], rows, columns)
+
+
+def decode_codes_alone(model: JanusForConditionalGeneration, codes: torch.Tensor) -> torch.Tensor:
+    """Decode each of `codes` (N,) on its own, as a 1x1 latent: (N, 16, 16, 3), the same steps as above."""
+    return _decode_grid(model, codes.view(-1, 1), 1, 1)
+
+
+def _decode_grid(model: JanusForConditionalGeneration, tokens: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
+    vq = model.model.vqmodel
+    latent = F.normalize(vq.quantize.embedding(tokens), p=2, dim=-1)
     latent = latent.view(tokens.shape[0], rows, columns, -1).permute(0, 3, 1, 2).contiguous()
     return vq.decoder(vq.post_quant_conv(latent)).permute(0, 2, 3, 1)
 
@@ -77,3 +88,102 @@ def skip_weight_init() -> Iterator[None]:
 
     with no_init_weights():
         yield
+
+
+# --- bitsandbytes (0.50) ----------------------------------------------------------------------------
+
+NF4_BLOCK = 64  # weights per absmax of 4-bit quantization (`Params4bit.blocksize`)
+NESTED_BLOCK = 256  # absmax values per second-level absmax under double quantization (`QuantState.state2`)
+NF4_CONSTANT_BYTES = (256 + 16 + 1) * 4  # per layer: the nested code, the NF4 code and the offset, fp32
+
+
+def nf4_bytes(numel: int) -> int:
+    """Bytes of one Linear4bit weight of `numel` values, NF4 with double quantization: packed 4-bit data, the
+    uint8 absmax per 64 values, the fp32 absmax per 256 of those, and the codes (`Params4bit.quant_state`)."""
+    blocks = math.ceil(numel / NF4_BLOCK)
+    return math.ceil(numel / 2) + blocks + 4 * math.ceil(blocks / NESTED_BLOCK) + NF4_CONSTANT_BYTES
+
+
+def int8_bytes(out_features: int, in_features: int) -> int:
+    """Bytes of one Linear8bitLt weight: int8 values and one fp32 scale per output row (`Int8Params.SCB`)."""
+    return out_features * in_features + 4 * out_features
+
+
+def quantization_state_bytes(param: torch.Tensor) -> int:
+    """Bytes bitsandbytes keeps beside a quantized weight (not in `get_memory_footprint`): 4-bit's
+    `quant_state` (absmax, nested absmax and codes), 8-bit's `SCB` row scales; 0 for other tensors."""
+    state = getattr(param, "quant_state", None)
+    if state is not None:
+        tensors = [state.absmax, state.code, getattr(state, "offset", None)]
+        if getattr(state, "nested", False):
+            tensors += [state.state2.absmax, state.state2.code]
+        return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
+    scales = getattr(param, "SCB", None)
+    return scales.nbytes if isinstance(scales, torch.Tensor) else 0
+
+
+def bitsandbytes_linear(module: torch.nn.Linear, config: BitsAndBytesConfig) -> torch.nn.Module:
+    """`module` as a bitsandbytes Linear4bit / Linear8bitLt on its own device, quantized exactly as
+    transformers' integration does at load time (`replace_with_bnb_linear`, then `Params4bit` /
+    `Int8Params` moved to the device, which quantizes them)."""
+    import bitsandbytes as bnb
+
+    device, weight = module.weight.device, module.weight.data
+    with torch.device("meta"):
+        if config.load_in_4bit:
+            new = bnb.nn.Linear4bit(
+                module.in_features,
+                module.out_features,
+                module.bias is not None,
+                config.bnb_4bit_compute_dtype,
+                compress_statistics=config.bnb_4bit_use_double_quant,
+                quant_type=config.bnb_4bit_quant_type,
+                quant_storage=config.bnb_4bit_quant_storage,
+            )
+        else:
+            new = bnb.nn.Linear8bitLt(
+                module.in_features,
+                module.out_features,
+                module.bias is not None,
+                has_fp16_weights=config.llm_int8_has_fp16_weight,
+                threshold=config.llm_int8_threshold,
+            )
+    kwargs = dict(new.weight.__dict__)
+    if config.load_in_4bit:
+        new.weight = bnb.nn.Params4bit(weight, requires_grad=False, **kwargs).to(device)
+    else:
+        kwargs.pop("SCB", None)
+        new.weight = bnb.nn.Int8Params(weight.to("cpu"), requires_grad=False, **kwargs).to(device)
+    if module.bias is not None:
+        new.bias = module.bias
+    new.requires_grad_(False)
+    return new
+
+
+def has_int8_layers(module: torch.nn.Module) -> bool:
+    """Whether `module` holds bitsandbytes Linear8bitLt layers (LLM.int8: outlier columns are found per call,
+    with data-dependent shapes, which a CUDA graph cannot capture)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return False
+    return any(isinstance(m, bnb.nn.Linear8bitLt) for m in module.modules())
+
+
+# --- the parts of Janus that understand images and write text ------------------------------------------
+
+UNDERSTANDING_PARTS = ("model.vision_model", "model.aligner", "lm_head")  # unused by text-to-image
+
+
+def drop_understanding(model: JanusForConditionalGeneration) -> int:
+    """Delete the SigLIP vision tower, its aligner and `lm_head` (attributes of JanusModel /
+    JanusForConditionalGeneration); return the bytes of parameters freed. Chat cannot run afterwards."""
+    before = _parameter_bytes(model)
+    for name in UNDERSTANDING_PARTS:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, None)
+    return before - _parameter_bytes(model)
+
+
+def _parameter_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())  # a tied weight counts once

@@ -4,8 +4,9 @@
     loaded.info()  # {"model_id": ..., "device": ..., "dtype": ..., "quantization": ..., ...}
 
 `model` is a hub id, a local checkpoint folder, or "tiny" (a random-weight model built
-offline by `janus_demo.model.tiny`). Failures raise `ModelLoadError` with a one-line message that
-says what to do.
+offline by `janus_demo.model.tiny`). `auto` picks the best precision that fits the GPU and the
+model is laid out lean (`janus_demo.model.placement`); `images_only` leaves out the parts that
+chat needs. Failures raise `ModelLoadError` with a one-line message that says what to do.
 """
 
 from __future__ import annotations
@@ -13,32 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, BitsAndBytesConfig, JanusForConditionalGeneration, JanusProcessor
+from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneration, JanusProcessor
 
-from janus_demo.model import tiny
+from janus_demo.model import placement, tiny
+from janus_demo.model.placement import ZERO_GPU_ENV, on_zero_gpu  # noqa: F401 - re-exported
+
+log = logging.getLogger("janus_demo")
 
 DEFAULT_MODEL = "deepseek-community/Janus-Pro-1B"
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-
-# Only the language model is quantized. bitsandbytes matches these from the start of the
-# full module name (or as a suffix), and a custom list replaces its default, hence `lm_head`.
-# Skipping `model.generation_aligner` also keeps its 8-input fc1 away from the CPU 4-bit
-# kernel, which needs in_features % 64 == 0.
-QUANTIZATION_SKIP_MODULES = [
-    "lm_head",
-    "model.vision_model",
-    "model.aligner",
-    "model.vqmodel",
-    "model.generation_embeddings",
-    "model.generation_aligner",
-    "model.generation_head",
-]
 
 
 class ModelLoadError(RuntimeError):
@@ -57,6 +47,13 @@ class LoadedJanus:
     quantization: str  # "none", "8bit" or "4bit"
     random_weights: bool
     load_seconds: float = 0.0
+    quantization_reason: str = ""  # why this precision (auto's choice, or as asked)
+    layout: placement.Layout = field(default_factory=placement.Layout)
+
+    @property
+    def can_chat(self) -> bool:
+        """False in images-only mode: the vision tower and lm_head were not kept."""
+        return self.layout.chat
 
     def info(self) -> dict[str, Any]:
         """What `/model_info` reports."""
@@ -65,22 +62,16 @@ class LoadedJanus:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantization": self.quantization,
+            "quantization_reason": self.quantization_reason,
             "quantized_layers": count_quantized_layers(self.model),
-            "footprint_bytes": int(self.model.get_memory_footprint()),
+            "footprint_bytes": placement.placed_bytes(self.model),
+            **self.layout.info(),
             "random_weights": self.random_weights,
             "load_seconds": round(self.load_seconds, 3),
         }
 
 
 # --- choosing device, dtype and quantization ---------------------------------------------
-
-
-ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces
-
-
-def on_zero_gpu() -> bool:
-    """True on a Hugging Face ZeroGPU Space (spaces' own test: SPACES_ZERO_GPU is 1, t or true)."""
-    return os.environ.get(ZERO_GPU_ENV, "").strip().lower() in ("1", "t", "true")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -95,44 +86,17 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bf16 on GPUs that have it (fp16 otherwise) and fp32 on CPU.
+    """`auto` is bf16 on GPUs that have it natively (fp16 on older ones, e.g. T4, V100) and fp32 on CPU.
 
     DeepSeek's own demo runs fp16 on CPU and dies in the convolutions; fp32 always works.
     """
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.type == "cuda" and on_zero_gpu():
-        return torch.bfloat16  # ZeroGPU lends H200 slices; no GPU is attached at start-up to ask
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    check_choice("dtype", dtype, DTYPES)
+    return placement.default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
 
 
-def resolve_quantization(quantization: str, device: torch.device) -> str:
-    """`auto` is 4-bit on CUDA (so 7B fits a consumer GPU) and none elsewhere, ZeroGPU included (a
-    large slice, and bitsandbytes there is unproven)."""
-    if quantization not in QUANTIZATIONS:
-        raise ModelLoadError(f"Unknown quantization {quantization!r}: choose one of {', '.join(QUANTIZATIONS)}.")
-    if quantization == "auto":
-        return "4bit" if device.type == "cuda" and not on_zero_gpu() else "none"
-    return quantization
-
-
-def quantization_config(quantization: str) -> BitsAndBytesConfig | None:
-    """bitsandbytes settings: nf4 with bf16 compute, or LLM.int8; language model only."""
-    if quantization == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True,
-            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES,
-        )
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
-    return None
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ModelLoadError(f"Unknown {name} {value!r}: choose one of {', '.join(choices)}.")
 
 
 def count_quantized_layers(model: torch.nn.Module) -> int:
@@ -160,36 +124,48 @@ def load_janus(
     quantization: str = "auto",
     device: str = "auto",
     dtype: str = "auto",
+    images_only: bool = False,
 ) -> LoadedJanus:
     """Load model and processor with `from_pretrained`; raise `ModelLoadError` on failure."""
     start = time.perf_counter()
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    quant = resolve_quantization(quantization, torch_device)
+    check_choice("quantization", quantization, QUANTIZATIONS)
+    check_choice("dtype", dtype, DTYPES)
     path = resolve_model_path(model)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # 8-bit logs a cast warning per matmul
+    choice = None
     try:
         processor = AutoProcessor.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+        choice = placement.resolve_precision(
+            quantization, dtype, torch_device, lambda: placement.needs_for(config, images_only)
+        )
+        log.info("Precision for %s: %s (%s)", model, choice.quantization, choice.reason)
         janus = JanusForConditionalGeneration.from_pretrained(
             path,
-            dtype=torch_dtype,
-            quantization_config=quantization_config(quant),
+            config=config,
+            dtype=choice.dtype,
+            quantization_config=placement.quantization_config(choice.quantization, choice.dtype),
             device_map=device_map(torch_device),
         )
         if on_zero_gpu() and torch_device.type == "cuda":
             janus.to(torch_device)  # ZeroGPU's documented pattern: load on the CPU, move at start-up
+        janus.eval()
+        layout = placement.make_lean(janus, choice.quantization, images_only, torch_device)
     except Exception as error:  # noqa: BLE001 - every failure becomes one actionable line
+        quant = choice.quantization if choice else quantization
         raise ModelLoadError(explain_load_error(error, model, quant, torch_device)) from error
-    janus.eval()
     return LoadedJanus(
         model=janus,
         processor=processor,
         model_id=model,
         device=torch_device,
-        dtype=torch_dtype,
-        quantization=quant,
+        dtype=choice.dtype,
+        quantization=choice.quantization,
         random_weights=tiny.is_tiny_checkpoint(janus.config),
         load_seconds=time.perf_counter() - start,
+        quantization_reason=choice.reason,
+        layout=layout,
     )
 
 

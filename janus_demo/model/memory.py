@@ -11,12 +11,18 @@ and on the high side; `benchmarks/bench_memory.py` prints it next to measured pe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from janus_demo.model.loading import LoadedJanus
+if TYPE_CHECKING:
+    from janus_demo.model.loading import LoadedJanus
 
 GB = 1e9
+GPU_DEFAULT_IMAGES = 4  # the Images tab's default on a GPU; `--quantization auto` makes room for such a request
+TYPICAL_PROMPT_TOKENS = 64  # a prompt of about 40 words, template included
+DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
+CACHE_BUCKET = 64  # KV caches are sized in steps of this many positions, so requests can share CUDA graphs
 SAFETY_BYTES = 256 * 2**20  # allocator fragmentation, CUDA graph pool, small buffers
 PREFILL_WIDTHS = 4  # hidden-sized activations alive at once during the prefill (residual, norm, q/k/v...)
 MLP_WIDTHS = 3  # intermediate-sized activations alive at once (gate, up, product)
@@ -60,6 +66,11 @@ class ImageMemoryEstimate:
         return max(fits, default=0)
 
 
+def cache_length(prompt_len: int, image_tokens: int) -> int:
+    """Positions of a request's KV cache: prompt + image tokens, rounded up to a multiple of CACHE_BUCKET."""
+    return -(-(prompt_len + image_tokens) // CACHE_BUCKET) * CACHE_BUCKET
+
+
 def memory_shape(model: torch.nn.Module, dtype: torch.dtype) -> ImageMemoryShape:
     """Read the sizes that matter from a JanusForConditionalGeneration's config."""
     config = model.config
@@ -89,12 +100,12 @@ def estimate_image_memory(
 ) -> ImageMemoryEstimate:
     """KV cache, prefill activations and sampling per image; VQ decoding per image decoded at once.
 
-    KV cache = 2 (keys, values) x layers x rows x (prompt + image tokens) x kv heads x head dim x dtype bytes,
+    KV cache = 2 (keys, values) x layers x rows x cache length x kv heads x head dim x dtype bytes,
     with 2 rows per image under classifier-free guidance. The prefill counts a full fp32 attention
     matrix per head (the math attention path), so the estimate errs on the high side.
     """
     rows = 2 if guided else 1
-    length = prompt_len + shape.image_tokens
+    length = cache_length(prompt_len, shape.image_tokens)
     kv = 2 * shape.layers * rows * length * shape.kv_heads * shape.head_dim * shape.dtype_bytes
     prefill = rows * prompt_len * (PREFILL_WIDTHS * shape.hidden + MLP_WIDTHS * shape.intermediate) * shape.dtype_bytes
     attention = rows * shape.heads * prompt_len * length * 4
@@ -134,10 +145,13 @@ def available_cuda_bytes(device: torch.device) -> int:
 
 
 def image_memory_problem(
-    loaded: LoadedJanus, num_images: int, prompt_len: int, guided: bool, decode_chunk: int
+    loaded: LoadedJanus, num_images: int, prompt_len: int, guided: bool, decode_chunk: int, reclaimable: int = 0
 ) -> str | None:
-    """On CUDA, why a request of `num_images` cannot fit in free GPU memory now; None when it can (or off CUDA)."""
+    """On CUDA, why a request of `num_images` cannot fit in free GPU memory now; None when it can (or off CUDA).
+
+    `reclaimable`: bytes held for earlier requests that would be released for this one (kept CUDA graphs).
+    """
     if loaded.device.type != "cuda":
         return None
     estimate = estimate_image_memory(memory_shape(loaded.model, loaded.dtype), prompt_len, guided, decode_chunk)
-    return fit_problem(estimate, num_images, available_cuda_bytes(loaded.device))
+    return fit_problem(estimate, num_images, available_cuda_bytes(loaded.device) + reclaimable)

@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image
 
-from janus_demo.model import chat, image_loop, memory
+from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
@@ -40,6 +40,7 @@ from janus_demo.service.requests import RANDOM_SEED, SEED_MAX, Limits, schemas_f
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
 CONVERSATION_TOO_LONG = "This conversation is too long; clear it and start again."
+IMAGES_ONLY = "This server only draws images (it was started with --images-only): chat is off."
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
 # allowed token is refused before it is tokenized (real text averages about 4 characters per token).
 MAX_CHARS_PER_TOKEN = 16
@@ -68,8 +69,13 @@ class Backend:
         self.lock = ModelLock()
 
     def info(self) -> dict[str, Any]:
-        """Model id, device, dtype, quantization, quantized layer count, footprint, random weights."""
+        """Model id, device, dtype, quantization and why, quantized layer count, footprint, layout, random weights."""
         return self.loaded.info()
+
+    @property
+    def can_chat(self) -> bool:
+        """False when the model was loaded for images only (no vision tower, no lm_head)."""
+        return self.loaded.can_chat
 
     # --- chat
 
@@ -80,6 +86,8 @@ class Backend:
         Only the newest `limits.max_history_turns` user turns are used, and earlier images that can no
         longer be read are left out; the notes say so.
         """
+        if not self.can_chat:
+            raise InputError(IMAGES_ONLY)
         raw_text, image_paths = parse_message(message)
         values = self.schemas.chat.check(self.schemas.chat.bind(raw_text, *settings, **named))
         conversation = parse_conversation(history, values["message"], image_paths, self.limits.max_history_turns)
@@ -115,7 +123,12 @@ class Backend:
         values["seed"] = self._seed(values)
         request = ImageRequest(prompt_ids=image_loop.encode_prompt(self.loaded, values["prompt"]), **values)
         problem = memory.image_memory_problem(
-            self.loaded, request.num_images, request.prompt_ids.shape[1], request.guided, image_loop.DECODE_CHUNK
+            self.loaded,
+            request.num_images,
+            request.prompt_ids.shape[1],
+            request.guided,
+            memory.DECODE_CHUNK,
+            reclaimable=cuda_graphs.held_bytes(self.loaded.model),  # kept CUDA graphs make way for a new request
         )
         if problem:
             raise InputError(problem)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from janus_demo.model.memory import GPU_DEFAULT_IMAGES
 from janus_demo.model.previews import PREVIEW_MODES
 from janus_demo.service.errors import InputError
 from janus_demo.service.fields import ChoiceField, Field, NumberField, TextField
@@ -165,7 +166,7 @@ def chat_schema(limits: Limits) -> Schema:
 def image_schema(limits: Limits, gpu: bool) -> Schema:
     """`/generate_images`: the prompt, DeepSeek's sampling settings (guidance 5, temperature 1) and previews.
 
-    A GPU draws 4 images by default, a CPU one.
+    A GPU draws 4 images by default (`--quantization auto` makes room for that many), a CPU one.
     """
     return Schema(
         "/generate_images",
@@ -185,7 +186,7 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
             NumberField(
                 "num_images",
                 "Number of images",
-                4 if gpu else 1,
+                GPU_DEFAULT_IMAGES if gpu else 1,
                 1,
                 limits.max_num_images,
                 1,

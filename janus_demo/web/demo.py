@@ -43,10 +43,12 @@ def build_demo(backend: Backend) -> gr.Blocks:
         if info["random_weights"]:
             gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
-                chat = build_chat_tab(backend)
+            chat = None
+            if backend.can_chat:  # not in images-only mode
+                with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+                    chat = build_chat_tab(backend)
             with gr.Tab("Text to image", id="images", elem_id="tab-images"):
-                build_images_tab(backend, chat.textbox, tabs)
+                build_images_tab(backend, chat.textbox if chat else None, tabs)
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
             model_json = gr.JSON(value=info, label="Loaded model", elem_id="model-info")
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
@@ -55,8 +57,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
 def model_info_fn(backend: Backend):
     def model_info() -> dict[str, Any]:
-        """The loaded model: model_id, device, dtype, quantization, quantized_layers, footprint_bytes,
-        random_weights."""
+        """The loaded model: model_id, device, dtype, quantization, quantization_reason, quantized_layers,
+        footprint_bytes, embed_tokens, lm_head, chat, random_weights."""
         return json.loads(json.dumps(backend.info()))
 
     return model_info

@@ -90,8 +90,9 @@ def make_generate_fn(backend: Backend):
     return generate_images
 
 
-def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: gr.Tabs) -> None:
-    """Render the tab into the current Blocks context; "Ask about this image" fills `chat_input`."""
+def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, tabs: gr.Tabs) -> None:
+    """Render the tab into the current Blocks context; "Ask about this image" fills `chat_input` (no such
+    button without a chat)."""
     schema = backend.schemas.images
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -130,7 +131,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
             with gr.Row():
                 seed_used = gr.Number(label="Seed used", precision=0, interactive=False, elem_id="t2i-seed-used")
                 reuse = gr.Button("Reuse this seed", size="sm")
-                ask = gr.Button("Ask about this image", size="sm", elem_id="t2i-ask")
+                ask = gr.Button("Ask about this image", size="sm", elem_id="t2i-ask", visible=chat_input is not None)
     selected = gr.State(None)
 
     inputs = [prompt, seed, guidance, temperature, num_images, top_p, preview_every, preview_mode]
@@ -147,6 +148,8 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox, tabs: g
     reuse.click(lambda used: used, seed_used, seed, api_visibility="private", queue=False)
     gallery.select(pick_selected, None, selected, api_visibility="private", queue=False)
     gallery.change(lambda: None, None, selected, api_visibility="private", queue=False)
+    if chat_input is None:
+        return
     ask.click(ask_about, [gallery, selected], [chat_input, tabs], api_visibility="private", queue=False).then(
         None, None, None, js="() => setTimeout(() => document.querySelector('#chat-input textarea')?.focus(), 100)"
     )

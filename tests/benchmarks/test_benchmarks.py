@@ -4,9 +4,10 @@ import re
 
 import pytest
 import torch
+from support.gpu import needs_cuda
 
-from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, common
-from janus_demo.model import loading
+from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, bench_quality, common
+from janus_demo.model import loading, placement
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
 
@@ -43,9 +44,6 @@ def run_main(capsys, main, argv: list[str]) -> str:
     return capsys.readouterr().out
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @needs_cuda
 def test_image_benchmark_on_cuda_adds_the_eager_row(capsys):
     output = run_main(capsys, bench_image.main, ["--quick", "--device", "cuda"])
@@ -57,6 +55,16 @@ def test_memory_benchmark_on_cuda_measures_peaks(capsys):
     output = run_main(capsys, bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cuda"])
     rows = table_rows(output, "tiny")
     assert len(rows) == 2 and not any("needs CUDA" in row for row in rows), output
+
+
+def test_quality_benchmark_measures_each_saving_and_the_gather_is_exact(capsys):
+    output = run_main(capsys, bench_quality.main, ["--quick"])
+    rows = [line for line in output.splitlines() if line.startswith("| ") and "| change |" not in line]
+    assert len(rows) == 7, output
+    assert rows[0].startswith(
+        "| embed_tokens on the CPU (gather) | text logits | 0.0000 | 0.00% | 100.0% | 0.42 | 0.84 |"
+    )
+    assert "| lm_head in LLM.int8 (chosen for 4-bit) | text logits |" in rows[1]
 
 
 def test_chat_benchmark_forces_the_length_and_both_methods_agree(capsys):
@@ -71,6 +79,7 @@ def test_in_memory_quantization_equals_load_janus(tiny_dir, quantization):
     pytest.importorskip("bitsandbytes")
     ours = loading.load_janus(str(tiny_dir), quantization="none", device="cpu")
     common.quantize_in_memory(ours.model, quantization)
+    placement.make_lean(ours.model, quantization, images_only=False, device=ours.device)
     reference = loading.load_janus(str(tiny_dir), quantization=quantization, device="cpu")
     assert loading.count_quantized_layers(ours.model) == loading.count_quantized_layers(reference.model) > 0
     assert ours.model.get_memory_footprint() == reference.model.get_memory_footprint()
@@ -79,13 +88,27 @@ def test_in_memory_quantization_equals_load_janus(tiny_dir, quantization):
         assert torch.equal(tensor, expected[name]), name
 
 
-def test_footprint_estimate_from_the_meta_device_matches_a_built_model():
+@pytest.mark.parametrize(("quantization", "images_only"), [("none", False), ("4bit", False), ("8bit", True)])
+def test_weight_estimate_from_the_shape_matches_a_built_random_model(quantization, images_only):
     pytest.importorskip("bitsandbytes")
     shape = common.Shape("small", hidden=128, layers=2, heads=4, intermediate=256, vocab=512)
-    for quantization in ("none", "4bit"):
-        built = common.build_random(shape, small_vision=True, dtype=torch.bfloat16, quantization=quantization)
-        estimate = bench_memory.estimated_footprint(bench_memory.meta_model(shape, small_vision=True), quantization)
-        assert estimate == built.model.get_memory_footprint(), quantization
+    built = common.build_random(
+        shape, small_vision=True, dtype=torch.bfloat16, quantization=quantization, images_only=images_only
+    )
+    config = common.janus_config(shape, common.filler_tokenizer(shape.vocab), shape.layers, small_vision=True)
+    estimate = placement.weight_bytes(placement.meta_model(config), quantization, images_only)
+    assert estimate == placement.placed_bytes(built.model)
+    assert built.can_chat is not images_only
+
+
+def test_memory_benchmark_predicts_7b_in_4bit_under_6_gb_for_one_image(capsys):
+    output = run_main(capsys, bench_memory.main, ["--shapes", "7b", "--device", "cpu"])
+    memory_table, auto_table = output.split("What `--quantization auto` picks")
+    rows = {line.split("|")[2].strip(): line.split("|") for line in table_rows(memory_table, "Janus-Pro-7B")}
+    assert set(rows) == {"bf16", "8bit", "4bit", "4bit, images only"}, output
+    one_image = {mode: float(cells[6]) for mode, cells in rows.items()}  # predicted GB, 1 image
+    assert one_image["4bit"] <= 6.0 and one_image["4bit, images only"] < one_image["4bit"], output
+    assert "| Janus-Pro-7B, images only | T4 16 GB | 8-bit | fp16 |" in auto_table
 
 
 def test_random_models_are_finite_and_decode_every_id():

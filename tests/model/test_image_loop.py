@@ -6,7 +6,13 @@ import pytest
 import torch
 from support.requests import PROMPT, generate_image_tokens, image_request
 
-from janus_demo.model.image_loop import ImageProgress, ImageRequest, iter_image_generation
+from janus_demo.model.image_loop import (
+    ImageProgress,
+    ImageRequest,
+    guidance_input_ids,
+    iter_image_generation,
+    pad_id,
+)
 
 
 def reference_tokens(loaded, request: ImageRequest, do_sample: bool) -> torch.Tensor:
@@ -61,6 +67,48 @@ def test_sampling_leaves_the_global_rng_alone(loaded_tiny):
     before = torch.get_rng_state()
     generate_image_tokens(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=5, guidance_scale=1.0))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# --- DeepSeek's prompt handling and transformers' postprocess --------------------------------
+
+
+def official_rows(input_ids: torch.Tensor, parallel_size: int, pad: int) -> torch.Tensor:
+    """DeepSeek's generation_inference.py: rows interleaved cond/uncond, `tokens[i, 1:-1] = pad_id` on odd rows."""
+    tokens = torch.zeros((parallel_size * 2, input_ids.shape[1]), dtype=torch.long)
+    for i in range(parallel_size * 2):
+        tokens[i, :] = input_ids
+        if i % 2 != 0:
+            tokens[i, 1:-1] = pad
+    return tokens
+
+
+def test_unconditional_rows_are_built_as_deepseek_builds_them(loaded_tiny):
+    tokenizer = loaded_tiny.processor.tokenizer
+    ids = image_request(loaded_tiny, PROMPT).prompt_ids
+    bos, boi = ids[0, 0].item(), ids[0, -1].item()
+    assert bos == tokenizer.bos_token_id and boi == tokenizer.convert_tokens_to_ids("<begin_of_image>")
+    # BOS and BOI inside the prompt too: only the first and the last token survive in unconditional rows
+    ids = torch.cat([ids[:, :3], torch.tensor([[bos, boi]]), ids[:, 3:]], dim=1)
+    pad = pad_id(loaded_tiny)
+    ours = guidance_input_ids(ids, 2, guided=True, pad=pad)
+    theirs = official_rows(ids, 2, pad)
+    assert torch.equal(ours[:2], theirs[0::2]) and torch.equal(ours[2:], theirs[1::2])
+    assert ours[2:, 1:-1].eq(pad).all() and ours[2, 0] == bos and ours[2, -1] == boi
+    assert torch.equal(guidance_input_ids(ids, 3, guided=False, pad=pad), ids.repeat(3, 1))
+
+
+@torch.inference_mode()
+def test_final_images_equal_transformers_postprocess_of_the_same_tokens(loaded_tiny):
+    request = image_request(loaded_tiny, PROMPT, seed=8, num_images=2, preview_mode="off")
+    final = run(loaded_tiny, request)[-1].images
+    tokens = generate_image_tokens(loaded_tiny, request)
+    pixels = loaded_tiny.model.decode_image_tokens(tokens)  # channels-last, roughly [-1, 1]
+    assert (pixels.abs() > 1).any()  # values the clip decides
+    channels_first = list(pixels.permute(0, 3, 1, 2).float().numpy())
+    reference = loaded_tiny.processor.postprocess(channels_first, return_tensors="PIL.Image.Image")["pixel_values"]
+    assert [image.tobytes() for image in final] == [image.tobytes() for image in reference]
+    rounded = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    assert rounded.numpy().tobytes() != b"".join(image.tobytes() for image in reference)  # rounding would fail
 
 
 # --- images, seeds and previews ------------------------------------------------------------

@@ -4,6 +4,8 @@ When transformers is upgraded, this file says so first: re-check janus_demo/mode
 new source, then bump CHECKED_TRANSFORMERS.
 """
 
+import bitsandbytes as bnb
+import pytest
 import torch
 import transformers
 from support.requests import image_request
@@ -67,3 +69,35 @@ def test_skip_weight_init_switches_torch_initialisers_off_for_its_duration():
     with internals.skip_weight_init():
         assert torch.nn.init.normal_ is not original
     assert torch.nn.init.normal_ is original
+
+
+@pytest.mark.parametrize("mode", ["4bit", "8bit"])
+@pytest.mark.parametrize(("fan_in", "fan_out"), [(128, 256), (256, 320), (2048, 5632)])
+def test_bitsandbytes_linear_and_its_byte_formulas(mode, fan_in, fan_out):
+    from janus_demo.model.placement import quantization_config
+
+    linear = torch.nn.Linear(fan_in, fan_out, bias=False, dtype=torch.bfloat16)
+    torch.nn.init.normal_(linear.weight, std=0.02)
+    layer = internals.bitsandbytes_linear(linear, quantization_config(mode))
+    assert isinstance(layer, bnb.nn.Linear4bit if mode == "4bit" else bnb.nn.Linear8bitLt)
+    weight = layer.weight
+    stored = weight.numel() * weight.element_size() + internals.quantization_state_bytes(weight)
+    expected = internals.nf4_bytes(fan_in * fan_out) if mode == "4bit" else internals.int8_bytes(fan_out, fan_in)
+    assert stored == expected
+    assert internals.quantization_state_bytes(linear.weight) == 0
+    x = torch.randn(3, fan_in, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.nn.functional.cosine_similarity(layer(x).float(), linear(x).float(), dim=-1).min() > 0.98
+    assert internals.has_int8_layers(torch.nn.Sequential(layer)) == (mode == "8bit")
+
+
+def test_drop_understanding_removes_the_vision_tower_aligner_and_lm_head(tmp_path):
+    from janus_demo.model.loading import load_janus
+
+    model = load_janus(str(build_tiny_janus(tmp_path / "tiny")), quantization="none", device="cpu").model
+    before = sum(p.numel() * p.element_size() for p in model.parameters())
+    freed = internals.drop_understanding(model)
+    after = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert freed > 0 and before - after == freed  # lm_head is tied to embed_tokens in the tiny model: counted once
+    assert model.model.vision_model is None and model.model.aligner is None and model.lm_head is None
+    assert internals.drop_understanding(model) == 0

@@ -62,14 +62,39 @@ def test_quantization_replaces_only_language_model_linears(tiny_dir, loaded_tiny
         if isinstance(module, torch.nn.Linear) and name.startswith("model.language_model.")
     }
     assert quantized == lm_linears and len(quantized) == 14  # 2 layers x (q, k, v, o, gate, up, down)
+    head_is_int8 = isinstance(loaded.model.get_output_embeddings(), bnb.nn.Linear8bitLt)
+    assert head_is_int8 == (mode == "4bit")  # the lean layout: lm_head in LLM.int8 next to a 4-bit model
     info = loaded.info()
-    assert info["quantization"] == mode and info["quantized_layers"] == 14
+    assert info["quantization"] == mode and info["quantized_layers"] == 14 + head_is_int8
+    assert info["lm_head"] == ("int8" if mode == "4bit" else "float32") and info["chat"] is True
     assert info["footprint_bytes"] < loaded_tiny.info()["footprint_bytes"]
     assert len(answer(loaded)) == 8  # the quantized model still answers
 
 
-def test_auto_quantization_is_none_on_cpu(tiny_dir):
-    assert load_janus(str(tiny_dir), quantization="auto", device="cpu").quantization == "none"
+def test_4bit_computes_in_the_resolved_dtype(tiny_dir):
+    loaded = load_janus(str(tiny_dir), quantization="4bit", device="cpu")  # CPU: fp32
+    layers = [m for m in loaded.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and {layer.compute_dtype for layer in layers} == {torch.float32}
+
+
+def test_images_only_leaves_out_the_understanding_parts_and_still_draws(tiny_dir, loaded_tiny):
+    from support.requests import generate_image_tokens, image_request
+
+    loaded = load_janus(str(tiny_dir), quantization="none", device="cpu", images_only=True)
+    names = {name.split(".")[0] + "." + name.split(".")[1] for name, _ in loaded.model.named_parameters()}
+    assert "model.vision_model" not in names and "model.aligner" not in names
+    assert loaded.model.get_output_embeddings() is None and not loaded.can_chat
+    info = loaded.info()
+    assert info["chat"] is False and info["lm_head"] == "not loaded"
+    assert info["footprint_bytes"] < loaded_tiny.info()["footprint_bytes"]
+    request = image_request(loaded, seed=3, guidance_scale=5.0)
+    assert torch.equal(generate_image_tokens(loaded, request), generate_image_tokens(loaded_tiny, request))
+
+
+def test_auto_quantization_is_none_on_cpu_and_says_why(tiny_dir):
+    loaded = load_janus(str(tiny_dir), quantization="auto", device="cpu")
+    assert loaded.quantization == "none" and loaded.dtype == torch.float32
+    assert loaded.info()["quantization_reason"] == "cpu: fp32, no quantization"
 
 
 @pytest.mark.parametrize("model", ["/no/such/folder", "nobody/no-such-janus"])
@@ -98,14 +123,12 @@ def test_load_errors_name_the_fix():
     assert "\n" not in explain_load_error(ValueError("a\nb"), "m", "none", cpu)
 
 
-def test_zero_gpu_loads_on_the_cpu_first_in_bf16_without_quantization(monkeypatch):
-    from janus_demo.model.loading import device_map, resolve_dtype, resolve_quantization
+def test_zero_gpu_loads_on_the_cpu_first(monkeypatch):
+    from janus_demo.model.loading import device_map
 
     cuda = torch.device("cuda")
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert device_map(cuda) == {"": 0} and resolve_quantization("auto", cuda) == "4bit"
+    assert device_map(cuda) == {"": 0}
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert device_map(cuda) == {"": "cpu"}
-    assert resolve_quantization("auto", cuda) == "none" and resolve_quantization("4bit", cuda) == "4bit"
-    assert resolve_dtype("auto", cuda) == torch.bfloat16
     assert device_map(torch.device("cpu")) == {"": "cpu"}

@@ -73,3 +73,15 @@ def test_a_cuda_request_that_does_not_fit_says_how_many_would(loaded_tiny, monke
     on_cuda = dataclasses.replace(loaded_tiny, device=torch.device("cuda"))
     problem = memory.image_memory_problem(on_cuda, 16, 40, True, 4)
     assert re.match(r"^16 images need about 0\.\d GB; the GPU has 0\.5 GB free\. Try at most \d+ image", problem)
+
+
+def test_cache_length_rounds_up_to_the_bucket():
+    assert memory.cache_length(14, 576) == 640 and memory.cache_length(64, 576) == 640
+    assert memory.cache_length(65, 576) == 704 and memory.cache_length(0, 576) == 576
+
+
+def test_memory_held_by_kept_cuda_graphs_counts_as_available(loaded_tiny, monkeypatch):
+    monkeypatch.setattr(memory, "available_cuda_bytes", lambda device: 100 * 2**20)
+    on_cuda = dataclasses.replace(loaded_tiny, device=torch.device("cuda"))
+    assert memory.image_memory_problem(on_cuda, 4, 40, True, 4) is not None
+    assert memory.image_memory_problem(on_cuda, 4, 40, True, 4, reclaimable=2 * GB) is None

