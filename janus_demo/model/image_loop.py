@@ -28,6 +28,7 @@ from PIL import Image
 from transformers import StaticCache
 
 from janus_demo.model import cuda_graphs, previews
+from janus_demo.model.chat_template import literal_text
 from janus_demo.model.loading import LoadedJanus
 
 DECODE_CHUNK = 4  # images decoded at once by the VQ decoder (bounds its activation memory)
@@ -108,7 +109,8 @@ def special_ids(loaded: LoadedJanus) -> SpecialIds:
 
 def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
     """`<BOS><|User|>: prompt\\n\\n<|Assistant|>:<begin_of_image>` as a (1, L) tensor, as Janus builds it."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    literal = literal_text(prompt, loaded.processor.tokenizer)  # typed special tokens stay text
+    messages = [{"role": "user", "content": [{"type": "text", "text": literal}]}]
     text = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = loaded.processor(text=text, generation_mode="image", return_tensors="pt")
     return inputs["input_ids"]
