@@ -20,7 +20,7 @@ from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
 from janus_demo.service.conversation import Image, history_message, parse_message, readable_messages
 from janus_demo.service.fields import clean_text
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.components import HistoryBox, MessageBox
+from janus_demo.web.components import MessageBox, history_box
 from janus_demo.web.messages import WAITING, user_facing_errors
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
@@ -159,8 +159,8 @@ def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
 def build_chat_tab(backend: Backend) -> ChatTab:
     """Render the chat into the current Blocks context."""
     schema = backend.schemas.chat
-    chatbot = HistoryBox(
-        max_messages=backend.limits.max_shown_messages,
+    chatbot = history_box(
+        backend.limits.max_shown_messages,
         elem_id="chatbot",
         height=520,
         buttons=["copy"],

@@ -89,10 +89,10 @@ def _message_uploads_only(entry: Any) -> Any:
 
 
 def api_schema(data_model: type) -> dict[str, Any]:
-    """A data model's JSON schema as gradio's API info gives it, with every `$ref` written out in place."""
+    """A data model's JSON schema as gradio's API info gives it."""
     schema = data_model.model_json_schema()
     schema["additional_description"] = schema.pop("description", None)
-    return inline_refs(schema)
+    return schema
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -121,24 +121,38 @@ class MessageBox(gr.MultimodalTextbox):
     def get_block_name(self) -> str:
         return "multimodaltextbox"
 
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.MultimodalTextbox.get_component_class_id()
+
     def api_info(self) -> dict[str, Any]:
-        return api_schema(MultimodalData)
+        return inline_refs(api_schema(MultimodalData))
 
 
 class HistoryBox(gr.Chatbot):
-    """gr.Chatbot whose value reaches the event as sent (unreadable entries are left out with a note), but
-    only its newest `max_messages`: older messages leave the chat. Each answer streams the whole chat back
-    token by token, and gradio's per-update work (postprocessing, diffs, file checks, partly on its event
-    loop) grows with it: 6,000 messages held the event loop 0.75 s per update; 200 take milliseconds."""
+    """gr.Chatbot whose value reaches the event as sent (unreadable entries are left out with a note).
+
+    Make it with `history_box` (gradio builds a component's props from its class's __init__ signature,
+    so this class keeps gr.Chatbot's)."""
 
     data_model = HistoryValue
-
-    def __init__(self, *args: Any, max_messages: int = HistoryValue.max_messages, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.data_model = history_value(max_messages)
 
     def get_block_name(self) -> str:
         return "chatbot"
 
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.Chatbot.get_component_class_id()
+
     def api_info(self) -> dict[str, Any]:
         return api_schema(ChatbotDataMessages)
+
+
+def history_box(max_messages: int, **kwargs: Any) -> HistoryBox:
+    """A HistoryBox that keeps the newest `max_messages` messages of what the browser sends: older ones leave
+    the chat. Each answer streams the whole chat back token by token, and gradio's per-update work
+    (postprocessing, diffs, file checks, partly on its event loop) grows with it: 6,000 messages held the
+    event loop 0.75 s per update; 200 take milliseconds."""
+    box = HistoryBox(**kwargs)
+    box.data_model = history_value(max_messages)
+    return box
