@@ -233,10 +233,12 @@ class ClientLedger:
                 if record.client.session is None:
                     record.client = Client(event_id, record.client.ip, record.client.user)
 
-    def job_started(self, job: str) -> None:
+    def job_started(self, job: str) -> bool:
+        """The job's function began; False when the ledger no longer counts it (abandoned while it waited)."""
         with self._lock:
             if record := self._jobs.get(job):
                 record.started = True
+            return record is not None
 
     def job_ended(self, job: str) -> None:
         """The job is over (answered, refused, cancelled or never accepted): it stops counting."""
@@ -295,10 +297,11 @@ class ClientLedger:
                 self._blocked_since.pop(session, None)
 
     def abandoned(self, job: str) -> bool:
-        """True when nobody reads `job`'s results: no open stream for `stream_grace_s`, or a stuck one."""
+        """True when nobody reads `job`'s results: no open stream for `stream_grace_s`, or a stuck one; also
+        when the ledger forgot the job (it was given up while it waited in line)."""
         with self._lock:
             record = self._jobs.get(job)
-            return record is not None and self._abandoned(record)
+            return record is None or self._abandoned(record)
 
     def _abandoned(self, record: _Job) -> bool:
         session, now, grace = record.client.session, self._clock(), self.limits.stream_grace_s

@@ -39,10 +39,9 @@ def watched(stream: Iterator[T], request: gr.Request | None, clients: ClientLedg
         with contextlib.closing(stream):
             yield from stream
         return
-    clients.job_started(job)
     try:
         with contextlib.closing(stream):
-            for item in stream:
+            for item in stream if clients.job_started(job) else ():
                 if clients.abandoned(job):
                     log.info("stopped a request whose client reads no results (session %s)", request.session_hash)
                     return

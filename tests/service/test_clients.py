@@ -75,13 +75,15 @@ def test_nobody_reading_a_job_for_the_grace_period_abandons_it(clock):
     assert not ledger.abandoned("read")
 
 
-def test_an_abandoned_job_that_never_started_stops_counting(clock):
+def test_an_abandoned_job_that_never_started_stops_counting_and_is_stopped_when_it_starts(clock):
     ledger = ledger_with(clock, stream_grace_s=10, jobs_per_session=1)
     who = Client("s1", "203.0.113.1")
     ledger.admit_job("j1", who)
     assert ledger.admit_job("j2", who) is not None
     clock.now += 11
     assert ledger.admit_job("j2", who) is None
+    assert not ledger.job_started("j1") and ledger.abandoned("j1"), "forgotten: it stops at once when it starts"
+    assert ledger.job_started("j2")
 
 
 def test_uploads_are_budgeted_per_window(clock):
