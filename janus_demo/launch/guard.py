@@ -165,7 +165,9 @@ class Guard:
         if declared is not None and declared > limit:
             await _respond(send, 413, _too_large(declared, limit))
             return
-        if upload and (refusal := self.ledger.admit_upload(self._client(scope, None), declared or limit)):
+        client = self._client(scope, None)
+        if upload and (refusal := self.ledger.admit_upload(client, declared or limit)):
+            log.info("refused an upload from %s: %s", client.ip, refusal)
             await _respond(send, 429, refusal, [(b"retry-after", b"60")])
             return
         await self.app(scope, _counting(receive, limit), send)
@@ -197,8 +199,9 @@ class Guard:
         if session is not None and not self._owns(scope, session):
             await _respond(send, 403, "This session belongs to another login.")
             return
-        job = secrets.token_hex(12)
-        if refusal := self.ledger.admit_job(job, self._client(scope, session)):
+        job, client = secrets.token_hex(12), self._client(scope, session)
+        if refusal := self.ledger.admit_job(job, client):
+            log.info("refused a request from %s: %s", client.ip, refusal)
             await _respond(send, 429, refusal, [(b"retry-after", b"5")])
             return
         status, answer = 0, []

@@ -208,7 +208,6 @@ class ClientLedger:
         self._uploads: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._login_failures: dict[tuple[str, str], deque[float]] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()  # session -> the login that first used it
-        self.refused = {"jobs": 0, "uploads": 0, "logins": 0}  # for logs and tests
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -220,7 +219,6 @@ class ClientLedger:
                 limit = self.limits.jobs_per_session if kind == "session" else self.limits.jobs_per_ip
                 count = sum(1 for other in self._jobs.values() if (kind, value) in other.client.keys())
                 if count >= limit:
-                    self.refused["jobs"] += 1
                     return TOO_MANY_JOBS.format(what=WHAT[kind], count=count, limit=limit)
             self._jobs[job] = _Job(client, self._clock())
             return None
@@ -325,7 +323,6 @@ class ClientLedger:
                     spent.popleft()
                 used = sum(size for _, size in spent or ())
                 if used + size > budget:
-                    self.refused["uploads"] += 1
                     return TOO_MANY_UPLOADS.format(
                         what=WHAT[key[0]], used=used / MB, window=window / 60, limit=budget / MB
                     )
@@ -344,7 +341,6 @@ class ClientLedger:
                 while failures and self._clock() - failures[0] > 60:
                     failures.popleft()
                 if failures and len(failures) >= self.limits.login_failures_per_minute:
-                    self.refused["logins"] += 1
                     return TOO_MANY_LOGINS
             return None
 
