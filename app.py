@@ -3,7 +3,8 @@
     python app.py --model tiny          # try it offline with a random-weight model
     python app.py --help                # every flag and its environment variable
 
-Settings -> access rules -> load -> build UI -> launch. `demo` is module-level so `gradio app.py` finds it.
+Settings -> access rules -> cache folder -> load -> build UI -> launch.
+`demo` is module-level so `gradio app.py` finds it.
 """
 
 try:  # first: on ZeroGPU, spaces must patch torch before anything touches CUDA
@@ -14,6 +15,7 @@ except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a n
 
 import sys
 
+from janus_demo.launch.cache import claim_cache_dir
 from janus_demo.launch.server import check_access_or_exit, configure_logging, load_backend_or_exit, queue_and_launch
 from janus_demo.launch.settings import parse_settings
 from janus_demo.web.demo import build_demo
@@ -21,8 +23,9 @@ from janus_demo.web.demo import build_demo
 settings = parse_settings(sys.argv[1:] if __name__ == "__main__" else [])
 logins = check_access_or_exit(settings)
 configure_logging()
+cache = claim_cache_dir() if __name__ == "__main__" else None  # before the UI: its files go there
 backend = load_backend_or_exit(settings)
 demo = build_demo(backend)
 
 if __name__ == "__main__":
-    queue_and_launch(demo, settings, logins)
+    queue_and_launch(demo, settings, backend, logins, cache)

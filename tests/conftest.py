@@ -44,7 +44,7 @@ def app_url(tiny_backend, tmp_path_factory):
     from janus_demo.web.demo import build_demo
 
     demo = build_demo(tiny_backend)
-    url = serve(demo)
+    url = serve(demo, tiny_backend)
     yield url
     demo.close()
 

@@ -13,9 +13,12 @@ import gradio as gr
 import transformers
 
 from janus_demo.launch import access
+from janus_demo.launch.cache import CacheDir
+from janus_demo.launch.guard import GuardConfig, guard_app_kwargs
 from janus_demo.launch.settings import Settings
 from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.service.backend import Backend
+from janus_demo.service.clients import parse_size
 from janus_demo.web.demo import launch_options
 
 
@@ -39,7 +42,7 @@ def load_backend_or_exit(settings: Settings) -> Backend:
         raise SystemExit(2) from None
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
-    return Backend(loaded)
+    return Backend(loaded, client_limits=settings.client_limits())
 
 
 def configure_queue(demo: gr.Blocks, max_size: int = 32) -> gr.Blocks:
@@ -48,9 +51,31 @@ def configure_queue(demo: gr.Blocks, max_size: int = 32) -> gr.Blocks:
     return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
 
 
-def safe_launch_options(settings: Settings) -> dict:
-    """launch() arguments every deployment gets: no public monitoring page, capped uploads."""
-    return {"enable_monitoring": False, "max_file_size": settings.max_file_size, "show_error": False}
+def safe_launch_options(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:
+    """launch() arguments every deployment gets: no public monitoring page, capped uploads and bodies,
+    bounded session state, and the guard middleware (janus_demo/launch/guard.py) with the backend's
+    per-client ledger."""
+    limits = backend.clients.limits
+    guard = GuardConfig(
+        max_body_bytes=limits.max_body_bytes,
+        max_upload_bytes=upload_request_bytes(settings, backend),
+        max_body_values=limits.max_body_values,
+        login_required=bool(logins),
+        proxy_hops=settings.proxy_hops,
+    )
+    return {
+        "enable_monitoring": False,
+        "max_file_size": settings.max_file_size,
+        "show_error": False,
+        "state_session_capacity": limits.max_sessions,
+        "app_kwargs": guard_app_kwargs(guard, backend.clients),
+    }
+
+
+def upload_request_bytes(settings: Settings, backend: Backend) -> int:
+    """The largest upload request: as many files of --max-file-size as one message may carry, plus framing."""
+    one_file = parse_size(settings.max_file_size)
+    return one_file * backend.limits.max_images_per_conversation + 2**20
 
 
 def check_access_or_exit(settings: Settings) -> list[access.Login] | None:
@@ -71,7 +96,7 @@ def _exit_with(message: str) -> NoReturn:
     raise SystemExit(2) from None
 
 
-def launch_kwargs(settings: Settings, logins: list[access.Login] | None = None) -> dict:
+def launch_kwargs(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:
     """Everything `demo.launch` gets from the settings."""
     return {
         "server_name": settings.host,
@@ -79,7 +104,7 @@ def launch_kwargs(settings: Settings, logins: list[access.Login] | None = None) 
         "share": settings.share,
         "auth": logins,
         "mcp_server": settings.mcp,
-        **safe_launch_options(settings),
+        **safe_launch_options(settings, backend, logins),
         **launch_options(),
     }
 
@@ -90,7 +115,13 @@ SHARE_FAILED = (
 )
 
 
-def queue_and_launch(demo: gr.Blocks, settings: Settings, logins: list[access.Login] | None = None) -> None:
+def queue_and_launch(
+    demo: gr.Blocks,
+    settings: Settings,
+    backend: Backend,
+    logins: list[access.Login] | None = None,
+    cache: CacheDir | None = None,
+) -> None:
     """Queue, launch quietly, say where the app is (and whether the share link was made), serve until interrupted.
 
     gradio's launch messages name its own API ("set share=True in launch()"), and its multi-paragraph
@@ -98,7 +129,9 @@ def queue_and_launch(demo: gr.Blocks, settings: Settings, logins: list[access.Lo
     """
     configure_queue(demo, settings.queue_size)
     with contextlib.redirect_stdout(io.StringIO()):
-        demo.launch(**launch_kwargs(settings, logins), prevent_thread_lock=True, quiet=True)
+        demo.launch(**launch_kwargs(settings, backend, logins), prevent_thread_lock=True, quiet=True)
+    if cache is not None:
+        cache.start_sweeping()
     print(launch_report(settings, demo.local_url, demo.share_url, bool(demo.space_id)), flush=True)
     demo.block_thread()
 

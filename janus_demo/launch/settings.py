@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from janus_demo.model.loading import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
+from janus_demo.service.clients import ClientLimits, cap_fields, parse_size, size_text
+
+_LIMITS = ClientLimits()
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,23 @@ class Settings:
     share_without_auth: bool = False
     mcp: bool = False
     images_only: bool = False
+    # per client, for a public server (declared in janus_demo.service.clients.ClientLimits)
+    max_body_size: str = size_text(_LIMITS.max_body_bytes)
+    jobs_per_session: int = _LIMITS.jobs_per_session
+    jobs_per_ip: int = _LIMITS.jobs_per_ip
+    upload_budget: str = size_text(_LIMITS.upload_bytes_per_window)
+    max_sessions: int = _LIMITS.max_sessions
+    proxy_hops: int = 0
+
+    def client_limits(self) -> ClientLimits:
+        """The per-client caps these settings ask for."""
+        return ClientLimits(
+            max_body_bytes=parse_size(self.max_body_size),
+            jobs_per_session=self.jobs_per_session,
+            jobs_per_ip=self.jobs_per_ip,
+            upload_bytes_per_window=parse_size(self.upload_budget),
+            max_sessions=self.max_sessions,
+        )
 
 
 def _env(name: str, default: str) -> str:
@@ -46,6 +66,21 @@ def _env(name: str, default: str) -> str:
 def _env_flag(name: str) -> bool:
     """An on/off variable: 1, true, yes or on (any case) is on; anything else, or unset, is off."""
     return _env(name, "").lower() in {"1", "true", "yes", "on"}
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return number
+
+
+def _size(value: str) -> str:
+    try:
+        parse_size(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1mb or 500kb, got {value!r}") from None
+    return value
 
 
 def _port(value: str) -> int:
@@ -120,7 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
         "4-bit fits an 8 GB card [JANUS_IMAGES_ONLY] (default: %(default)s)",
     )
     add_access_flags(parser)
+    add_client_flags(parser)
     return parser
+
+
+def add_client_flags(parser: argparse.ArgumentParser) -> None:
+    """Per-client caps for a public server: one flag per ClientLimits field that declares one."""
+    group = parser.add_argument_group("limits per client (see README, Robustness)")
+    for cap in cap_fields():
+        flag, env, meaning = cap.metadata["flag"], cap.metadata["env"], cap.metadata["meaning"]
+        if not flag:
+            continue
+        if cap.metadata["unit"] == "bytes":
+            kind, default = _size, _env(env, size_text(cap.default))
+        else:
+            kind, default = _positive, _positive(_env(env, str(cap.default)))
+        group.add_argument(flag, type=kind, default=default, help=f"{meaning} [{env}] (default: %(default)s)")
+    on_space = bool(os.environ.get("SPACE_ID"))
+    group.add_argument(
+        "--proxy-hops",
+        type=int,
+        default=int(_env("JANUS_PROXY_HOPS", "1" if on_space else "0")),
+        help="proxies in front of the app that append to X-Forwarded-For; per-address limits then count the "
+        "address the outermost one saw (1 on a Hugging Face Space, else 0) [JANUS_PROXY_HOPS] "
+        "(default: %(default)s)",
+    )
 
 
 def add_access_flags(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from janus_demo.model.chat_template import literal_text
 from janus_demo.model.loading import LoadedJanus
 
 
@@ -56,9 +57,21 @@ class ChatChunk:
 def encode_conversation(
     loaded: LoadedJanus, messages: list[dict], images: list[Image.Image]
 ) -> dict[str, torch.Tensor]:
-    """Render the chat template and tokenize text and images, on the CPU (no model involved)."""
+    """Render the chat template and tokenize text and images, on the CPU (no model involved).
+
+    Every text block is taken literally: special tokens typed in it are not interpreted (`literal_text`).
+    """
+    messages = [
+        {**message, "content": [_literal(block, loaded) for block in message["content"]]} for message in messages
+    ]
     prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
     return dict(loaded.processor(text=prompt, images=images or None, return_tensors="pt"))
+
+
+def _literal(block: dict, loaded: LoadedJanus) -> dict:
+    if block.get("type") != "text":
+        return block
+    return {**block, "text": literal_text(block["text"], loaded.processor.tokenizer)}
 
 
 def prompt_length(inputs: dict[str, torch.Tensor]) -> int:

@@ -11,7 +11,15 @@ The hub checkpoints ship this template in their processor; the tiny model built 
 Images inside a message become `<image_placeholder>` on a line of their own; text blocks
 next to each other are joined by a space; user turns end in a blank line, assistant turns
 in the end-of-sentence token.
+
+Text a person typed is text: `literal_text` breaks the spelling of every special token in it (a
+zero-width space after its first character), so a typed `<image_placeholder>` or
+`<｜end▁of▁sentence｜><|User|>:` reaches the model as those characters, never as the tokens that would
+ask for an image or start a turn.
 """
+
+import functools
+import re
 
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
@@ -55,3 +63,21 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|Assistant|>:' }}{%- endif -%}"
 )
+
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def literal_text(text: str, tokenizer) -> str:
+    """`text` with each special (added) token's spelling broken, so the tokenizer reads it as plain text."""
+    pattern = _special_spellings(tuple(token.content for token in tokenizer.added_tokens_decoder.values()))
+    if pattern is None or not text:
+        return text
+    return pattern.sub(lambda found: found[0][0] + ZERO_WIDTH_SPACE + found[0][1:], text)
+
+
+@functools.lru_cache(maxsize=8)
+def _special_spellings(spellings: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for every added token of two characters or more, longest first."""
+    tokens = sorted({spelling for spelling in spellings if len(spelling) > 1}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, tokens))) if tokens else None

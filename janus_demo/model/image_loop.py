@@ -28,6 +28,7 @@ from PIL import Image
 from transformers import StaticCache
 
 from janus_demo.model import cuda_graphs, memory, previews
+from janus_demo.model.chat_template import literal_text
 from janus_demo.model.loading import LoadedJanus
 from janus_demo.model.memory import DECODE_CHUNK
 
@@ -93,7 +94,8 @@ def pad_id(loaded: LoadedJanus) -> int:
 
 def encode_prompt(loaded: LoadedJanus, prompt: str) -> torch.Tensor:
     """`<BOS><|User|>: prompt\\n\\n<|Assistant|>:<begin_of_image>` as a (1, L) tensor, as Janus builds it."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    literal = literal_text(prompt, loaded.processor.tokenizer)  # typed special tokens stay text
+    messages = [{"role": "user", "content": [{"type": "text", "text": literal}]}]
     text = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = loaded.processor(text=text, generation_mode="image", return_tensors="pt")
     return inputs["input_ids"]

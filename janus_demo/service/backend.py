@@ -18,6 +18,7 @@ when the user leaves.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import threading
 import time
@@ -32,10 +33,12 @@ from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
 from janus_demo.service import intake
+from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, InputError
 from janus_demo.service.model_lock import Heartbeat, ModelLock
-from janus_demo.service.requests import RANDOM_SEED, SEED_MAX, Limits, schemas_for
+from janus_demo.service.preview_sheet import preview_sheet
+from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, Limits, schemas_for
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
@@ -60,13 +63,18 @@ class Backend:
     """A loaded model, its lock, the request limits and the schemas they give."""
 
     def __init__(
-        self, loaded: LoadedJanus, limits: Limits | None = None, image_limits: intake.ImageLimits | None = None
+        self,
+        loaded: LoadedJanus,
+        limits: Limits | None = None,
+        image_limits: intake.ImageLimits | None = None,
+        client_limits: ClientLimits | None = None,
     ) -> None:
         self.loaded = loaded
         self.limits = limits or Limits()
         self.image_limits = image_limits or intake.ImageLimits()
         self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda")
         self.lock = ModelLock()
+        self.clients = ClientLedger(client_limits)  # per-client counts, fed by the server's middleware
 
     def info(self) -> dict[str, Any]:
         """Model id, device, dtype, quantization and why, quantized layer count, footprint, layout, random weights."""
@@ -121,6 +129,7 @@ class Backend:
         """
         values = self.schemas.images.check(self.schemas.images.bind(*settings, **named))
         values["seed"] = self._seed(values)
+        values["preview_every"] = self._preview_every(values["preview_every"])
         request = ImageRequest(prompt_ids=image_loop.encode_prompt(self.loaded, values["prompt"]), **values)
         problem = memory.image_memory_problem(
             self.loaded,
@@ -145,6 +154,8 @@ class Backend:
         def work(emit: Callable[[ImageProgress], None]) -> None:
             deadline = time.monotonic() + limit_s
             for progress in self._draw(request, stop):
+                if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
+                    progress.previews = [preview_sheet(progress.previews)]
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
                     for image in progress.images:
                         image.info.update(image_metadata(request, self.loaded.model_id))
@@ -181,6 +192,11 @@ class Backend:
         """The checked seed, or a fresh random one for -1."""
         seed = values["seed"]
         return secrets.randbelow(SEED_MAX + 1) if seed == RANDOM_SEED else seed
+
+    def _preview_every(self, every: int) -> int:
+        """`every`, widened so that a request streams at most `limits.max_preview_updates` previews."""
+        fewest = math.ceil(IMAGE_TOKENS / self.limits.max_preview_updates)
+        return every and max(every, fewest)
 
     def _check_image_count(self, count: int) -> None:
         limit = self.limits.max_images_per_conversation

@@ -82,7 +82,7 @@ def parse_message(message: object) -> tuple[str, list[str]]:
     if not isinstance(text, str):
         raise FieldError("message", "Message text must be text.")
     if not isinstance(files, list | tuple) or not all(_file_path(item) for item in files):
-        raise FieldError("message", "Message files must be a list of uploaded files.")
+        raise FieldError("message", 'Message files must be a list of uploaded files or "data:image/...;base64," URLs.')
     return text, [_file_path(item) for item in files]
 
 
@@ -116,7 +116,8 @@ def _entry(entry: object) -> Turn | None:
     """A gradio 6 message as a Turn (no parts for a status bubble); None when it is not one."""
     if not isinstance(entry, Mapping) or entry.get("role") not in (*ROLES, "system"):
         return None
-    if (entry.get("metadata") or {}).get("title") or entry["role"] == "system":
+    metadata = entry.get("metadata")
+    if (isinstance(metadata, Mapping) and metadata.get("title")) or entry["role"] == "system":
         return Turn(entry["role"], ())
     content = entry.get("content")
     if not isinstance(content, list | tuple):
@@ -152,6 +153,21 @@ def _newest(turns: list[Turn], max_turns: int) -> tuple[list[Turn], int]:
     if len(users) <= max_turns:
         return turns, 0
     return turns[users[-max_turns] :], len(users) - max_turns
+
+
+def readable_messages(history: object) -> list[Message]:
+    """The history's entries that `parse_conversation` can read, their text cleaned (what a chat can show
+    again); the others are left out, as they are for the model."""
+    readable = []
+    for entry in history if isinstance(history, list | tuple) else []:
+        if _entry(entry) is None or not isinstance(entry.get("content"), list | tuple):
+            continue
+        content = [
+            {**block, "text": clean_text(block["text"])} if block.get("type") == "text" else block
+            for block in entry["content"]
+        ]
+        readable.append({**entry, "content": content})
+    return readable
 
 
 def history_message(role: str, parts: Iterable[Part]) -> Message:

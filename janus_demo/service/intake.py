@@ -15,6 +15,9 @@ names no server path.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import logging
 import math
 import os
@@ -74,7 +77,12 @@ class ImageLimits:
 
 
 def load_image(path: str | os.PathLike[str], limits: ImageLimits = ImageLimits()) -> Image.Image:
-    """Return the uploaded image at `path` as a detached, upright 8-bit RGB image, or raise InputError."""
+    """Return the uploaded image at `path` as a detached, upright 8-bit RGB image, or raise InputError.
+
+    `path` may also be a `data:` URL (base64; how MCP clients attach images): it is decoded in memory.
+    """
+    if isinstance(path, str) and path.startswith("data:"):
+        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits)
     _check_file(path, limits)
     try:
         with open(path, "rb") as file:
@@ -100,6 +108,18 @@ def load_images(
 
 
 # --- checks before decoding
+
+
+def _data_url_bytes(url: str, limits: ImageLimits) -> bytes:
+    """The bytes of a base64 `data:` URL, size-checked before decoding; InputError when it is not one."""
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise InputError("An attached data: URL must be base64 (data:image/png;base64,...).")
+    _check_file_size(len(payload) * 3 // 4, limits)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError("An attached data: URL could not be decoded (invalid base64).") from exc
 
 
 def _check_file(path: str | os.PathLike[str], limits: ImageLimits) -> None:

@@ -39,6 +39,7 @@ OOM_MESSAGE = "The GPU ran out of memory for this request. Try fewer images or t
 
 T = TypeVar("T")
 _DONE = object()
+before_fatal_exit: list[Callable[[], None]] = []  # best-effort cleanups (the cache folder) before status 70
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,19 @@ def translate_device_error(error: BaseException) -> BaseException:
         log.critical("Unrecoverable CUDA error, exiting with status %d for a restart: %s", FATAL_EXIT_CODE, error)
         # Give the request a moment to receive its error message, then leave without cleanup
         # (cleanup would touch the broken CUDA context).
-        threading.Timer(1.0, os._exit, args=(FATAL_EXIT_CODE,)).start()
+        threading.Timer(1.0, _fatal_exit).start()
         return BusyError("The GPU failed and the server is restarting. Please try again in a minute.")
     return error
+
+
+def _fatal_exit() -> None:
+    """Run the registered cleanups (never raising), then end the process with FATAL_EXIT_CODE."""
+    for cleanup in before_fatal_exit:
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - best effort: the process must still exit
+            log.exception("cleanup before exit failed")
+    os._exit(FATAL_EXIT_CODE)
 
 
 class _Raised:

@@ -5,6 +5,7 @@ python -m janus_demo.service.reference      # print the tables to paste into REA
 
 from __future__ import annotations
 
+from janus_demo.service.clients import ClientLimits, cap_fields
 from janus_demo.service.fields import ChoiceField, NumberField
 from janus_demo.service.intake import ImageLimits
 from janus_demo.service.requests import Limits, Schema, schemas_for
@@ -45,8 +46,36 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         "longest wait for the model |",
         f"| image file / pixels / side | {mb:g} MB / {images.max_pixels / 1e6:g} MP / {images.max_side:,} px (JPEGs up "
         f"to {images.max_jpeg_pixels / 1e6:g} MP are decoded at reduced scale) | refused |",
+        f"| `max_preview_updates` | {limits.max_preview_updates} previews per request (a batch's previews are one "
+        'image) | a smaller "Preview every" is widened to fit |',
+        f"| `max_shown_messages` | {limits.max_shown_messages} messages of the browser's chat | older messages leave "
+        "the chat |",
     ]
     return "\n".join(rows)
+
+
+def client_caps_table(clients: ClientLimits, limits: Limits, images: ImageLimits) -> str:
+    """The per-client caps (`ClientLimits`, with the flags that tune them) and the upload request size."""
+    rows = ["| cap | what it bounds | flag / environment | default | when exceeded |", "|---|---|---|---|---|"]
+    for cap in cap_fields():
+        meta = cap.metadata
+        tuned = f"`{meta['flag']}` / `{meta['env']}`" if meta["flag"] else "-"
+        amount = _amount(getattr(clients, cap.name), meta["unit"])
+        rows.append(f"| `{cap.name}` | {meta['meaning']} | {tuned} | {amount} | {meta['exceeded']} |")
+    files, mb = limits.max_images_per_conversation, images.max_file_bytes / 2**20
+    rows.append(
+        f"| upload request | one upload (as many files as a message may carry) | `--max-file-size` / "
+        f"`JANUS_MAX_FILE_SIZE` | {files} files of {mb:g} MB | refused with HTTP 413 |"
+    )
+    return "\n".join(rows)
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{value / 2**20:g} MB"
+    if unit == "s":
+        return f"{value / 3600:g} h" if value >= 3600 else f"{value / 60:g} min" if value >= 60 else f"{value:g} s"
+    return f"{value:,}"
 
 
 def _n(value: float) -> str:
@@ -57,7 +86,8 @@ def main() -> None:
     chat, images = schemas_for(Limits(), gpu=False)
     for title, text in [("/chat", parameters_table(chat)), ("/generate_images", parameters_table(images))]:
         print(f"{title}:\n\n{text}\n")
-    print(f"Caps:\n\n{caps_table(Limits(), ImageLimits())}")
+    print(f"Caps:\n\n{caps_table(Limits(), ImageLimits())}\n")
+    print(f"Per client:\n\n{client_caps_table(ClientLimits(), Limits(), ImageLimits())}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,12 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
-from janus_demo.service.conversation import Image, history_message, parse_message
+from janus_demo.service.conversation import Image, history_message, parse_message, readable_messages
+from janus_demo.service.fields import clean_text
 from janus_demo.service.model_lock import Heartbeat
+from janus_demo.web.components import MessageBox, history_box
 from janus_demo.web.messages import WAITING, user_facing_errors
+from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import chat_duration, on_gpu
 
@@ -76,6 +79,7 @@ def stream_answer(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[t
 
 def user_parts(message: Any) -> list[Image | str]:
     text, paths = parse_message(message)
+    text = clean_text(text)  # as the model reads it (no NULs or lone surrogates, which JSON cannot send back)
     return [Image(path) for path in paths] + ([text] if text.strip() else [])
 
 
@@ -92,6 +96,7 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
     """`/chat`: the history lives in the session's state; the answer and the status stream back."""
 
     def chat(
+        request: gr.Request,
         message: dict[str, Any],
         history: list[dict[str, Any]],
         max_new_tokens: float,
@@ -99,8 +104,11 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
         top_p: float,
         seed: float,
     ) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
+        yield from watched(answer(message, history, max_new_tokens, temperature, top_p, seed), request, backend.clients)
+
+    def answer(message: Any, history: Any, *settings: Any) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
         with user_facing_errors():
-            prepared = backend.prepare_chat(message, history, max_new_tokens, temperature, top_p, seed)
+            prepared = backend.prepare_chat(message, history, *settings)
         asked = list(history or []) + [history_message("user", user_parts(message))]
         for answer, status in stream_answer(answer_on_gpu, prepared):
             yield answer, asked + [assistant_message(answer)], status
@@ -115,10 +123,13 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
 def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
     """The composer's submit: the Chatbot holds the conversation; the composer locks until the answer ends."""
 
-    def respond(message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
+    def respond(request: gr.Request, message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
+        yield from watched(reply(message, chatbot, *settings), request, backend.clients)
+
+    def reply(message: Any, chatbot: Any, *settings: Any):
         with user_facing_errors():
             prepared = backend.prepare_chat(message, chatbot, *settings)
-        shown = list(chatbot or []) + user_messages(message)
+        shown = readable_messages(chatbot) + user_messages(message)  # what the chat can show again
         composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
         for answer, status in stream_answer(answer_on_gpu, prepared):
             yield shown + [assistant_message(answer)], composer, status
@@ -129,30 +140,34 @@ def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
 
 def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The chat before its last user turn, and that turn as a composer value."""
-    messages = list(chatbot or [])
+    messages = [message for message in chatbot if isinstance(message, dict)] if isinstance(chatbot, list) else []
     while messages and messages[-1].get("role") != "user":
         messages.pop()
     text, files = "", []
     while messages and messages[-1].get("role") == "user":
-        for block in messages.pop().get("content") or []:
+        content = messages.pop().get("content")
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
             if block.get("type") == "file":
-                files.insert(0, block["file"])
-            elif block.get("type") == "text":
-                text = block.get("text", "") + (" " + text if text else "")
+                files.insert(0, block.get("file"))
+            elif block.get("type") == "text" and isinstance(block.get("text"), str):
+                text = block["text"] + (" " + text if text else "")
     return messages, {"text": text, "files": files}
 
 
 def build_chat_tab(backend: Backend) -> ChatTab:
     """Render the chat into the current Blocks context."""
     schema = backend.schemas.chat
-    chatbot = gr.Chatbot(
+    chatbot = history_box(
+        backend.limits.max_shown_messages,
         elem_id="chatbot",
         height=520,
         buttons=["copy"],
         label="Janus",
         examples=[{"text": e["text"], "files": e["files"]} for e in EXAMPLES],
     )
-    textbox = gr.MultimodalTextbox(
+    textbox = MessageBox(
         file_types=["image"],
         file_count="multiple",
         placeholder="Ask about an image, or just chat. Drop or paste images here.",
@@ -166,8 +181,9 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         settings = [widget(field) for field in schema if field.name != "message"]
     status = gr.Markdown("", label="Status", elem_id="chat-status")
     # The API's own inputs and outputs: hidden; the history is per session.
-    api_message = gr.MultimodalTextbox(label="Message", visible=False, file_types=["image"], file_count="multiple")
-    api_answer, api_history = gr.Textbox(label="Answer", visible=False), gr.State([])
+    api_message = MessageBox(label="Message", visible=False, file_types=["image"], file_count="multiple")
+    api_answer = gr.Textbox(label="Answer", visible=False)
+    api_history = gr.State([], time_to_live=backend.clients.limits.session_ttl_s)  # forgotten when idle
     api_button = gr.Button(visible=False)
 
     answer_on_gpu = make_answer_fn(backend)
@@ -204,9 +220,16 @@ def build_chat_tab(backend: Backend) -> ChatTab:
 def run_retry(respond):
     """Retry: the last user turn, answered again."""
 
-    def retry(chatbot: list[dict[str, Any]], max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any):
+    def retry(
+        request: gr.Request,
+        chatbot: list[dict[str, Any]],
+        max_new_tokens: Any,
+        temperature: Any,
+        top_p: Any,
+        seed: Any,
+    ):
         earlier, message = last_turn(chatbot)
-        yield from respond(message, earlier, max_new_tokens, temperature, top_p, seed)
+        yield from respond(request, message, earlier, max_new_tokens, temperature, top_p, seed)
 
     return retry
 
@@ -215,6 +238,7 @@ def run_example(respond):
     """An example from the empty chat, sent as if typed."""
 
     def send_example(
+        request: gr.Request,
         event: gr.SelectData,
         chatbot: list[dict[str, Any]],
         max_new_tokens: Any,
@@ -222,6 +246,6 @@ def run_example(respond):
         top_p: Any,
         seed: Any,
     ):
-        yield from respond(event.value, chatbot, max_new_tokens, temperature, top_p, seed)
+        yield from respond(request, event.value, chatbot, max_new_tokens, temperature, top_p, seed)
 
     return send_example

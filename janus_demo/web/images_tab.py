@@ -19,6 +19,7 @@ import gradio as gr
 from janus_demo.service.backend import Backend, ImageProgress, ImageRequest
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.web.messages import WAITING, user_facing_errors
+from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import images_duration, on_gpu
 
@@ -54,6 +55,7 @@ def make_generate_fn(backend: Backend):
             yield from stream
 
     def generate_images(
+        request: gr.Request,
         prompt: str,
         seed: float,
         guidance_scale: float,
@@ -63,10 +65,12 @@ def make_generate_fn(backend: Backend):
         preview_every: float,
         preview_mode: str,
     ) -> Iterator[tuple[Any, int, str]]:
+        settings = (prompt, seed, guidance_scale, temperature, num_images, top_p, preview_every, preview_mode)
+        yield from watched(draw(*settings), request, backend.clients)
+
+    def draw(*settings: Any) -> Iterator[tuple[Any, int, str]]:
         with user_facing_errors():
-            request = backend.prepare_images(
-                prompt, seed, guidance_scale, temperature, num_images, top_p, preview_every, preview_mode
-            )
+            request = backend.prepare_images(*settings)
         yield gr.skip(), request.seed, WAITING  # lets gradio cancel us before the first step
         last_status = 0.0
         with user_facing_errors(), contextlib.closing(draw_on_gpu(request)) as stream:

@@ -1,6 +1,7 @@
 """Oversized requests are refused or capped, with a message, and a request cannot outstay its deadline.
 
-Measured (printed with -s): a 1 MB message or prompt refused naming its size and the limit; a 1000-turn history
+Measured (printed with -s): a 100 KB message or prompt refused naming its size and the limit (a 1 MB one is
+refused before it is parsed, HTTP 413, by the body cap: tests/hardening/test_bodies.py); a 1000-turn history
 capped to the last 20 turns (with a note), or refused when too long to fit `max_context_tokens`; 20 images in one
 message or a 5th image in a conversation refused; a forged history (1000 turns, a file never uploaded) sent
 through gradio's chat-state route handled the same way; a generation past `request_deadline_s` stopped with a
@@ -24,7 +25,8 @@ from janus_demo.service.errors import BusyError, InputError
 from janus_demo.service.requests import Limits
 from janus_demo.web.chat_tab import status_line
 
-ONE_MB = "a" * 2**20
+ONE_MB = "a" * 2**20  # over the request body cap (--max-body-size, 1 MB) with the rest of the request
+HUNDRED_KB = "a" * 100 * 2**10
 TOO_LONG = "This conversation is too long; clear it and start again."
 
 
@@ -56,20 +58,31 @@ def timed_refusal(call):
 # --- size of text
 
 
-def test_a_1_mb_message_is_refused(client, tiny_backend):
+def test_a_100_kb_message_is_refused_and_a_1_mb_one_never_parsed(client, tiny_backend):
     entered = tiny_backend.lock.entered
-    message, seconds = timed_refusal(lambda: client.predict(chat_message(ONE_MB), *chat_args(), api_name="/chat"))
-    assert message == "Message is too long: 1,048,576 characters; the limit is 8,000."
+    message, seconds = timed_refusal(lambda: client.predict(chat_message(HUNDRED_KB), *chat_args(), api_name="/chat"))
+    assert message == "Message is too long: 102,400 characters; the limit is 8,000."
+    status, detail = body_refusal(lambda: client.predict(chat_message(ONE_MB), *chat_args(), api_name="/chat"))
+    assert status == 413 and detail.startswith("Request too large: 1.0 MB; the limit is 1.0 MB.")
     assert tiny_backend.lock.entered == entered
-    print(f"\n[hardening] 1 MB chat message refused in {seconds:.2f} s")
+    print(f"\n[hardening] 100 KB chat message refused in {seconds:.2f} s; 1 MB refused with HTTP 413")
 
 
-def test_a_1_mb_prompt_is_refused(client, tiny_backend):
+def test_a_100_kb_prompt_is_refused_and_a_1_mb_one_never_parsed(client, tiny_backend):
     entered = tiny_backend.lock.entered
-    message, seconds = timed_refusal(lambda: client.predict(ONE_MB, *image_args(), api_name="/generate_images"))
-    assert message == "Prompt is too long: 1,048,576 characters; the limit is 4,000."
+    message, seconds = timed_refusal(lambda: client.predict(HUNDRED_KB, *image_args(), api_name="/generate_images"))
+    assert message == "Prompt is too long: 102,400 characters; the limit is 4,000."
+    status, _ = body_refusal(lambda: client.predict(ONE_MB, *image_args(), api_name="/generate_images"))
+    assert status == 413
     assert tiny_backend.lock.entered == entered
-    print(f"\n[hardening] 1 MB image prompt refused in {seconds:.2f} s")
+    print(f"\n[hardening] 100 KB image prompt refused in {seconds:.2f} s; 1 MB refused with HTTP 413")
+
+
+def body_refusal(call):
+    """(status, detail) of a request the server refused before reading it (gradio_client raises httpx's error)."""
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        call()
+    return refused.value.response.status_code, refused.value.response.json()["detail"]
 
 
 def test_the_model_layer_accepts_every_prompt_the_app_allows(tiny_backend):

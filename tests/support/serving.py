@@ -9,24 +9,27 @@ from typing import Any
 from janus_demo.service.backend import Backend
 
 
-def serve(demo, queue_size: int = 32) -> str:
-    """Launch `demo` on a free loopback port with app.py's queue and safety options; return its URL."""
+def serve(demo, backend: Backend, queue_size: int = 32, settings: Any = None, logins: Any = None) -> str:
+    """Launch `demo` (built around `backend`) on a free loopback port with app.py's queue and safety options
+    (the guard middleware included); return its URL."""
     from janus_demo.launch.server import configure_queue, safe_launch_options
     from janus_demo.launch.settings import Settings
 
     configure_queue(demo, queue_size)
-    options = safe_launch_options(Settings())
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, **options)
+    options = safe_launch_options(settings or Settings(), backend, logins)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, auth=logins, **options)
     return demo.local_url
 
 
 @contextlib.contextmanager
-def served(backend: Backend, queue_size: int = 32) -> Iterator[tuple[Any, str]]:
+def served(
+    backend: Backend, queue_size: int = 32, settings: Any = None, logins: Any = None
+) -> Iterator[tuple[Any, str]]:
     """build_demo(backend) served on a free loopback port with app.py's queue and safety options."""
     from janus_demo.web.demo import build_demo
 
     demo = build_demo(backend)
-    url = serve(demo, queue_size)
+    url = serve(demo, backend, queue_size, settings, logins)
     try:
         yield demo, url
     finally:

@@ -64,11 +64,13 @@ def test_view_api_describes_the_endpoints(client):
 
 def test_the_readme_tables_are_the_schemas_and_caps():
     """The README's parameter and caps tables come from the declarations: python -m janus_demo.service.reference."""
+    from janus_demo.service.clients import ClientLimits
     from janus_demo.service.intake import ImageLimits
-    from janus_demo.service.reference import caps_table, parameters_table
+    from janus_demo.service.reference import caps_table, client_caps_table, parameters_table
     from janus_demo.service.requests import Limits, schemas_for
 
     readme = (ROOT / "README.md").read_text()
     for schema in schemas_for(Limits(), gpu=False):
         assert parameters_table(schema) in readme, f"README's {schema.endpoint} table differs from its schema"
     assert caps_table(Limits(), ImageLimits()) in readme
+    assert client_caps_table(ClientLimits(), Limits(), ImageLimits()) in readme

@@ -1,9 +1,11 @@
 """--mcp: the named endpoints are MCP tools, described by their docstrings, callable over streamable HTTP."""
 
 import asyncio
+import base64
 
 import httpx
 import pytest
+from support import ASSETS
 
 from janus_demo.launch.server import configure_queue, launch_kwargs
 from janus_demo.launch.settings import Settings
@@ -20,7 +22,7 @@ def mcp_url(tiny_backend, tmp_path_factory, monkeypatch_module):
     demo = build_demo(tiny_backend)
     settings = Settings(mcp=True)
     configure_queue(demo, settings.queue_size)
-    kwargs = {**launch_kwargs(settings), "server_port": None, "ssr_mode": False, "quiet": True}
+    kwargs = {**launch_kwargs(settings, tiny_backend), "server_port": None, "ssr_mode": False, "quiet": True}
     demo.launch(prevent_thread_lock=True, **kwargs)
     yield demo.local_url + "gradio_api/mcp/"
     demo.close()
@@ -94,3 +96,33 @@ def test_an_mcp_client_lists_and_calls_the_tools(mcp_url):
     # gradio 6.31: without a progress token the chat tool fails (README's MCP section says so).
     # If this starts passing, gradio fixed it: update the README and this test.
     assert buggy.isError and "pop index out of range" in buggy.content[0].text
+
+
+def data_url(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def test_an_mcp_client_asks_about_an_image(mcp_url, tmp_path):
+    """gradio 6.31 kept a `$ref` to `$defs` it dropped, so every call with a file failed (PointerToNowhere);
+    the message's schema is now written out, and images travel as data: URLs (MCP has no uploads)."""
+    photo = ASSETS / "chelsea.png"
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"just some text, not a picture")
+    _, (answer, refused, link) = call_tools(
+        mcp_url,
+        [
+            ("chat", {"message": {"text": "What is this?", "files": [data_url(photo)]}, "max_new_tokens": 4}, True),
+            ("chat", {"message": {"text": "And this?", "files": [data_url(not_an_image)]}, "max_new_tokens": 4}, True),
+            ("chat", {"message": {"text": "x", "files": ["https://example.com/cat.png"]}}, True),
+        ],
+    )
+    assert not answer.isError and "tokens/s" in answer.content[-1].text
+    assert refused.isError and "not an image we can read" in refused.content[0].text, "the image was decoded"
+    assert link.isError and "data:image/" in link.content[0].text
+    assert "PointerToNowhere" not in str([answer, refused, link])
+
+
+def test_the_chat_tool_says_how_to_attach_images(schema):
+    message = schema["chat"]["inputSchema"]["properties"]["message"]
+    assert "data:image/" in message["description"]
+    assert "$ref" not in str(message) and "$defs" not in str(message)

@@ -81,7 +81,7 @@ def main() -> None:
         prevent_thread_lock=True,
         quiet=True,
         ssr_mode=False,
-        **safe_launch_options(app.settings),
+        **safe_launch_options(app.settings, app.backend),
     )
     findings = {
         "gradio_zero_gpu_mode": is_zero_gpu_space(),

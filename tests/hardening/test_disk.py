@@ -1,0 +1,163 @@
+"""gradio's cache belongs to the process: swept at start, while serving and at exit; previews cost few files.
+
+Measured (printed with -s): one 16-image request with a preview every step (palette previews, the CPU's
+`auto`) writes 39 files (23 preview sheets + 16 images), about 5 MB; a new process removes the folder of one
+that was killed (SIGKILL); SIGTERM and the exit-70 path remove the process's own folder; the periodic sweep
+removes empty hash folders and abandoned upload parts, and keeps files.
+"""
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from janus_demo.launch import cache
+
+ROOT = Path(__file__).resolve().parents[2]
+MB = 2**20
+
+
+def files_in(folder: Path) -> tuple[int, float]:
+    found = [path for path in folder.rglob("*") if path.is_file() and path.name != cache.OWNER_FILE]
+    return len(found), sum(path.stat().st_size for path in found) / MB
+
+
+def run_python(code: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# --- the cache folder's life ---------------------------------------------------------------------
+
+
+def test_start_up_removes_the_folders_of_dead_processes_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    killed = run_python(
+        "import os\n"
+        "from janus_demo.launch.cache import claim_cache_dir\n"
+        "folder = claim_cache_dir().path\n"
+        "(folder / 'abc123').mkdir(); (folder / 'abc123' / 'cat.png').write_bytes(b'x' * 1000)\n"
+        "print(folder, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    dead = Path(killed.stdout.strip())
+    assert killed.returncode == -signal.SIGKILL and (dead / "abc123" / "cat.png").exists()
+    alive = tmp_path / "janus-alive"
+    alive.mkdir()
+    with open(alive / cache.OWNER_FILE, "w") as owner:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a running process holds its lock
+        mine = cache.claim_cache_dir(on_exit=False)
+        try:
+            assert not dead.exists(), "a killed process's files are swept by the next start"
+            assert alive.exists(), "a live process's folder is left alone"
+            assert os.environ["GRADIO_TEMP_DIR"] == str(mine.path) and mine.path.parent == tmp_path
+        finally:
+            mine.remove()
+
+
+def test_the_exit_70_path_removes_the_cache_folder(tmp_path):
+    result = run_python(
+        "import threading, time\n"
+        "from janus_demo.launch.cache import claim_cache_dir\n"
+        "from janus_demo.service.model_lock import ModelLock\n"
+        "folder = claim_cache_dir().path\n"
+        "(folder / 'f').mkdir(); (folder / 'f' / 'image.png').write_bytes(b'x')\n"
+        "print(folder, flush=True)\n"
+        "def work(emit):\n"
+        "    raise RuntimeError('CUDA error: device-side assert triggered')\n"
+        "try:\n"
+        "    list(ModelLock().stream(work, threading.Event()))\n"
+        "except Exception:\n"
+        "    pass\n"
+        "time.sleep(30)\n",
+        env={"GRADIO_TEMP_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 70
+    assert not Path(result.stdout.strip()).exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_app_py_removes_its_cache_folder_on_sigterm(tiny_dir, tmp_path):
+    port, base = free_port(), tmp_path / "gradio"
+    env = {
+        **os.environ,
+        "GRADIO_TEMP_DIR": str(base),
+        "JANUS_MODEL": str(tiny_dir),
+        "JANUS_DEVICE": "cpu",
+        "JANUS_QUANTIZATION": "none",
+    }
+    with open(tmp_path / "out.txt", "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Running on" not in (tmp_path / "out.txt").read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "out.txt").read_text()
+            time.sleep(0.2)
+        client = Client(f"http://127.0.0.1:{port}/", download_files=False, verbose=False)
+        client.predict("a fox", 1, 1.0, 1.0, 1, 1.0, 0, "off", api_name="/generate_images")
+        client.close()
+        (folder,) = base.glob("janus-*")
+        assert files_in(folder)[0] > 0
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert not folder.exists(), (tmp_path / "out.txt").read_text()
+
+
+def test_the_periodic_sweep_removes_empty_folders_and_abandoned_parts(tmp_path):
+    old = time.time() - 2 * cache.STRAY_AGE_S
+    (tmp_path / "a1" / "b2").mkdir(parents=True)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "cat.png").write_bytes(b"x")
+    (tmp_path / "just-made").mkdir()
+    (tmp_path / "tmpabc123").write_bytes(b"part of an upload that was cut off")
+    (tmp_path / "tmpfresh").write_bytes(b"an upload in progress")
+    for path in (tmp_path / "a1" / "b2", tmp_path / "a1", tmp_path / "tmpabc123"):
+        os.utime(path, (old, old))
+    removed = cache.sweep_dir(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["just-made", "kept", "tmpfresh"]
+    assert (tmp_path / "kept" / "cat.png").exists()
+    assert removed == 3
+
+
+# --- previews ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_16_images_with_a_preview_every_step_write_few_files(tiny_backend, tmp_path, monkeypatch):
+    from support.serving import served
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    with served(tiny_backend) as (_, url):
+        client = Client(url, download_files=False, verbose=False)
+        start = time.monotonic()
+        job = client.submit("a red fox", 1, 5.0, 1.0, 16, 1.0, 1, "auto", api_name="/generate_images")
+        gallery, _, _ = job.result(timeout=600)
+        seconds = time.monotonic() - start
+        previews = [outputs[0] for outputs in job.outputs()[:-1] if isinstance(outputs[0], list)]
+        client.close()
+    count, size = files_in(tmp_path / "cache")
+    assert len(gallery) == 16
+    assert 1 <= len(previews) <= tiny_backend.limits.max_preview_updates
+    assert all(len(preview) == 1 for preview in previews), "one sheet per update, not one file per image"
+    assert count <= 500 and size <= 15
+    print(
+        f"\n[hardening] 16 images, preview every step: {len(previews)} preview updates, {count} files, {size:.1f} MB"
+        f" written in {seconds:.0f} s"
+    )
