@@ -5,6 +5,11 @@ message `{"text": ..., "files": [...]}`; it streams `(answer so far, status line
 the server per session (a `gr.State`), so a gradio_client follow-up sees the earlier turns. The browser
 keeps its conversation in the Chatbot. Both paths prepare the turn on the CPU (checks, images,
 tokenizing) and only then borrow a GPU on a ZeroGPU Space (`answer_on_gpu`).
+
+In the browser a refused message is answered next to its input before it is queued (`refusals`), and
+the composer keeps the text and images. While an answer runs the composer is locked and its button is
+Stop; the status line under it says where the request stands (its place in line while it waits). A
+stopped answer stays in the chat marked "Stopped", and the status line says so.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import gradio as gr
 from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
 from janus_demo.service.conversation import Image, history_message, parse_message
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.messages import WAITING, user_facing_errors
+from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
+from janus_demo.web.refusals import validator
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import chat_duration, on_gpu
 
@@ -34,6 +40,10 @@ EXAMPLES = [
     },
     {"text": "Write a haiku about autumn.", "files": []},
 ]
+SETTINGS = "Generation settings"
+READING = "Reading the conversation…"  # the model has it, no token yet (prefill)
+STOPPED_MARK = {"role": "assistant", "content": "", "metadata": {"title": "Stopped", "status": "done"}}
+IDLE: dict[str, Any] = {"running": False}  # the run state between answers
 
 AnswerFn = Callable[[PreparedChat], Iterator[ChatChunk | Heartbeat]]
 
@@ -42,6 +52,14 @@ class ChatTab(NamedTuple):
     textbox: gr.MultimodalTextbox
     chatbot: gr.Chatbot
     status: gr.Markdown
+
+
+class Update(NamedTuple):
+    """What an answer has shown so far."""
+
+    answer: str
+    status: str
+    answering: bool  # tokens have arrived
 
 
 def status_line(chunk: ChatChunk) -> str:
@@ -63,15 +81,19 @@ def make_answer_fn(backend: Backend) -> AnswerFn:
     return answer_on_gpu
 
 
-def stream_answer(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[tuple[str, str]]:
-    """(answer so far, status): first a waiting status, which lets gradio cancel before the first heavy step."""
-    answer, status = "", WAITING
-    yield answer, status
-    with user_facing_errors(), contextlib.closing(answer_on_gpu(prepared)) as chunks:
+def answer_updates(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[Update]:
+    """The answer and its status: one update at once (gradio can cancel a generator only after its first
+    yield), then one per token, and one per heartbeat (its place in line while it waits)."""
+    update = Update("", STARTING, False)
+    yield update
+    with contextlib.closing(answer_on_gpu(prepared)) as chunks:
         for chunk in chunks:
-            if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
-                answer, status = chunk.text, status_line(chunk)
-            yield answer, status
+            if isinstance(chunk, Heartbeat):  # yielding it is what lets gradio stop us while nothing happens
+                status = waiting_text(chunk) if chunk.waiting else update.status if update.answering else READING
+                update = update._replace(status=status)
+            else:
+                update = Update(chunk.text, status_line(chunk), True)
+            yield update
 
 
 def user_parts(message: Any) -> list[Image | str]:
@@ -102,8 +124,9 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
         with user_facing_errors():
             prepared = backend.prepare_chat(message, history, max_new_tokens, temperature, top_p, seed)
         asked = list(history or []) + [history_message("user", user_parts(message))]
-        for answer, status in stream_answer(answer_on_gpu, prepared):
-            yield answer, asked + [assistant_message(answer)], status
+        with user_facing_errors():
+            for answer, status, _ in answer_updates(answer_on_gpu, prepared):
+                yield answer, asked + [assistant_message(answer)], status
 
     chat.__doc__ = backend.schemas.chat.docstring(
         "Chat with Janus-Pro about images, or text only; the answer streams in token by token.",
@@ -113,18 +136,48 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
 
 
 def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """The composer's submit: the Chatbot holds the conversation; the composer locks until the answer ends."""
+    """The composer's submit: (chat, composer, status, run state). It never raises: a problem is reported in
+    the status line, so the chat shows no error badge and the composer is unlocked by `after_answer`."""
 
     def respond(message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
-        with user_facing_errors():
+        try:  # the validator has passed these values; a refusal now is a rare race (an upload swept since)
             prepared = backend.prepare_chat(message, chatbot, *settings)
+        except Exception as error:  # noqa: BLE001 - reported next to the composer, which keeps the message
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE
+            return
         shown = list(chatbot or []) + user_messages(message)
         composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
-        for answer, status in stream_answer(answer_on_gpu, prepared):
-            yield shown + [assistant_message(answer)], composer, status
-            composer = gr.skip()
+        try:
+            for update in answer_updates(answer_on_gpu, prepared):
+                run = {"running": True, "status": update.status, "answering": update.answering}
+                yield shown + [assistant_message(update.answer)], composer, update.status, run
+                composer = gr.skip()
+        except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else: said in the status
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE
+            return
+        yield gr.skip(), gr.skip(), gr.skip(), IDLE  # it ended by itself: nothing to mark as stopped
 
     return respond
+
+
+def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None):
+    """After every run, however it ended: unlock the composer; if Stop ended it (the generator was closed
+    mid-run, so it could not say so itself), mark the answer and the status "Stopped"."""
+    composer = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+    if not (run or IDLE)["running"]:
+        return gr.skip(), composer, gr.skip(), gr.skip()
+    messages = list(chatbot or [])
+    if messages and messages[-1].get("role") == "assistant" and not message_text(messages[-1]).strip():
+        messages.pop()  # stopped before the first token: no empty bubble
+    status = f"Stopped · {run['status']}" if run.get("answering") else "Stopped before the answer began."
+    return messages + [STOPPED_MARK], composer, status, IDLE
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return " ".join(block.get("text", "") for block in content or [] if isinstance(block, dict))
 
 
 def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -150,21 +203,23 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         height=520,
         buttons=["copy"],
         label="Janus",
+        show_label=False,  # a floating label would cover the messages as they scroll
         examples=[{"text": e["text"], "files": e["files"]} for e in EXAMPLES],
     )
     textbox = gr.MultimodalTextbox(
         file_types=["image"],
         file_count="multiple",
-        placeholder="Ask about an image, or just chat. Drop or paste images here.",
+        placeholder="Ask about an image, or just chat. Drop or paste images. Enter sends, Shift+Enter adds a line.",
         label=schema["message"].label,
         show_label=False,
         elem_id="chat-input",
         submit_btn=True,
         stop_btn=False,
     )
-    with gr.Accordion("Generation settings", open=False):
-        settings = [widget(field) for field in schema if field.name != "message"]
     status = gr.Markdown("", label="Status", elem_id="chat-status")
+    with gr.Accordion(SETTINGS, open=False, elem_id="chat-settings"):
+        settings = [widget(field) for field in schema if field.name != "message"]
+    run_state = gr.State(IDLE)
     # The API's own inputs and outputs: hidden; the history is per session.
     api_message = gr.MultimodalTextbox(label="Message", visible=False, file_types=["image"], file_count="multiple")
     api_answer, api_history = gr.Textbox(label="Answer", visible=False), gr.State([])
@@ -172,23 +227,39 @@ def build_chat_tab(backend: Backend) -> ChatTab:
 
     answer_on_gpu = make_answer_fn(backend)
     respond = make_browser_chat(backend, answer_on_gpu)
-    ui = {"preprocess": False, "api_visibility": "private", "concurrency_id": "chat", "show_progress": "minimal"}
-    outputs = [chatbot, textbox, status]
-    submit = textbox.submit(respond, [textbox, chatbot, *settings], outputs, **ui)
-    retry = chatbot.retry(run_retry(respond), [chatbot, *settings], outputs, **ui)
+    names = [field.name for field in schema if field.name != "message"]
+    groups = dict.fromkeys(names, SETTINGS)
+    ui = {
+        "preprocess": False,
+        "api_visibility": "private",
+        "concurrency_id": "chat",
+        "show_progress": "minimal",  # gradio's own line while the request waits in its queue ...
+        "show_progress_on": [status],  # ... next to ours, not over the chat
+    }
+    outputs = [chatbot, textbox, status, run_state]
+    submit = textbox.submit(
+        respond,
+        [textbox, chatbot, *settings],
+        outputs,
+        validator=validator(backend.prepare_chat, ["message", "history", *names], "message", groups),
+        **ui,
+    )
+    retry = chatbot.retry(
+        run_retry(respond),
+        [chatbot, *settings],
+        outputs,
+        validator=validator(prepare_retry(backend), ["history", *names], "history", groups),
+        **ui,
+    )
     example = chatbot.example_select(run_example(respond), [chatbot, *settings], outputs, **ui)
     runs = [submit, retry, example]
     for run in runs:
-        run.then(
-            lambda: gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False),
-            None,
-            textbox,
-            api_visibility="private",
-            queue=False,
-        )
+        run.then(after_answer, [chatbot, run_state], outputs, api_visibility="private", queue=False, preprocess=False)
     textbox.stop(None, None, None, cancels=runs, api_visibility="private")
-    chatbot.undo(lambda chat: last_turn(chat), chatbot, [chatbot, textbox], api_visibility="private", queue=False)
-    chatbot.clear(lambda: "", None, status, api_visibility="private", queue=False)
+    chatbot.undo(
+        lambda chat: (*last_turn(chat), ""), chatbot, [chatbot, textbox, status], api_visibility="private", queue=False
+    )
+    chatbot.clear(lambda: ("", IDLE), None, [status, run_state], api_visibility="private", queue=False)
 
     api_button.click(
         make_api_chat(backend, answer_on_gpu),
@@ -199,6 +270,16 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         concurrency_id="chat",
     )
     return ChatTab(textbox, chatbot, status)
+
+
+def prepare_retry(backend: Backend) -> Callable[..., PreparedChat]:
+    """Retry's check: the last user turn, prepared again after the turns before it."""
+
+    def prepare(chatbot: list[dict[str, Any]], *settings: Any) -> PreparedChat:
+        earlier, message = last_turn(chatbot)
+        return backend.prepare_chat(message, earlier, *settings)
+
+    return prepare
 
 
 def run_retry(respond):
@@ -212,7 +293,7 @@ def run_retry(respond):
 
 
 def run_example(respond):
-    """An example from the empty chat, sent as if typed."""
+    """An example from the empty chat, sent as if typed (a refused setting is reported in the status line)."""
 
     def send_example(
         event: gr.SelectData,
