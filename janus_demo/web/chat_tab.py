@@ -143,34 +143,43 @@ def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
         try:  # the validator has passed these values; a refusal now is a rare race (an upload swept since)
             prepared = backend.prepare_chat(message, chatbot, *settings)
         except Exception as error:  # noqa: BLE001 - reported next to the composer, which keeps the message
-            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
             return
         shown = list(chatbot or []) + user_messages(message)
         composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
+        cleared = False  # no Clear yet during this run
         try:
             for update in answer_updates(answer_on_gpu, prepared):
                 run = {"running": True, "status": update.status, "answering": update.answering}
-                yield shown + [assistant_message(update.answer)], composer, update.status, run
-                composer = gr.skip()
+                yield shown + [assistant_message(update.answer)], composer, update.status, run, cleared
+                composer = cleared = gr.skip()
         except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else: said in the status
-            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
             return
-        yield gr.skip(), gr.skip(), gr.skip(), IDLE  # it ended by itself: nothing to mark as stopped
+        yield gr.skip(), gr.skip(), gr.skip(), IDLE, gr.skip()  # it ended by itself: nothing to mark as stopped
 
     return respond
 
 
-def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None):
+def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None, cleared: bool):
     """After every run, however it ended: unlock the composer; if Stop ended it (the generator was closed
-    mid-run, so it could not say so itself), mark the answer and the status "Stopped"."""
+    mid-run, so it could not say so itself), mark the answer and the status "Stopped". If Clear ended it,
+    clear again: pieces of the answer that were on their way when Clear was pressed may have come back."""
     composer = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+    if cleared:
+        return [], composer, "", IDLE, False
     if not (run or IDLE)["running"]:
-        return gr.skip(), composer, gr.skip(), gr.skip()
+        return gr.skip(), composer, gr.skip(), gr.skip(), gr.skip()
     messages = list(chatbot or [])
     if messages and messages[-1].get("role") == "assistant" and not message_text(messages[-1]).strip():
         messages.pop()  # stopped before the first token: no empty bubble
     status = f"Stopped · {run['status']}" if run.get("answering") else "Stopped before the answer began."
-    return messages + [STOPPED_MARK], composer, status, IDLE
+    return messages + [STOPPED_MARK], composer, status, IDLE, gr.skip()
+
+
+def clear_chat(run: dict[str, Any] | None) -> tuple[Any, ...]:
+    """Clear: an empty chat and status; during an answer (which Clear stops) also a note for `after_answer`."""
+    return [], "", IDLE, bool((run or IDLE)["running"])
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -209,7 +218,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     textbox = gr.MultimodalTextbox(
         file_types=["image"],
         file_count="multiple",
-        placeholder="Ask about an image, or just chat. Drop or paste images. Enter sends, Shift+Enter adds a line.",
+        placeholder="Ask about an image, or just chat (Enter sends, Shift+Enter adds a line)",
         label=schema["message"].label,
         show_label=False,
         elem_id="chat-input",
@@ -219,7 +228,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     status = gr.Markdown("", label="Status", elem_id="chat-status")
     with gr.Accordion(SETTINGS, open=False, elem_id="chat-settings"):
         settings = [widget(field) for field in schema if field.name != "message"]
-    run_state = gr.State(IDLE)
+    run_state, clear_requested = gr.State(IDLE), gr.State(False)
     # The API's own inputs and outputs: hidden; the history is per session.
     api_message = gr.MultimodalTextbox(label="Message", visible=False, file_types=["image"], file_count="multiple")
     api_answer, api_history = gr.Textbox(label="Answer", visible=False), gr.State([])
@@ -236,7 +245,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         "show_progress": "minimal",  # gradio's own line while the request waits in its queue ...
         "show_progress_on": [status],  # ... next to ours, not over the chat
     }
-    outputs = [chatbot, textbox, status, run_state]
+    outputs = [chatbot, textbox, status, run_state, clear_requested]
     submit = textbox.submit(
         respond,
         [textbox, chatbot, *settings],
@@ -254,12 +263,26 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     example = chatbot.example_select(run_example(respond), [chatbot, *settings], outputs, **ui)
     runs = [submit, retry, example]
     for run in runs:
-        run.then(after_answer, [chatbot, run_state], outputs, api_visibility="private", queue=False, preprocess=False)
+        run.then(
+            after_answer,
+            [chatbot, run_state, clear_requested],
+            outputs,
+            api_visibility="private",
+            queue=False,
+            preprocess=False,
+        )
     textbox.stop(None, None, None, cancels=runs, api_visibility="private")
     chatbot.undo(
         lambda chat: (*last_turn(chat), ""), chatbot, [chatbot, textbox, status], api_visibility="private", queue=False
     )
-    chatbot.clear(lambda: ("", IDLE), None, [status, run_state], api_visibility="private", queue=False)
+    chatbot.clear(
+        clear_chat,
+        run_state,
+        [chatbot, status, run_state, clear_requested],
+        cancels=runs,
+        api_visibility="private",
+        queue=False,
+    )
 
     api_button.click(
         make_api_chat(backend, answer_on_gpu),

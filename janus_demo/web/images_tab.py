@@ -210,18 +210,18 @@ def problem_frame(error: Exception) -> tuple[Any, ...]:
 
 def browser_frame(frame: Frame, request: ImageRequest) -> tuple[Any, ...]:
     """One frame for the browser's outputs: the first clears the last result (and locks Clear while the run
-    lasts), the final one offers the new result."""
-    skip, on, off = gr.skip(), gr.update(interactive=True), gr.update(interactive=False)
+    lasts), the final one offers the new result. Every frame shows the seed (a lost update cannot hide it)."""
+    skip, on = gr.skip(), gr.update(interactive=True)
     run = IDLE if frame.done else {"running": True, "step": frame.step, "total": frame.total}
+    seed_used = gr.update(value=request.seed, visible=True)
     if frame.status == STARTING:
         hide = gr.update(value=None, visible=False)
-        seed_used = gr.update(value=request.seed, visible=True)
-        return [], seed_used, STARTING, run, hide, hide, on, off
+        return [], seed_used, STARTING, run, hide, hide, on, gr.update(interactive=False)
     if frame.done:
         paths = [str(path) for path in frame.gallery]
         files, archive = gr.update(value=paths, visible=True), gr.update(value=str(frame.archive), visible=True)
-        return paths, skip, frame.status, run, files, archive, skip, on
-    return either(frame.gallery), skip, either(frame.status), run, skip, skip, skip, skip
+        return paths, seed_used, frame.status, run, files, archive, on, on
+    return either(frame.gallery), seed_used, either(frame.status), run, skip, skip, on, skip
 
 
 def after_images(gallery: list[dict[str, Any]] | None, run: dict[str, Any] | None):

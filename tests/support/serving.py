@@ -10,12 +10,13 @@ from janus_demo.service.backend import Backend
 
 
 def serve(demo, queue_size: int = 32) -> str:
-    """Launch `demo` on a free loopback port with app.py's queue and safety options; return its URL."""
+    """Launch `demo` on a free loopback port with app.py's queue, safety and style options; return its URL."""
     from janus_demo.launch.server import configure_queue, safe_launch_options
     from janus_demo.launch.settings import Settings
+    from janus_demo.web.demo import launch_options
 
     configure_queue(demo, queue_size)
-    options = safe_launch_options(Settings())
+    options = safe_launch_options(Settings()) | launch_options()  # the page's style too, as app.py serves it
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, **options)
     return demo.local_url
 
