@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoProcessor, BitsAndBytesConfig, JanusForConditionalGeneration, JanusProcessor
 
-from janus_demo.model import tiny
+from janus_demo.model import hub, tiny
 
 DEFAULT_MODEL = "deepseek-community/Janus-Pro-1B"
 QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
@@ -43,6 +43,12 @@ QUANTIZATION_SKIP_MODULES = [
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to try instead."""
+
+
+OFFLINE_HELP = (
+    "try the app offline with --model tiny, load a local checkpoint with --model PATH, "
+    "or set HF_HUB_OFFLINE=1 to use a copy in the local cache without asking the hub"
+)
 
 
 @dataclass
@@ -167,14 +173,16 @@ def load_janus(
     torch_dtype = resolve_dtype(dtype, torch_device)
     quant = resolve_quantization(quantization, torch_device)
     path = resolve_model_path(model)
+    local_only = local_files_only(model, path)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # 8-bit logs a cast warning per matmul
     try:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, local_files_only=local_only)
         janus = JanusForConditionalGeneration.from_pretrained(
             path,
             dtype=torch_dtype,
             quantization_config=quantization_config(quant),
             device_map=device_map(torch_device),
+            local_files_only=local_only,
         )
         if on_zero_gpu() and torch_device.type == "cuda":
             janus.to(torch_device)  # ZeroGPU's documented pattern: load on the CPU, move at start-up
@@ -191,6 +199,20 @@ def load_janus(
         random_weights=tiny.is_tiny_checkpoint(janus.config),
         load_seconds=time.perf_counter() - start,
     )
+
+
+def local_files_only(model: str, path: str) -> bool:
+    """True: load `model` from the local hub cache only, because the hub cannot be reached. A hub id that is
+    neither reachable nor cached fails at once (ModelLoadError), not after minutes of retries."""
+    if os.path.isdir(path) or hub.offline_mode():
+        return False  # a folder, or the hub's own offline mode (which fails fast by itself)
+    status = hub.hub_status(model)
+    if status == "missing":
+        problem = f"Model {model!r} is not in the local cache and huggingface.co cannot be reached"
+        raise ModelLoadError(f"{problem}: {OFFLINE_HELP}.")
+    if status == "cached":
+        logging.getLogger("janus_demo").warning("huggingface.co cannot be reached: loading the cached %s", model)
+    return status == "cached"
 
 
 def device_map(device: torch.device) -> dict[str, int | str]:
@@ -217,6 +239,8 @@ def explain_load_error(error: BaseException, model: str, quantization: str, devi
         )
     if isinstance(error, OSError) or "does not appear to have" in text or "not a valid model" in text:
         where = "a local folder" if os.path.isdir(model) else "found locally or downloaded"
+        if hub.offline_mode() and not os.path.isdir(model):
+            where += " (HF_HUB_OFFLINE is set: nothing is downloaded)"
         return (
             f"Model {model!r} could not be {where}. Pass --model PATH to a local Janus checkpoint, "
             "or --model tiny to try the app offline with random weights."

@@ -11,7 +11,8 @@ def test_the_model_panel_is_a_readable_table(fake_page, fake):
     table = page.locator("#model-info table")
     expect(table).to_be_visible()
     rows = dict(
-        row.locator("td").all_inner_texts()[:2] for row in table.locator("tbody tr").all()  # label -> value
+        row.locator("td").all_inner_texts()[:2]
+        for row in table.locator("tbody tr").all()  # label -> value
     )
     info = fake.info()
     assert rows["Model"] == info["model_id"]
