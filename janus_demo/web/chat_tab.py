@@ -260,7 +260,13 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         validator=validator(prepare_retry(backend), ["history", *names], "history", groups),
         **ui,
     )
-    example = chatbot.example_select(run_example(respond), [chatbot, *settings], outputs, **ui)
+    example = chatbot.example_select(
+        run_example(respond),
+        [chatbot, *settings],
+        outputs,
+        validator=validate_example(backend, ["history", *names], groups),
+        **ui,
+    )
     runs = [submit, retry, example]
     for run in runs:
         run.then(
@@ -303,6 +309,16 @@ def prepare_retry(backend: Backend) -> Callable[..., PreparedChat]:
         return backend.prepare_chat(message, earlier, *settings)
 
     return prepare
+
+
+def validate_example(backend: Backend, names: list[str], groups: dict[str, str]):
+    """An example's check: the example message after the chat, with the settings (shown on their fields)."""
+
+    def validate(event: gr.SelectData, chatbot: list[dict[str, Any]], *settings: Any) -> list[dict]:
+        prepare = lambda history, *values: backend.prepare_chat(event.value, history, *values)  # noqa: E731
+        return validator(prepare, names, "history", groups)(chatbot, *settings)
+
+    return validate
 
 
 def run_retry(respond):

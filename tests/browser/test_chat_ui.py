@@ -12,11 +12,13 @@ from support.browser import (
     CAT,
     CHAT_STATUS,
     PHONE,
+    badges_seen,
     box_of,
     no_error_badge,
     send,
     shots,
     validation_message,
+    watch_badges,
 )
 from support.meters import wait_until
 from support.serving import image_args, new_client
@@ -74,12 +76,14 @@ def test_a_refused_message_is_answered_next_to_the_composer_which_stays_usable(f
     if paths:
         attach(page, *paths)
     page.locator(f"{COMPOSER} textarea").fill(text)
+    watch_badges(page)
     page.locator(f"{COMPOSER} textarea").press("Enter")
 
     expect(validation_message(page, COMPOSER)).to_contain_text(expected)
     page.wait_for_timeout(1000)  # the former lock-up showed after a moment: it must not come
     composer_usable(page, text, len(paths))
     no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
     assert fake.lock.entered == 0, "a refused message never reaches the model"
     expect(page.locator("#chatbot [data-testid=user]")).to_have_count(0)
     shots(page, f"chat-refused-{case}")
@@ -108,6 +112,20 @@ def test_a_refused_setting_is_named_on_its_field_and_on_the_composer(fake_page, 
     answered(page)
     expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=7")
     expect(validation_message(page, "#field-seed")).to_have_count(0)
+
+
+def test_an_example_with_a_refused_setting_is_answered_on_the_field(fake_page, fake):
+    page = fake_page
+    open_settings(page)
+    page.locator("#field-seed input").fill("-7")
+    page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
+    expect(validation_message(page, "#field-seed")).to_contain_text("Seed must be a whole number")
+    no_error_badge(page)
+    assert fake.lock.entered == 0
+    page.locator("#field-seed input").fill("3")
+    page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
+    answered(page)
+    expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=3")
 
 
 def test_a_typed_number_out_of_range_is_clamped_with_a_note(fake_page, fake):
@@ -143,6 +161,7 @@ def test_stop_marks_the_answer_stopped_and_frees_the_composer(fake_page, fake):
     fake.reset(token_delay=0.05)
     send(page, "Tell me a long story.")
     expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+    watch_badges(page)  # even one that shows for a moment
     page.locator(f"{COMPOSER} button[aria-label=Stop]").click()
 
     expect(page.locator(CHAT_STATUS)).to_contain_text("Stopped · ", timeout=5_000)
@@ -151,6 +170,8 @@ def test_stop_marks_the_answer_stopped_and_frees_the_composer(fake_page, fake):
     expect(answer.last).to_have_text("Stopped")  # ... marked under it
     composer_usable(page, "", 0)
     no_error_badge(page)
+    page.wait_for_timeout(1000)
+    assert not badges_seen(page), "no error badge, not even for a moment"
     produced = fake.produced
     time.sleep(0.5)
     assert fake.produced == produced, "Stop stops the generation itself"

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from support.browser import (
     IMAGES_STATUS,
     PHONE,
+    badges_seen,
     box_of,
     no_error_badge,
     seen,
@@ -20,6 +21,7 @@ from support.browser import (
     shots,
     validation_message,
     watch,
+    watch_badges,
 )
 from support.meters import wait_until
 from support.png import read_png_metadata
@@ -55,9 +57,11 @@ def done(page, images: int = 1) -> None:
 def test_an_empty_prompt_is_refused_next_to_it(fake_page, fake):
     page = fake_page
     images_tab(page)
+    watch_badges(page)
     page.locator("#t2i-generate").click()
     expect(validation_message(page, PROMPT)).to_have_text("Prompt is empty.")
     no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
     assert fake.lock.entered == 0
     expect(page.locator("#t2i-generate")).to_be_enabled()
     shots(page, "images-refused-empty-prompt")
@@ -108,6 +112,7 @@ def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
     set_number(page, "Preview every", 48)
     generate(page, images=2)
     expect(page.locator(f"{GALLERY} img")).to_have_count(2, timeout=20_000)  # previews
+    watch_badges(page)  # even one that shows for a moment
     page.locator("#t2i-stop").click()
 
     expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."), timeout=5_000)
@@ -119,6 +124,7 @@ def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
     produced = fake.produced
     time.sleep(0.5)
     assert fake.produced == produced, "Stop stops the generation itself"
+    assert not badges_seen(page), "no error badge, not even for a moment"
     expect(page.locator("#t2i-files")).to_be_hidden()
     expect(page.locator("#t2i-clear")).to_be_enabled()
     shots(page, "images-stopped")

@@ -80,6 +80,26 @@ def no_error_badge(page) -> None:
     expect(page.locator(TOAST)).to_have_count(0)
 
 
+BADGES_JS = """selector => {
+  window.__badges = [];
+  const record = () => document.querySelectorAll(selector).forEach(e => {
+    if (e.checkVisibility()) window.__badges.push((e.closest('[id]') || {}).id + ': ' + e.innerText);
+  });
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                       attributes: true});
+}"""
+
+
+def watch_badges(page) -> None:
+    """Record every error badge or toast that becomes visible from now on, even for a moment."""
+    page.evaluate(BADGES_JS, f"{ERROR_BADGE}, {TOAST}")
+
+
+def badges_seen(page) -> list[str]:
+    """'<id of the component>: <text>' of each badge or toast seen since `watch_badges`."""
+    return page.evaluate("() => window.__badges")
+
+
 def watch(page, name: str, selector: str, attribute: str | None = None) -> None:
     page.evaluate(WATCH_JS, [name, selector, attribute])
 
