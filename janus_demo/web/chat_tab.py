@@ -151,12 +151,13 @@ def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
         try:
             for update in answer_updates(answer_on_gpu, prepared):
                 run = {"running": True, "status": update.status, "answering": update.answering}
-                yield shown + [assistant_message(update.answer)], composer, update.status, run, cleared
+                chat = shown + [assistant_message(update.answer)]
+                yield chat, composer, update.status, run, cleared
                 composer = cleared = gr.skip()
         except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else: said in the status
             yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
             return
-        yield gr.skip(), gr.skip(), gr.skip(), IDLE, gr.skip()  # it ended by itself: nothing to mark as stopped
+        yield chat, gr.skip(), update.status, IDLE, gr.skip()  # it ended by itself: nothing to mark as stopped
 
     return respond
 
