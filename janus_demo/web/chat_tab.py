@@ -136,8 +136,9 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
 
 
 def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """The composer's submit: (chat, composer, status, run state). It never raises: a problem is reported in
-    the status line, so the chat shows no error badge and the composer is unlocked by `after_answer`."""
+    """The composer's submit: (chat, composer, status, run state, Clear's note). It never raises: a problem is
+    reported in the status line, so the chat shows no error badge and the composer is unlocked by
+    `after_answer`."""
 
     def respond(message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
         try:  # the validator has passed these values; a refusal now is a rare race (an upload swept since)
@@ -219,7 +220,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     textbox = gr.MultimodalTextbox(
         file_types=["image"],
         file_count="multiple",
-        placeholder="Ask about an image, or just chat (Enter sends, Shift+Enter adds a line)",
+        placeholder="Ask about an image, or just chat… (Shift+Enter adds a line)",
         label=schema["message"].label,
         show_label=False,
         elem_id="chat-input",

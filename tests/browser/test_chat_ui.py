@@ -218,7 +218,11 @@ def test_waiting_in_gradios_queue_is_shown_next_to_the_status(pages, fake, tmp_p
     send(first, "I came first.")
     wait_until(lambda: fake.lock.busy, timeout=10)
     send(second, "I came second.")
-    expect(second.locator("#chat-status")).to_contain_text("queue")
+    expect(second.locator("#chat-status .progress-text")).to_contain_text("queue: 1/1")
+    line, tracker = box_of(second, "#chat-status"), box_of(second, "#chat-status .progress-text")
+    assert line["height"] >= 20 and line["top"] - 1 <= tracker["top"] and tracker["bottom"] <= line["bottom"] + 1, (
+        f"gradio's queue position must show inside the status line: {tracker} in {line}"
+    )
     shots(second, "chat-queued")
     fake.gate.set()
     answered(second)
