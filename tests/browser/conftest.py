@@ -1,4 +1,4 @@
-"""Browser fixtures: one Chromium per session; pages on the tiny-model app or on a FakeBackend app.
+"""Browser fixtures: one Chromium per test module; pages on the tiny-model app or on a FakeBackend app.
 
 Skipped when /usr/bin/chromium or the playwright package is missing. Every test keeps desktop and phone
 screenshots of the states it reaches in test-artifacts/ (support.browser.shots), and a failed test one of
@@ -18,8 +18,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API keeps an event loop running while it is open, which
+    would break later tests that call asyncio.run() (the MCP client's)."""
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
