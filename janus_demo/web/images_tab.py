@@ -34,7 +34,7 @@ from janus_demo.web.zerogpu import images_duration, on_gpu
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 ADVANCED = "Advanced"
 IDLE: dict[str, Any] = {"running": False}  # the run state between requests
-UNFINISHED = "(unfinished)"  # the caption's end on previews of a stopped run
+UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line says where it stopped)
 
 EXAMPLE_PROMPTS = [
     "A close-up photo of a tabby cat with green eyes, soft window light",
@@ -226,11 +226,11 @@ def browser_frame(frame: Frame, request: ImageRequest) -> tuple[Any, ...]:
 
 def after_images(gallery: list[dict[str, Any]] | None, run: dict[str, Any] | None):
     """After every run, however it ended: unlock Clear; if Stop ended it (the generator was closed mid-run
-    and could not say so), say where it stopped, and caption the unfinished previews with it."""
+    and could not say so), say where it stopped, and caption the previews "Unfinished"."""
     if not (run or IDLE)["running"]:
         return gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=True)
     text = stopped_text(run)
-    previews = [(item["image"]["path"], f"{text.rstrip('.')} {UNFINISHED}") for item in gallery or []]
+    previews = [(item["image"]["path"], UNFINISHED) for item in gallery or []]
     return (previews or gr.skip()), text, IDLE, gr.update(interactive=True)
 
 
@@ -364,7 +364,7 @@ def pick_selected(event: gr.SelectData) -> int:
 def ask_about(gallery: list[Any] | None, selected: int | None, run: dict[str, Any] | None):
     """Put the selected (else first) finished image into the chat box and switch to the Chat tab; without a
     finished image, say so in the status line."""
-    finished = [item for item in gallery or [] if not (item[1] or "").endswith(UNFINISHED)]
+    finished = [item for item in gallery or [] if item[1] != UNFINISHED]
     if (run or IDLE)["running"] or not finished:
         return gr.skip(), gr.skip(), "Generate an image first, then ask about it."
     path = finished[selected if selected is not None and selected < len(finished) else 0][0]

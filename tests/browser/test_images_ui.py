@@ -119,7 +119,8 @@ def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
     step = re.search(r"step (\d+)", page.locator(IMAGES_STATUS).inner_text()).group(1)
     captions = page.locator(f"{GALLERY} .caption-label")
     expect(captions).to_have_count(2)
-    expect(captions.first).to_have_text(f"Stopped at step {step}/576 (unfinished)")
+    expect(captions.first).to_have_text("Unfinished")
+    assert 0 < int(step) < 576
     no_error_badge(page)
     produced = fake.produced
     time.sleep(0.5)
