@@ -199,6 +199,10 @@ class Guard:
         if session is not None and not self._owns(scope, session):
             await _respond(send, 403, "This session belongs to another login.")
             return
+        counted = _is_call_join(scope["path"]) or self.ledger.is_job(_json_number(body, "fn_index"))
+        if not counted:  # e.g. a field's own check when the user leaves it: no model work
+            await self.app(scope, _replay(body, receive), send)
+            return
         job, client = secrets.token_hex(12), self._client(scope, session)
         if refusal := self.ledger.admit_job(job, client):
             log.info("refused a request from %s: %s", client.ip, refusal)
@@ -421,6 +425,15 @@ def _json_field(body: bytes, name: str) -> str | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None
+
+
+def _json_number(body: bytes, name: str) -> int | None:
+    """A whole-number field of a JSON object body, or None."""
+    try:
+        value = json.loads(body).get(name)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _json_values(body: bytes, limit: int) -> int | None:

@@ -2,7 +2,7 @@
 
     inputs = encode_conversation(loaded, messages, images)   # CPU tensors; prompt_length(inputs) tokens
     generate_answer(loaded, inputs, ChatOptions(max_new_tokens=512, temperature=0.1, top_p=0.95, seed=1), stop, emit)
-    # emit(ChatChunk) is called with the whole answer so far after each decoded piece
+    # emit(ChatChunk) is called with the whole answer so far after each token
 
 Runs `model.generate` (text mode) in the calling thread; the service layer encodes the
 conversation first (so an over-long one is refused before it waits for the model), then runs
@@ -103,7 +103,7 @@ class _StopCriterion(StoppingCriteria):
 
 class _EmittingStreamer(BaseStreamer):
     """Hands out a ChatChunk after every generated token (transformers' TextStreamer waits for
-    whole words, which is not token by token); holds back only an incomplete UTF-8 character.
+    whole words, which is not token by token); its text holds back only an incomplete UTF-8 character.
 
     Decodes incrementally: only the tokens since the last complete piece (plus a few before, so
     tokenizers that merge across token boundaries decode the same), not the whole answer each token.
@@ -133,7 +133,8 @@ class _EmittingStreamer(BaseStreamer):
         if piece and not piece.endswith("\ufffd"):
             self.text += piece
             self.done_upto = len(self.token_ids)
-            self.emit(ChatChunk(self.text, self.new_tokens, time.perf_counter() - self.start))
+        # every token, even one that adds no text yet: the count and the speed move on
+        self.emit(ChatChunk(self.text, self.new_tokens, time.perf_counter() - self.start))
 
     def _pending_text(self) -> str:
         """Text of the tokens not yet in self.text (decoded with a little context before them)."""
@@ -158,7 +159,7 @@ def generate_answer(
     stop: threading.Event,
     emit: Callable[[ChatChunk], None],
 ) -> None:
-    """Answer the encoded conversation, emitting a ChatChunk per decoded piece and a final one with `done`."""
+    """Answer the encoded conversation, emitting a ChatChunk per token and a final one with `done`."""
     inputs = to_model(loaded, inputs)
     streamer = _EmittingStreamer(loaded, emit)
     criterion = _StopCriterion(stop, options.deadline)

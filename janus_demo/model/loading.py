@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneration, JanusProcessor
 
-from janus_demo.model import placement, tiny
+from janus_demo.model import hub, placement, tiny
 from janus_demo.model.placement import ZERO_GPU_ENV, on_zero_gpu  # noqa: F401 - re-exported
 
 log = logging.getLogger("janus_demo")
@@ -33,6 +33,12 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to try instead."""
+
+
+OFFLINE_HELP = (
+    "try the app offline with --model tiny, load a local checkpoint with --model PATH, "
+    "or set HF_HUB_OFFLINE=1 to use a copy in the local cache without asking the hub"
+)
 
 
 @dataclass
@@ -132,11 +138,12 @@ def load_janus(
     check_choice("quantization", quantization, QUANTIZATIONS)
     check_choice("dtype", dtype, DTYPES)
     path = resolve_model_path(model)
+    local_only = local_files_only(model, path)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # 8-bit logs a cast warning per matmul
     choice = None
     try:
-        processor = AutoProcessor.from_pretrained(path)
-        config = AutoConfig.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(path, local_files_only=local_only)
         choice = placement.resolve_precision(
             quantization, dtype, torch_device, lambda: placement.needs_for(config, images_only)
         )
@@ -147,6 +154,7 @@ def load_janus(
             dtype=choice.dtype,
             quantization_config=placement.quantization_config(choice.quantization, choice.dtype),
             device_map=device_map(torch_device),
+            local_files_only=local_only,
         )
         if on_zero_gpu() and torch_device.type == "cuda":
             janus.to(torch_device)  # ZeroGPU's documented pattern: load on the CPU, move at start-up
@@ -167,6 +175,20 @@ def load_janus(
         quantization_reason=choice.reason,
         layout=layout,
     )
+
+
+def local_files_only(model: str, path: str) -> bool:
+    """True: load `model` from the local hub cache only, because the hub cannot be reached. A hub id that is
+    neither reachable nor cached fails at once (ModelLoadError), not after minutes of retries."""
+    if os.path.isdir(path) or hub.offline_mode():
+        return False  # a folder, or the hub's own offline mode (which fails fast by itself)
+    status = hub.hub_status(model)
+    if status == "missing":
+        problem = f"Model {model!r} is not in the local cache and huggingface.co cannot be reached"
+        raise ModelLoadError(f"{problem}: {OFFLINE_HELP}.")
+    if status == "cached":
+        logging.getLogger("janus_demo").warning("huggingface.co cannot be reached: loading the cached %s", model)
+    return status == "cached"
 
 
 def device_map(device: torch.device) -> dict[str, int | str]:
@@ -193,6 +215,8 @@ def explain_load_error(error: BaseException, model: str, quantization: str, devi
         )
     if isinstance(error, OSError) or "does not appear to have" in text or "not a valid model" in text:
         where = "a local folder" if os.path.isdir(model) else "found locally or downloaded"
+        if hub.offline_mode() and not os.path.isdir(model):
+            where += " (HF_HUB_OFFLINE is set: nothing is downloaded)"
         return (
             f"Model {model!r} could not be {where}. Pass --model PATH to a local Janus checkpoint, "
             "or --model tiny to try the app offline with random weights."

@@ -36,6 +36,7 @@ from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, InputError
+from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.preview_sheet import preview_sheet
 from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, Limits, schemas_for
@@ -75,6 +76,7 @@ class Backend:
         self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda")
         self.lock = ModelLock()
         self.clients = ClientLedger(client_limits)  # per-client counts, fed by the server's middleware
+        self.histories = Histories(self.clients.limits.max_sessions, self.clients.limits.session_ttl_s)
 
     def info(self) -> dict[str, Any]:
         """Model id, device, dtype, quantization and why, quantized layer count, footprint, layout, random weights."""
@@ -111,7 +113,7 @@ class Backend:
         """Answer a prepared turn under the model lock, streaming ChatChunks that carry its notes."""
         stop = stop or threading.Event()
         options = replace(prepared.options, deadline=time.monotonic() + self.limits.request_deadline_s)
-        stream = self._stream(lambda emit: self._answer(prepared.inputs, options, stop, emit), stop)
+        stream = self._stream(lambda emit: self._answer(prepared.inputs, options, stop, emit), stop, "chat")
         return _with_note(stream, "; ".join(prepared.notes)) if prepared.notes else stream
 
     def chat(self, message: object, history: object = None, *settings: object, **named: Any) -> Iterator[Any]:
@@ -160,13 +162,14 @@ class Backend:
                     for image in progress.images:
                         image.info.update(image_metadata(request, self.loaded.model_id))
                 emit(progress)
+                self.lock.expect_done_in(progress.eta)  # what those waiting behind this request are told
                 if time.monotonic() > deadline and not progress.done:
                     stop.set()
                     raise BusyError(
                         f"Image generation ran past the {limit_s:g} s limit and was stopped. Try fewer images."
                     )
 
-        return self._stream(work, stop)
+        return self._stream(work, stop, "images")
 
     def generate_images(self, *settings: object, **named: Any) -> Iterator[Any]:
         """`prepare_images` then `run_images` (`stop=` an Event to stop it from outside)."""
@@ -183,9 +186,10 @@ class Backend:
 
     # --- helpers
 
-    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event) -> Iterator[Any]:
-        """Run `work` under the model lock: wait at most the deadline for it, with heartbeats."""
-        return self.lock.stream(work, stop, wait_timeout=self.limits.request_deadline_s, heartbeat=HEARTBEAT_S)
+    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event, kind: str) -> Iterator[Any]:
+        """Run `work` under the model lock: wait at most the deadline for it, with heartbeats (place in line)."""
+        limit = self.limits.request_deadline_s
+        return self.lock.stream(work, stop, wait_timeout=limit, heartbeat=HEARTBEAT_S, kind=kind)
 
     @staticmethod
     def _seed(values: Mapping[str, Any]) -> int:

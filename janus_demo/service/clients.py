@@ -202,6 +202,7 @@ class ClientLedger:
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
+        self.job_events: frozenset[int] | None = None  # the events that run the model (None: every event counts)
         self._streams: dict[str, int] = {}  # session -> open event streams
         self._blocked_since: dict[str, float] = {}  # session -> when a write to its stream began to wait
         self._last_stream: OrderedDict[str, float] = OrderedDict()  # session -> when a stream last closed
@@ -210,6 +211,11 @@ class ClientLedger:
         self._owners: OrderedDict[str, str] = OrderedDict()  # session -> the login that first used it
 
     # --- jobs ------------------------------------------------------------------------------------
+
+    def is_job(self, event: object) -> bool:
+        """Whether a request for `event` (gradio's fn_index) counts as a job: only the model's work does, not
+        a field's own check when the user leaves it."""
+        return self.job_events is None or event in self.job_events
 
     def admit_job(self, job: str, client: Client) -> str | None:
         """Count `job` against its client, or say why not (a 'Too many requests' message)."""

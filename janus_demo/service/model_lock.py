@@ -15,6 +15,11 @@ A generator can only be closed while it is paused at a `yield`: one blocked wait
 model (or for a slow step) cannot be stopped, and gradio's cancel then hangs on it. With
 `heartbeat=s` the stream yields a `Heartbeat` whenever nothing arrived for `s` seconds; consumers
 pass it on as a "still waiting" update, which is where a cancel or a closed tab takes effect.
+
+Requests get the model in the order they asked for it (first come, first served, chat and images in one
+line). A waiting request's heartbeat says its place in that line and, once runs of each kind have been
+timed, about how long it will wait: the running request's own estimate (`expect_done_in`) or its kind's
+typical duration, plus the typical duration of each request ahead.
 """
 
 from __future__ import annotations
@@ -44,17 +49,38 @@ before_fatal_exit: list[Callable[[], None]] = []  # best-effort cleanups (the ca
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Nothing new yet: the request waits for the model (`waiting`) or its work is in a long step."""
+    """Nothing new yet: the request waits for the model (`waiting`) or its work is in a long step.
+
+    While waiting: `place` in line (1: next) and `wait_s`, an estimate of the seconds left (None until runs
+    of the kinds involved have been timed).
+    """
 
     waiting: bool
+    place: int = 0
+    wait_s: float | None = None
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One request's place in line, then its run."""
+
+    kind: str
+    started: float | None = None  # time.monotonic() when it got the model
+    done_in: float | None = None  # the running work's own estimate of seconds left, at `reported`
+    reported: float = 0.0
+
+
+TYPICAL_WEIGHT = 0.3  # weight of the newest run in a kind's typical duration (an exponential moving average)
 
 
 class ModelLock:
-    """A lock around model work, with counters that tests and `/model_info` can read."""
+    """A first-come-first-served lock around model work, with counters that tests and `/model_info` can read."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._state = threading.Condition()
+        self._line: list[_Ticket] = []  # waiting, oldest first
+        self._holder: _Ticket | None = None
+        self._typical: dict[str, float] = {}  # seconds a finished run of each kind usually takes
         self.active = 0  # generations holding the lock now (0 or 1)
         self.max_active = 0  # most ever inside at once: must stay 1
         self.waiting = 0  # requests waiting for the lock
@@ -62,7 +88,7 @@ class ModelLock:
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._holder is not None
 
     def stream(
         self,
@@ -70,17 +96,19 @@ class ModelLock:
         stop: threading.Event,
         wait_timeout: float | None = None,
         heartbeat: float | None = None,
+        kind: str = "work",
     ) -> Iterator[T | Heartbeat]:
         """Run `work(emit)` under the lock in a worker thread and yield what it emits.
 
         Exceptions raised by `work` are re-raised here. If the model stays busy longer than
         `wait_timeout` seconds, `BusyError` is raised and `work` never runs. With `heartbeat`, a
-        `Heartbeat` is yielded after every `heartbeat` seconds without an item.
+        `Heartbeat` is yielded after every `heartbeat` seconds without an item. `kind` names the sort
+        of work ("chat", "images") whose typical duration estimates the wait of those behind it.
         """
         items: queue.Queue[Any] = queue.Queue()
-        entered = threading.Event()
+        ticket = self._join(kind)
         worker = threading.Thread(
-            target=self._run, args=(work, stop, items, wait_timeout, entered), name="janus-gpu", daemon=True
+            target=self._run, args=(work, stop, items, wait_timeout, ticket), name="janus-gpu", daemon=True
         )
         worker.start()
         try:
@@ -88,7 +116,7 @@ class ModelLock:
                 try:
                     item = items.get(timeout=heartbeat)
                 except queue.Empty:
-                    yield Heartbeat(waiting=not entered.is_set())
+                    yield self._heartbeat(ticket)
                     continue
                 if item is _DONE:
                     return
@@ -98,60 +126,100 @@ class ModelLock:
         finally:
             stop.set()  # the consumer is gone or done: make the work end at its next step
 
+    def expect_done_in(self, seconds: float | None) -> None:
+        """The running work's own estimate of the seconds it has left (called from inside `work`)."""
+        with self._state:
+            if self._holder is not None:
+                self._holder.done_in, self._holder.reported = seconds, time.monotonic()
+
+    # --- the line
+
+    def _join(self, kind: str) -> _Ticket:
+        ticket = _Ticket(kind)
+        with self._state:
+            self._line.append(ticket)
+            self.waiting += 1
+        return ticket
+
+    def _heartbeat(self, ticket: _Ticket) -> Heartbeat:
+        with self._state:
+            if ticket not in self._line:
+                return Heartbeat(waiting=False)
+            place = self._line.index(ticket) + 1
+            return Heartbeat(waiting=True, place=place, wait_s=self._wait_estimate(self._line[: place - 1]))
+
+    def _wait_estimate(self, ahead: list[_Ticket]) -> float | None:
+        """Seconds until the model is free for the one behind `ahead` (under `_state`); None if unknown."""
+        now, left = time.monotonic(), 0.0
+        holder = self._holder
+        if holder is not None and holder.done_in is not None:
+            left = max(0.0, holder.done_in - (now - holder.reported))
+        elif holder is not None:
+            if holder.kind not in self._typical:
+                return None
+            left = max(0.0, self._typical[holder.kind] - (now - (holder.started or now)))
+        for waiting in ahead:
+            if waiting.kind not in self._typical:
+                return None
+            left += self._typical[waiting.kind]
+        return left
+
     def _run(
         self,
         work: Callable[[Callable[[Any], None]], None],
         stop: threading.Event,
         items: queue.Queue[Any],
         wait_timeout: float | None,
-        entered: threading.Event,
+        ticket: _Ticket,
     ) -> None:
         try:
-            if not self._acquire(stop, wait_timeout):
+            if not self._acquire(ticket, stop, wait_timeout):
                 if not stop.is_set():
                     items.put(_Raised(BusyError("The model is busy with other requests. Please try again shortly.")))
                 return
+            finished = False
             try:
-                self._enter()
-                entered.set()
                 if not stop.is_set():
                     work(items.put)
+                    finished = not stop.is_set()
             finally:
-                self._leave()
-                self._lock.release()
+                self._release(ticket, finished)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
             items.put(_Raised(translate_device_error(error)))
         finally:
             items.put(_DONE)
 
-    def _acquire(self, stop: threading.Event, wait_timeout: float | None) -> bool:
-        """Wait for the lock, giving up when the request is stopped or waits too long."""
+    def _acquire(self, ticket: _Ticket, stop: threading.Event, wait_timeout: float | None) -> bool:
+        """Wait until `ticket` is first in line and the model is free, giving up when stopped or too late."""
         deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
-        with self._count_lock:
-            self.waiting += 1
-        try:
-            while not stop.is_set():
-                if self._lock.acquire(timeout=0.05):
-                    if stop.is_set():  # stopped while it waited: leave the model to the next request
-                        self._lock.release()
+        with self._state:
+            try:
+                while self._holder is not None or self._line[0] is not ticket:
+                    if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                         return False
-                    return True
-                if deadline is not None and time.monotonic() > deadline:
+                    self._state.wait(timeout=0.05)
+                if stop.is_set():  # stopped while it waited: leave the model to the next request
                     return False
-            return False
-        finally:
-            with self._count_lock:
+                self._holder, ticket.started = ticket, time.monotonic()
+                self.active += 1
+                self.entered += 1
+                self.max_active = max(self.max_active, self.active)
+                return True
+            finally:
+                self._line.remove(ticket)
                 self.waiting -= 1
+                self._state.notify_all()
 
-    def _enter(self) -> None:
-        with self._count_lock:
-            self.active += 1
-            self.entered += 1
-            self.max_active = max(self.max_active, self.active)
-
-    def _leave(self) -> None:
-        with self._count_lock:
+    def _release(self, ticket: _Ticket, finished: bool) -> None:
+        """Free the model; a run that finished (not stopped) updates its kind's typical duration."""
+        with self._state:
+            if finished and ticket.started is not None:
+                took = time.monotonic() - ticket.started
+                before = self._typical.get(ticket.kind)
+                self._typical[ticket.kind] = took if before is None else before + TYPICAL_WEIGHT * (took - before)
+            self._holder = None
             self.active -= 1
+            self._state.notify_all()
 
 
 def is_out_of_memory(error: BaseException) -> bool:

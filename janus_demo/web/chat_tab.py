@@ -2,17 +2,23 @@
 
 Public API endpoint and MCP tool: `/chat(message, max_new_tokens, temperature, top_p, seed)` with the
 message `{"text": ..., "files": [...]}`; it streams `(answer so far, status line)`. Its history stays on
-the server per session (a `gr.State`), so a gradio_client follow-up sees the earlier turns. The browser
+the server per session (`backend.histories`, forgotten when idle), so a gradio_client follow-up sees the
+earlier turns. It is a `gr.api` endpoint typed from the schema: its message is plain JSON, so gradio_client
+uploads the files in it, MCP clients send images as `data:` URLs (the schema has no `$ref` for gradio 6.31's
+MCP server to lose), and a malformed message reaches the service, which names what is wrong. The browser
 keeps its conversation in the Chatbot. Both paths prepare the turn on the CPU (checks, images,
 tokenizing) and only then borrow a GPU on a ZeroGPU Space (`answer_on_gpu`).
-"""
 
-from __future__ import annotations
+In the browser a refused message is answered next to its input before it is queued (`refusals`), and
+the composer keeps the text and images. While an answer runs the composer is locked and its button is
+Stop; the status line under it says where the request stands (its place in line while it waits). A
+stopped answer stays in the chat marked "Stopped", and the status line says so.
+"""
 
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import gradio as gr
 
@@ -20,8 +26,8 @@ from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
 from janus_demo.service.conversation import Image, history_message, parse_message, readable_messages
 from janus_demo.service.fields import clean_text
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.components import MessageBox, history_box
-from janus_demo.web.messages import WAITING, user_facing_errors
+from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
+from janus_demo.web.refusals import validator
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import chat_duration, on_gpu
@@ -37,14 +43,35 @@ EXAMPLES = [
     },
     {"text": "Write a haiku about autumn.", "files": []},
 ]
+SETTINGS = "Generation settings"
+READING = "Reading the conversation…"  # the model has it, no token yet (prefill)
+STOPPED_MARK = {"role": "assistant", "content": "", "metadata": {"title": "Stopped", "status": "done"}}
+IDLE: dict[str, Any] = {"running": False}  # the run state between answers
 
 AnswerFn = Callable[[PreparedChat], Iterator[ChatChunk | Heartbeat]]
+
+
+class Message(TypedDict, total=False):
+    """`/chat`'s message: the question, and images as uploaded files (gradio_client's `handle_file`) or
+    `data:image/...;base64,` URLs."""
+
+    text: str
+    files: list[str]
 
 
 class ChatTab(NamedTuple):
     textbox: gr.MultimodalTextbox
     chatbot: gr.Chatbot
     status: gr.Markdown
+    model_events: list[int]  # the events that run the model (each is a job in the line)
+
+
+class Update(NamedTuple):
+    """What an answer has shown so far."""
+
+    answer: str
+    status: str
+    answering: bool  # tokens have arrived
 
 
 def status_line(chunk: ChatChunk) -> str:
@@ -66,21 +93,48 @@ def make_answer_fn(backend: Backend) -> AnswerFn:
     return answer_on_gpu
 
 
-def stream_answer(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[tuple[str, str]]:
-    """(answer so far, status): first a waiting status, which lets gradio cancel before the first heavy step."""
-    answer, status = "", WAITING
-    yield answer, status
-    with user_facing_errors(), contextlib.closing(answer_on_gpu(prepared)) as chunks:
+def answer_updates(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[Update]:
+    """The answer and its status: one update at once (gradio can cancel a generator only after its first
+    yield), then one per token, and one per heartbeat (its place in line while it waits)."""
+    update = Update("", STARTING, False)
+    yield update
+    with contextlib.closing(answer_on_gpu(prepared)) as chunks:
         for chunk in chunks:
-            if not isinstance(chunk, Heartbeat):  # a heartbeat repeats the last update: we can only stop at a yield
-                answer, status = chunk.text, status_line(chunk)
-            yield answer, status
+            if isinstance(chunk, Heartbeat):  # yielding it is what lets gradio stop us while nothing happens
+                status = waiting_text(chunk) if chunk.waiting else update.status if update.answering else READING
+                update = update._replace(status=status)
+            else:
+                update = Update(chunk.text, status_line(chunk), True)
+            yield update
 
 
 def user_parts(message: Any) -> list[Image | str]:
     text, paths = parse_message(message)
     text = clean_text(text)  # as the model reads it (no NULs or lone surrogates, which JSON cannot send back)
     return [Image(path) for path in paths] + ([text] if text.strip() else [])
+
+
+def uploads_only(message: Any) -> Any:
+    """The API's message with each file kept only if gradio received and checked it (a file dict carrying
+    gradio's FileData meta) or if it is a `data:` URL. A plain path or a dict without the meta could name any
+    file on the server: it becomes None, which the service refuses naming the message."""
+    if not isinstance(message, dict) or not isinstance(message.get("files"), list):
+        return message
+    return {**message, "files": [item if _uploaded(item) else None for item in message["files"]]}
+
+
+def is_mcp(request: gr.Request) -> bool:
+    """A call from gradio's MCP server: all of them share one session, so none may keep a conversation.
+    (gradio's own client names its caller in this header: "api", or "mcp" for the MCP server.)"""
+    headers = getattr(request, "headers", None)
+    return headers is not None and headers.get("x-gradio-user") == "mcp"
+
+
+def _uploaded(item: Any) -> bool:
+    if isinstance(item, str):
+        return item.startswith("data:")
+    meta = item.get("meta") if isinstance(item, dict) else None
+    return isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
 
 
 def user_messages(message: Any) -> list[dict[str, Any]]:
@@ -93,25 +147,30 @@ def assistant_message(text: str) -> dict[str, Any]:
 
 
 def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """`/chat`: the history lives in the session's state; the answer and the status stream back."""
+    """`/chat`: the session's history lives on the server; the answer and the status stream back."""
+    default = backend.schemas.chat.defaults()
 
     def chat(
         request: gr.Request,
-        message: dict[str, Any],
-        history: list[dict[str, Any]],
-        max_new_tokens: float,
-        temperature: float,
-        top_p: float,
-        seed: float,
-    ) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
-        yield from watched(answer(message, history, max_new_tokens, temperature, top_p, seed), request, backend.clients)
+        message: Message,
+        max_new_tokens: int = default["max_new_tokens"],
+        temperature: float = default["temperature"],
+        top_p: float = default["top_p"],
+        seed: int = default["seed"],
+    ) -> tuple[str, str]:  # a generator; gr.api reads its outputs, (answer so far, status), from this hint
+        settings = (max_new_tokens, temperature, top_p, seed)
+        session = None if is_mcp(request) else request.session_hash  # MCP tool calls are each a new conversation
+        yield from watched(answer(session, uploads_only(message), *settings), request, backend.clients)
 
-    def answer(message: Any, history: Any, *settings: Any) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
+    def answer(session: str | None, message: Any, *settings: Any) -> Iterator[tuple[str, str]]:
+        history = backend.histories.get(session)
         with user_facing_errors():
             prepared = backend.prepare_chat(message, history, *settings)
-        asked = list(history or []) + [history_message("user", user_parts(message))]
-        for answer, status in stream_answer(answer_on_gpu, prepared):
-            yield answer, asked + [assistant_message(answer)], status
+        asked = history + [history_message("user", user_parts(message))]
+        with user_facing_errors():
+            for text, status, _ in answer_updates(answer_on_gpu, prepared):
+                backend.histories.put(session, asked + [assistant_message(text)])  # kept if the client stops
+                yield text, status
 
     chat.__doc__ = backend.schemas.chat.docstring(
         "Chat with Janus-Pro about images, or text only; the answer streams in token by token.",
@@ -121,21 +180,63 @@ def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
 
 
 def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """The composer's submit: the Chatbot holds the conversation; the composer locks until the answer ends."""
+    """The composer's submit: (chat, composer, status, run state, Clear's note). It never raises: a problem is
+    reported in the status line, so the chat shows no error badge and the composer is unlocked by
+    `after_answer`."""
 
     def respond(request: gr.Request, message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
         yield from watched(reply(message, chatbot, *settings), request, backend.clients)
 
     def reply(message: Any, chatbot: Any, *settings: Any):
-        with user_facing_errors():
+        try:  # the validator has passed these values; a refusal now is a rare race (an upload swept since)
             prepared = backend.prepare_chat(message, chatbot, *settings)
-        shown = readable_messages(chatbot) + user_messages(message)  # what the chat can show again
+        except Exception as error:  # noqa: BLE001 - reported next to the composer, which keeps the message
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
+            return
+        # What the chat shows again: its readable messages, the newest only (each update re-sends them all).
+        shown = readable_messages(chatbot)[-backend.limits.max_shown_messages :] + user_messages(message)
         composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
-        for answer, status in stream_answer(answer_on_gpu, prepared):
-            yield shown + [assistant_message(answer)], composer, status
-            composer = gr.skip()
+        cleared = False  # no Clear yet during this run
+        try:
+            for update in answer_updates(answer_on_gpu, prepared):
+                run = {"running": True, "status": update.status, "answering": update.answering}
+                chat = shown + [assistant_message(update.answer)]
+                yield chat, composer, update.status, run, cleared
+                composer = cleared = gr.skip()
+        except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else: said in the status
+            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
+            return
+        yield chat, gr.skip(), update.status, IDLE, gr.skip()  # it ended by itself: nothing to mark as stopped
 
     return respond
+
+
+def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None, cleared: bool):
+    """After every run, however it ended: unlock the composer; if Stop ended it (the generator was closed
+    mid-run, so it could not say so itself), mark the answer and the status "Stopped". If Clear ended it,
+    clear again: pieces of the answer that were on their way when Clear was pressed may have come back."""
+    composer = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+    if cleared:
+        return [], composer, "", IDLE, False
+    if not (run or IDLE)["running"]:
+        return gr.skip(), composer, gr.skip(), gr.skip(), gr.skip()
+    messages = list(chatbot or [])
+    if messages and messages[-1].get("role") == "assistant" and not message_text(messages[-1]).strip():
+        messages.pop()  # stopped before the first token: no empty bubble
+    status = f"Stopped · {run['status']}" if run.get("answering") else "Stopped before the answer began."
+    return messages + [STOPPED_MARK], composer, status, IDLE, gr.skip()
+
+
+def clear_chat(run: dict[str, Any] | None) -> tuple[Any, ...]:
+    """Clear: an empty chat and status; during an answer (which Clear stops) also a note for `after_answer`."""
+    return [], "", IDLE, bool((run or IDLE)["running"])
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return " ".join(block.get("text", "") for block in content or [] if isinstance(block, dict))
 
 
 def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -159,62 +260,107 @@ def last_turn(chatbot: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
 def build_chat_tab(backend: Backend) -> ChatTab:
     """Render the chat into the current Blocks context."""
     schema = backend.schemas.chat
-    chatbot = history_box(
-        backend.limits.max_shown_messages,
+    chatbot = gr.Chatbot(
         elem_id="chatbot",
         height=520,
         buttons=["copy"],
         label="Janus",
+        show_label=False,  # a floating label would cover the messages as they scroll
         examples=[{"text": e["text"], "files": e["files"]} for e in EXAMPLES],
     )
-    textbox = MessageBox(
+    textbox = gr.MultimodalTextbox(
         file_types=["image"],
         file_count="multiple",
-        placeholder="Ask about an image, or just chat. Drop or paste images here.",
+        placeholder="Ask about an image, or just chat… (Shift+Enter adds a line)",
         label=schema["message"].label,
         show_label=False,
         elem_id="chat-input",
         submit_btn=True,
         stop_btn=False,
     )
-    with gr.Accordion("Generation settings", open=False):
-        settings = [widget(field) for field in schema if field.name != "message"]
     status = gr.Markdown("", label="Status", elem_id="chat-status")
-    # The API's own inputs and outputs: hidden; the history is per session.
-    api_message = MessageBox(label="Message", visible=False, file_types=["image"], file_count="multiple")
-    api_answer = gr.Textbox(label="Answer", visible=False)
-    api_history = gr.State([], time_to_live=backend.clients.limits.session_ttl_s)  # forgotten when idle
-    api_button = gr.Button(visible=False)
+    with gr.Accordion(SETTINGS, open=False, elem_id="chat-settings"):
+        settings = [widget(field) for field in schema if field.name != "message"]
+    run_state, clear_requested = gr.State(IDLE), gr.State(False)
 
     answer_on_gpu = make_answer_fn(backend)
     respond = make_browser_chat(backend, answer_on_gpu)
-    ui = {"preprocess": False, "api_visibility": "private", "concurrency_id": "chat", "show_progress": "minimal"}
-    outputs = [chatbot, textbox, status]
-    submit = textbox.submit(respond, [textbox, chatbot, *settings], outputs, **ui)
-    retry = chatbot.retry(run_retry(respond), [chatbot, *settings], outputs, **ui)
-    example = chatbot.example_select(run_example(respond), [chatbot, *settings], outputs, **ui)
+    names = [field.name for field in schema if field.name != "message"]
+    groups = dict.fromkeys(names, SETTINGS)
+    ui = {
+        "preprocess": False,
+        "api_visibility": "private",
+        "concurrency_id": "chat",
+        "show_progress": "minimal",  # gradio's own line while the request waits in its queue ...
+        "show_progress_on": [status],  # ... next to ours, not over the chat
+    }
+    outputs = [chatbot, textbox, status, run_state, clear_requested]
+    submit = textbox.submit(
+        respond,
+        [textbox, chatbot, *settings],
+        outputs,
+        validator=validator(backend.prepare_chat, ["message", "history", *names], "message", groups),
+        **ui,
+    )
+    retry = chatbot.retry(
+        run_retry(respond),
+        [chatbot, *settings],
+        outputs,
+        validator=validator(prepare_retry(backend), ["history", *names], "history", groups),
+        **ui,
+    )
+    example = chatbot.example_select(
+        run_example(respond),
+        [chatbot, *settings],
+        outputs,
+        validator=validate_example(backend, ["history", *names], groups),
+        **ui,
+    )
     runs = [submit, retry, example]
     for run in runs:
         run.then(
-            lambda: gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False),
-            None,
-            textbox,
+            after_answer,
+            [chatbot, run_state, clear_requested],
+            outputs,
             api_visibility="private",
             queue=False,
+            preprocess=False,
         )
     textbox.stop(None, None, None, cancels=runs, api_visibility="private")
-    chatbot.undo(lambda chat: last_turn(chat), chatbot, [chatbot, textbox], api_visibility="private", queue=False)
-    chatbot.clear(lambda: "", None, status, api_visibility="private", queue=False)
-
-    api_button.click(
-        make_api_chat(backend, answer_on_gpu),
-        [api_message, api_history, *settings],
-        [api_answer, api_history, status],
-        api_name="chat",
-        preprocess=False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
-        concurrency_id="chat",
+    chatbot.undo(
+        lambda chat: (*last_turn(chat), ""), chatbot, [chatbot, textbox, status], api_visibility="private", queue=False
     )
-    return ChatTab(textbox, chatbot, status)
+    chatbot.clear(
+        clear_chat,
+        run_state,
+        [chatbot, status, run_state, clear_requested],
+        cancels=runs,
+        api_visibility="private",
+        queue=False,
+    )
+
+    api = gr.api(make_api_chat(backend, answer_on_gpu), api_name="chat", concurrency_id="chat")
+    return ChatTab(textbox, chatbot, status, [event["id"] for event in (*runs, api)])
+
+
+def prepare_retry(backend: Backend) -> Callable[..., PreparedChat]:
+    """Retry's check: the last user turn, prepared again after the turns before it."""
+
+    def prepare(chatbot: list[dict[str, Any]], *settings: Any) -> PreparedChat:
+        earlier, message = last_turn(chatbot)
+        return backend.prepare_chat(message, earlier, *settings)
+
+    return prepare
+
+
+def validate_example(backend: Backend, names: list[str], groups: dict[str, str]):
+    """An example's check: the example message after the chat, with the settings (shown on their fields)."""
+
+    def validate(event: gr.SelectData, chatbot: list[dict[str, Any]], *settings: Any) -> list[dict]:
+        prepare = lambda history, *values: backend.prepare_chat(event.value, history, *values)  # noqa: E731
+        return validator(prepare, names, "history", groups)(chatbot, *settings)
+
+    return validate
 
 
 def run_retry(respond):
@@ -235,7 +381,7 @@ def run_retry(respond):
 
 
 def run_example(respond):
-    """An example from the empty chat, sent as if typed."""
+    """An example from the empty chat, sent as if typed (a refused setting is reported in the status line)."""
 
     def send_example(
         request: gr.Request,

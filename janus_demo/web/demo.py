@@ -17,13 +17,14 @@ import gradio as gr
 from janus_demo.service.backend import Backend
 from janus_demo.web.chat_tab import build_chat_tab
 from janus_demo.web.images_tab import build_images_tab
+from janus_demo.web.model_panel import model_table
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TITLE = "Janus-Pro"
 RANDOM_WEIGHTS_NOTICE = (
-    "⚠️ **Random weights loaded** (`{model_id}`): answers and images are noise. "
-    "This model exercises the app without a download; start with `--model deepseek-community/Janus-Pro-1B` "
-    "(or 7B) for real results."
+    "⚠️ **Random weights loaded** (`{model_id}`): answers and images are noise. This model tries the app "
+    "without a download; for real results start it without `--model`, which loads Janus-Pro-1B, "
+    "or with `--model deepseek-community/Janus-Pro-7B`."
 )
 
 
@@ -37,6 +38,9 @@ def describe_model(info: dict[str, Any]) -> str:
 def build_demo(backend: Backend) -> gr.Blocks:
     """Both tabs, the model panel and the `/model_info` endpoint."""
     info = backend.info()
+    # The example photographs are served from assets/ as they are: copies in gradio's cache would be swept
+    # (`delete_cache`) an hour after start-up, leaving the chat's examples without their pictures.
+    gr.set_static_paths([ASSETS])
     # Every streamed image lands in gradio's cache: sweep files older than an hour, hourly.
     with gr.Blocks(title=f"{TITLE} demo", fill_width=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\nChat about images, or turn words into pictures. {describe_model(info)}")
@@ -48,10 +52,13 @@ def build_demo(backend: Backend) -> gr.Blocks:
                 with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
                     chat = build_chat_tab(backend)
             with gr.Tab("Text to image", id="images", elem_id="tab-images"):
-                build_images_tab(backend, chat.textbox if chat else None, tabs)
+                image_events = build_images_tab(backend, chat.textbox if chat else None, tabs)
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
-            model_json = gr.JSON(value=info, label="Loaded model", elem_id="model-info")
+            gr.Markdown(model_table(info), elem_id="model-info")
+            model_json = gr.JSON(value=info, visible=False)  # /model_info's output
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
+    # Only the model's work takes a place in a client's share of the line (not, say, a field's own check).
+    backend.clients.job_events = frozenset(image_events + (chat.model_events if chat else []))
     return demo
 
 

@@ -42,7 +42,7 @@ def space_app(loaded_tiny, tmp_path, monkeypatch):
 
 
 def join(url: str, api_name: str, headers: dict, session: str) -> httpx.Response:
-    data = [{"text": "hi", "files": []}, None, *chat_args()] if api_name == "chat" else ["fox", *image_args()]
+    data = [{"text": "hi", "files": []}, *chat_args()] if api_name == "chat" else ["fox", *image_args()]
     with httpx.Client(base_url=url, timeout=10, headers=headers) as http:
         return raw_join(http, fn_index(url, api_name), data, session)
 
@@ -111,7 +111,7 @@ def test_a_burst_of_60_uploads_of_19_mb_is_mostly_refused(space_app):
 def test_a_job_whose_stream_is_never_read_is_stopped(space_app, api_name):
     space_app.reset(token_delay=0.01, step_delay=0.01)
     space_app.image_steps = 2000  # 20 s if nothing stopped it
-    data = [{"text": "hi", "files": []}, None, *chat_args(2000)] if api_name == "chat" else ["fox", *image_args()]
+    data = [{"text": "hi", "files": []}, *chat_args(2000)] if api_name == "chat" else ["fox", *image_args()]
     with httpx.Client(base_url=space_app.url, timeout=10, headers=address(6)) as http:
         assert raw_join(http, fn_index(space_app.url, api_name), data, uuid.uuid4().hex).status_code == 200
     wait_until(lambda: space_app.produced > 0, timeout=10)
@@ -134,3 +134,18 @@ def test_a_job_whose_stream_is_read_runs_to_its_end(space_app):
         results = list(pool.map(lambda c: c.predict("fox", *image_args(seed=3), api_name="/generate_images"), clients))
     assert [len(gallery) for gallery, _, _ in results] == [1, 1]
     close_all(clients)
+
+
+def test_only_the_models_work_takes_a_place_in_line(fake):
+    """Leaving a number box runs its own check through the queue; that must not count as one of the client's
+    jobs (two such checks while an answer runs would otherwise refuse the next request)."""
+    config = httpx.get(fake.url + "config", timeout=10).json()
+    by_trigger = {}
+    for dependency in config["dependencies"]:
+        for _, trigger in dependency["targets"]:
+            by_trigger.setdefault(trigger, set()).add(dependency["id"])
+    named = {d["id"] for d in config["dependencies"] if d.get("api_name") in ("chat", "generate_images")}
+    jobs = fake.clients.job_events
+    assert named <= jobs
+    assert not (by_trigger.get("blur", set()) | by_trigger.get("release", set())) & jobs
+    assert len(jobs) == 6  # /chat, /generate_images, and the browser's send, retry, example and generate

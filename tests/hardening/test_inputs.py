@@ -25,10 +25,10 @@ HOSTILE = {
 # endpoint -> field -> (position in the request's data, the name the error must use)
 FIELDS = {
     "chat": {
-        "max_new_tokens": (2, "Max new tokens"),
-        "temperature": (3, "Temperature"),
-        "top_p": (4, "Top-p"),
-        "seed": (5, "Seed"),
+        "max_new_tokens": (1, "Max new tokens"),
+        "temperature": (2, "Temperature"),
+        "top_p": (3, "Top-p"),
+        "seed": (4, "Seed"),
     },
     "generate_images": {
         "seed": (1, "Seed"),
@@ -50,7 +50,7 @@ CASES = [
 
 def good_data(endpoint):
     if endpoint == "chat":
-        return [{"text": "hello", "files": []}, None, *chat_args()]
+        return [{"text": "hello", "files": []}, *chat_args()]
     return ["a red fox", *image_args()]
 
 

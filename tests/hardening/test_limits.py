@@ -180,10 +180,15 @@ def test_a_forged_history_is_capped_and_unreadable_files_left_out(fake):
     assert "only the last 20 turns" in status and "1 earlier image(s) could not be read" in status
 
     outside = [{"role": "user", "content": [file_block("/etc/passwd")]}]
-    completed, _ = raw_call(
-        fake.url, browser_chat_index(fake.url), [{"text": "and?", "files": []}, outside, *chat_args()]
-    )
-    assert not completed["success"], "gradio refuses files it did not receive"
+    try:  # refused when it joins the queue (the browser event's validator reads the files), else when it runs
+        completed, _ = raw_call(
+            fake.url, browser_chat_index(fake.url), [{"text": "and?", "files": []}, outside, *chat_args()]
+        )
+    except httpx.HTTPStatusError as refused:
+        assert refused.response.status_code == 400, "gradio refuses files it did not receive"
+    else:
+        assert not completed["success"], "gradio refuses files it did not receive"
+    assert fake.lock.entered == 1, "only the first request reached the model"
 
 
 # --- the per-request deadline

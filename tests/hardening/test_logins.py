@@ -21,7 +21,7 @@ from support.serving import chat_args, chat_message, close_all, served
 from janus_demo.launch.settings import Settings
 
 LOGINS = [("alice", "alice-pass"), ("bob", "bob-pass"), ("carol", "carol-pass")]
-CHAT = [{"text": "hi", "files": []}, None, *chat_args()]
+CHAT = [{"text": "hi", "files": []}, *chat_args()]
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_a_full_queue_refuses_within_a_second_and_service_resumes(small_queue_ap
     chat_refused = refusal_seconds(late, chat_message("one more"), *chat_args(), api_name="/chat")
     image_refused = refusal_seconds(late, "a fox", *image_args(), api_name="/generate_images")
     with httpx.Client(base_url=url, timeout=10) as http:
-        response = raw_join(http, fn_index(url, "chat"), [{"text": "x", "files": []}, None, *chat_args()], "raw")
+        response = raw_join(http, fn_index(url, "chat"), [{"text": "x", "files": []}, *chat_args()], "raw")
     assert response.status_code == 503 and "Queue is full" in response.text
     assert chat_refused < 3.0 and image_refused < 3.0
 

@@ -34,7 +34,7 @@ def test_every_queued_endpoint_refuses_direct_post(app_url, tiny_backend):
             response = httpx.post(f"{app_url}gradio_api/{route}/{name}", json={"data": []}, timeout=10)
             assert response.status_code == 404, (route, name, response.status_code)
             assert "join the queue" in response.text
-    body = {"data": [{"text": "hi", "files": []}, None, *chat_args()]}
+    body = {"data": [{"text": "hi", "files": []}, *chat_args()]}
     assert httpx.post(f"{app_url}gradio_api/run/chat", json=body, timeout=10).status_code == 404
     assert tiny_backend.lock.entered == entered
 
@@ -88,7 +88,7 @@ def test_an_internal_image_error_shows_only_the_generic_message(fake, tmp_path):
 def test_the_raw_event_stream_carries_no_path_or_traceback(fake, api_name):
     fake.fail_seeds = lambda seed: True
     fake.error = lambda seed: RuntimeError('Traceback (most recent call last):\n  File "/secret/path/x.py", line 1')
-    data = [{"text": "hi", "files": []}, None, *chat_args()] if api_name == "chat" else ["a fox", *image_args()]
+    data = [{"text": "hi", "files": []}, *chat_args()] if api_name == "chat" else ["a fox", *image_args()]
     completed, stream = raw_call(fake.url, fn_index(fake.url, api_name), data)
     assert completed["success"] is False
     assert completed["output"]["error"] == GENERIC_MESSAGE

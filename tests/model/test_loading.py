@@ -132,3 +132,41 @@ def test_zero_gpu_loads_on_the_cpu_first(monkeypatch):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert device_map(cuda) == {"": "cpu"}
     assert device_map(torch.device("cpu")) == {"": "cpu"}
+
+
+# --- a hub id when the hub cannot be reached: decided in seconds, not after minutes of retries ----------
+
+
+@pytest.fixture
+def hub_state(monkeypatch):
+    """Pretend the hub is online or not and the model cached or not; count reachability checks."""
+    from janus_demo.model import hub
+
+    state = {"reachable": True, "cached": False, "checks": 0}
+
+    def reachable(timeout=hub.REACH_TIMEOUT_S):
+        state["checks"] += 1
+        return state["reachable"]
+
+    monkeypatch.setattr(hub, "offline_mode", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", reachable)
+    monkeypatch.setattr(hub, "is_cached", lambda repo_id: state["cached"])
+    return state
+
+
+def test_an_unreachable_hub_loads_the_cached_copy_or_fails_at_once_naming_the_ways_out(hub_state, tiny_dir):
+    from janus_demo.model.loading import local_files_only
+
+    assert local_files_only("deepseek-community/Janus-Pro-1B", "deepseek-community/Janus-Pro-1B") is False  # online
+    hub_state.update(reachable=False, cached=True)
+    assert local_files_only("deepseek-community/Janus-Pro-1B", "deepseek-community/Janus-Pro-1B") is True
+    hub_state.update(cached=False)
+    with pytest.raises(ModelLoadError) as caught:
+        load_janus("deepseek-community/Janus-Pro-1B", device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "cannot be reached" in message
+    assert "--model tiny" in message and "--model PATH" in message and "HF_HUB_OFFLINE=1" in message
+    checks = hub_state["checks"]
+    assert local_files_only(str(tiny_dir), str(tiny_dir)) is False and hub_state["checks"] == checks, (
+        "a local folder never asks the hub"
+    )

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from janus_demo.service.errors import BusyError
-from janus_demo.service.model_lock import ModelLock
+from janus_demo.service.model_lock import Heartbeat, ModelLock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ def test_an_unrecoverable_cuda_error_exits_the_process_non_zero(tmp_path):
     script = tmp_path / "fatal.py"
     script.write_text(
         "import threading, time\n"
-        "from janus_demo.service.model_lock import ModelLock\n"
+        "from janus_demo.service.model_lock import Heartbeat, ModelLock\n"
         "def work(emit):\n"
         "    raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
         "try:\n"
@@ -118,3 +118,77 @@ def test_an_unrecoverable_cuda_error_exits_the_process_non_zero(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 70
     assert "restarting" in result.stdout
+
+
+# --- the line: first come, first served, with a place and an estimate ----------------------------
+
+
+def held(lock, release: threading.Event, kind="images"):
+    """A stream that holds the lock until `release` is set; returns it once it holds the lock."""
+
+    def work(emit):
+        emit("in")
+        release.wait(10)
+
+    stream = lock.stream(work, threading.Event(), heartbeat=0.01, kind=kind)
+    assert next(stream) == "in"
+    return stream
+
+
+def first_heartbeat(stream) -> Heartbeat:
+    item = next(stream)
+    assert isinstance(item, Heartbeat) and item.waiting
+    return item
+
+
+def test_requests_get_the_model_in_the_order_they_asked_and_know_their_place():
+    lock, release, order = ModelLock(), threading.Event(), []
+    holder = held(lock, release)
+    waiting = []
+    for n in range(3):
+        stream = lock.stream(lambda emit, n=n: order.append(n), threading.Event(), heartbeat=0.01, kind="chat")
+        waiting.append(stream)
+        assert first_heartbeat(stream).place == n + 1  # 1: next in line
+    assert lock.waiting == 3
+    release.set()
+    list(holder)
+    for stream in reversed(waiting):  # consumed in reverse: the order is the lock's, not the consumers'
+        list(stream)
+    assert order == [0, 1, 2]
+    assert lock.waiting == 0 and not lock.busy
+
+
+def test_the_wait_estimate_comes_from_timed_runs_and_the_running_requests_own_estimate():
+    lock = ModelLock()
+    list(lock.stream(lambda emit: time.sleep(0.3), threading.Event(), kind="chat"))  # one timed chat: ~0.3 s
+
+    release = threading.Event()
+    holder = held(lock, release, kind="images")  # no image run timed yet: the wait is unknown
+    behind = lock.stream(lambda emit: None, threading.Event(), heartbeat=0.01, kind="chat")
+    assert first_heartbeat(behind).wait_s is None
+
+    lock.expect_done_in(10.0)  # the running request says how long it has left
+    second = lock.stream(lambda emit: None, threading.Event(), heartbeat=0.01, kind="chat")
+    estimate = first_heartbeat(second).wait_s
+    assert 9.5 < estimate < 10.6, "10 s of the running request + one typical chat (~0.3 s)"
+    release.set()
+    for stream in (holder, behind, second):
+        list(stream)
+
+
+def test_a_stopped_request_leaves_the_line_and_the_next_moves_up():
+    lock, release = ModelLock(), threading.Event()
+    holder = held(lock, release)
+    first_stop = threading.Event()
+    first = lock.stream(lambda emit: None, first_stop, heartbeat=0.01)
+    assert first_heartbeat(first).place == 1
+    second = lock.stream(lambda emit: emit("ran"), threading.Event(), heartbeat=0.01)
+    assert first_heartbeat(second).place == 2
+    first.close()  # the consumer left: it gives up its place
+    deadline = time.monotonic() + 2
+    while first_heartbeat(second).place != 1:
+        assert time.monotonic() < deadline
+    release.set()
+    list(holder)
+    assert [item for item in second if item == "ran"] == ["ran"]
+    assert lock.entered == 2, "the stopped request never ran"

@@ -29,6 +29,7 @@ class FakeBackend(Backend):
     """A Backend around a real (tiny) `loaded` whose chat and image work are fakes.
 
     Chat answers are "seed=<seed> " followed by one "x" per token, so every request's answer names its seed.
+    Images are 384x384, one colour per image of the batch; previews (every `preview_every` steps) grey below.
     `fail_seeds(seed)` True makes the work raise `error(seed)` (FileNotFoundError with a server path by default).
     """
 
@@ -74,8 +75,11 @@ class FakeBackend(Backend):
                     return
                 self._step(self.step_delay, stop)
                 elapsed = time.perf_counter() - start
-                yield imagegen.ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9))
-            images = [Image.new("RGB", (8, 8), (request.seed % 256, 0, 0)) for _ in range(request.num_images)]
+                previews = None
+                if request.preview_every and request.preview_mode != "off" and step % request.preview_every == 0:
+                    previews = fake_images(request, filled=step / total)
+                yield imagegen.ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9), previews=previews)
+            images = fake_images(request)
             yield imagegen.ImageProgress(total, total, time.perf_counter() - start, 1.0, images=images)
 
     # --- helpers
@@ -110,3 +114,14 @@ class FakeBackend(Backend):
         if deadline is not None and time.monotonic() > deadline:
             return "deadline"
         return None
+
+
+def fake_images(request: imagegen.ImageRequest, filled: float = 1.0) -> list[Image.Image]:
+    """384x384 like Janus': image n of the batch in its own colour (from the seed), the unfinished part grey."""
+    images = []
+    for n in range(request.num_images):
+        image = Image.new("RGB", (384, 384), (request.seed % 256, (40 + 50 * n) % 256, (200 - 30 * n) % 256))
+        if filled < 1.0:
+            image.paste((128, 128, 128), (0, int(384 * filled), 384, 384))
+        images.append(image)
+    return images

@@ -10,13 +10,14 @@ from janus_demo.service.backend import Backend
 
 
 def serve(demo, backend: Backend, queue_size: int = 32, settings: Any = None, logins: Any = None) -> str:
-    """Launch `demo` (built around `backend`) on a free loopback port with app.py's queue and safety options
-    (the guard middleware included); return its URL."""
+    """Launch `demo` (built around `backend`) on a free loopback port with app.py's queue, safety and style
+    options (the guard middleware included); return its URL."""
     from janus_demo.launch.server import configure_queue, safe_launch_options
     from janus_demo.launch.settings import Settings
+    from janus_demo.web.demo import launch_options
 
     configure_queue(demo, queue_size)
-    options = safe_launch_options(settings or Settings(), backend, logins)
+    options = safe_launch_options(settings or Settings(), backend, logins) | launch_options()  # the page's style too
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, auth=logins, **options)
     return demo.local_url
 

@@ -1,41 +1,55 @@
-"""What the browser offers is exactly what the server accepts: each numeric input's maximum (and minimum) is
-accepted and one step beyond is refused with a message naming the field, read from the served app."""
+"""What the browser offers is exactly what the server accepts: each numeric widget's maximum (and minimum) is
+accepted by the API and one step beyond is refused with a message naming the field, both read from the
+served app (the widgets' config, and the API's own parameter names)."""
 
 import httpx
 import pytest
 from support.fake_backend import FakeBackend
-from support.raw_api import raw_call
+from support.raw_api import fn_index, raw_call
 from support.serving import served
 
 from janus_demo.service.requests import Limits
 
 NUMERIC = {"slider", "number"}
-GOOD = {
-    "chat": [{"text": "hi", "files": []}, None, 4, 0.0, 0.95, 1],
+GOOD = {  # each endpoint's data, in API order
+    "chat": [{"text": "hi", "files": []}, 4, 0.0, 0.95, 1],
     "generate_images": ["a fox", 1, 5.0, 1.0, 1, 1.0, 0, "off"],
 }
 
 
-def endpoint_inputs(url: str, api_name: str) -> tuple[int, list[dict]]:
-    """The event id of a public endpoint and its input components' config, in order."""
+def widgets(url: str) -> dict[str, dict]:
+    """The numeric widgets on the page by the field they edit (their elem_id is "field-<name>")."""
     config = httpx.get(url + "config", timeout=10).json()
-    components = {component["id"]: component for component in config["components"]}
-    for dependency in config["dependencies"]:
-        if dependency.get("api_name") == api_name:
-            return dependency["id"], [components[i] for i in dependency["inputs"]]
-    raise KeyError(api_name)
+    found = {}
+    for component in config["components"]:
+        elem_id = component["props"].get("elem_id") or ""
+        if component["type"] in NUMERIC and elem_id.startswith("field-"):
+            found.setdefault(elem_id.removeprefix("field-"), component["props"])
+    return found
+
+
+def parameters(url: str, api_name: str) -> list[str]:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, download_files=False)
+    names = [
+        p["parameter_name"]
+        for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"][f"/{api_name}"][
+            "parameters"
+        ]
+    ]
+    client.close()
+    return names
 
 
 def edge_cases(url: str, api_name: str):
-    """(position, label, accepted value, refused value) for both ends of every numeric input."""
-    _, inputs = endpoint_inputs(url, api_name)
-    for position, component in enumerate(inputs):
-        props = component["props"]
-        if component["type"] not in NUMERIC:
-            continue
-        step = props.get("step") or 1
-        yield position, props["label"], props["maximum"], props["maximum"] + step
-        yield position, props["label"], props["minimum"], props["minimum"] - step
+    """(position, label, accepted, refused) for both ends of every numeric widget of the endpoint's fields."""
+    shown = widgets(url)
+    for position, name in enumerate(parameters(url, api_name)):
+        if name in shown:
+            props, step = shown[name], shown[name].get("step") or 1
+            yield position, props["label"], props["maximum"], props["maximum"] + step
+            yield position, props["label"], props["minimum"], props["minimum"] - step
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +62,7 @@ def roomy(loaded_tiny):
 
 @pytest.mark.parametrize("api_name", list(GOOD))
 def test_every_widget_range_is_the_servers_range(fake, api_name):
-    index, _ = endpoint_inputs(fake.url, api_name)
+    index = fn_index(fake.url, api_name)
     cases = list(edge_cases(fake.url, api_name))
     assert len(cases) == 2 * {"chat": 4, "generate_images": 6}[api_name], "every numeric setting is a widget"
     for position, label, accepted, refused in cases:
@@ -64,18 +78,14 @@ def test_every_widget_range_is_the_servers_range(fake, api_name):
 
 def test_a_host_with_higher_limits_serves_requests_above_the_defaults(roomy):
     backend, url = roomy
-    index, inputs = endpoint_inputs(url, "generate_images")
-    assert {c["props"]["label"]: c["props"]["maximum"] for c in inputs if c["type"] == "slider"}[
-        "Number of images"
-    ] == 32
+    assert widgets(url)["num_images"]["maximum"] == 32 and widgets(url)["max_new_tokens"]["maximum"] == 4096
     data = list(GOOD["generate_images"])
     data[4] = 20
-    completed, _ = raw_call(url, index, data)
+    completed, _ = raw_call(url, fn_index(url, "generate_images"), data)
     assert completed["success"] and len(completed["output"]["data"][0]) == 20
-    chat_index, _ = endpoint_inputs(url, "chat")
     data = list(GOOD["chat"])
-    data[2] = 3000
-    completed, _ = raw_call(url, chat_index, data)
+    data[1] = 3000
+    completed, _ = raw_call(url, fn_index(url, "chat"), data)
     assert completed["success"] and completed["output"]["data"][0].count("x") == 3000
 
 

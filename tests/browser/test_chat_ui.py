@@ -1,0 +1,272 @@
+"""The Chat tab's states in a real browser, on a FakeBackend app (real checks and model lock, fast fake model):
+each refusal next to its input with the composer usable and the message kept, a typed out-of-range number
+noted, Stop marked on the answer, waiting in line with a place and an estimate, Clear, and a phone screen.
+"""
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+from support.browser import (
+    ASSETS,
+    CAT,
+    CHAT_STATUS,
+    PHONE,
+    badges_seen,
+    box_of,
+    no_error_badge,
+    send,
+    shots,
+    validation_message,
+    watch_badges,
+)
+from support.meters import wait_until
+from support.serving import image_args, new_client
+
+COMPOSER = "#chat-input"
+
+
+def attach(page, *paths) -> None:
+    page.locator(f"{COMPOSER} input[type=file]").set_input_files(list(paths))
+    expect(page.locator(f"{COMPOSER} .thumbnail-item")).to_have_count(len(paths))
+
+
+def open_settings(page) -> None:
+    page.get_by_role("button", name="Generation settings").click()
+    expect(page.locator("#field-seed input")).to_be_visible()
+
+
+def answered(page, count: int = 1) -> None:
+    """The count-th answer has ended: its bubble is there, the status has its numbers, Submit is back."""
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(count)
+    expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+    expect(page.locator(f"{COMPOSER} [data-testid=submit-button]")).to_be_visible()
+
+
+def composer_usable(page, text: str, files: int) -> None:
+    """The composer is enabled, its button is Submit again, and it still holds what the user typed and attached."""
+    box = page.locator(f"{COMPOSER} textarea")
+    expect(box).to_be_enabled()
+    expect(box).to_have_value(text)
+    expect(page.locator(f"{COMPOSER} [data-testid=submit-button]")).to_be_visible()
+    expect(page.locator(f"{COMPOSER} .thumbnail-item")).to_have_count(files)
+
+
+# --- refusals ------------------------------------------------------------------------------------------
+
+
+def not_an_image(tmp_path):
+    path = tmp_path / "holiday.png"
+    path.write_text("these are my notes, not a picture")
+    return str(path)
+
+
+REFUSALS = {
+    "empty": ("", lambda tmp: [], "Type a message or attach an image."),
+    "too-long": ("x" * 8001, lambda tmp: [], "Message is too long: 8,001 characters; the limit is 8,000."),
+    "not-an-image": ("What is this?", lambda tmp: [not_an_image(tmp)], "This file is not an image we can read"),
+    "fifth-image": ("Compare them.", lambda tmp: [CAT, str(ASSETS / "coffee.png")] * 2 + [CAT], "the limit is 4"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_a_refused_message_is_answered_next_to_the_composer_which_stays_usable(fake_page, fake, case, tmp_path):
+    text, files, expected = REFUSALS[case]
+    page, paths = fake_page, files(tmp_path)
+    if paths:
+        attach(page, *paths)
+    page.locator(f"{COMPOSER} textarea").fill(text)
+    watch_badges(page)
+    page.locator(f"{COMPOSER} textarea").press("Enter")
+
+    expect(validation_message(page, COMPOSER)).to_contain_text(expected)
+    page.wait_for_timeout(1000)  # the former lock-up showed after a moment: it must not come
+    composer_usable(page, text, len(paths))
+    no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    assert fake.lock.entered == 0, "a refused message never reaches the model"
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(0)
+    shots(page, f"chat-refused-{case}")
+
+    while page.locator(f"{COMPOSER} button[aria-label='Remove file']").count():
+        page.locator(f"{COMPOSER} button[aria-label='Remove file']").first.click()
+    send(page, "Hello again")  # everything still works, and the message goes away
+    answered(page)
+    expect(validation_message(page, COMPOSER)).to_have_count(0)
+
+
+def test_a_refused_setting_is_named_on_its_field_and_on_the_composer(fake_page, fake):
+    page = fake_page
+    open_settings(page)
+    page.locator("#field-seed input").fill("-7")
+    send(page, "Describe a cat.")
+    message = "Seed must be a whole number between -1 and 4294967295 (got -7)."
+    expect(validation_message(page, "#field-seed")).to_have_text(message)
+    expect(validation_message(page, COMPOSER)).to_contain_text(f"Generation settings: {message}")
+    composer_usable(page, "Describe a cat.", 0)
+    no_error_badge(page)
+    shots(page, "chat-refused-seed")
+
+    page.locator("#field-seed input").fill("7")
+    page.locator(f"{COMPOSER} textarea").press("Enter")
+    answered(page)
+    expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=7")
+    expect(validation_message(page, "#field-seed")).to_have_count(0)
+
+
+def test_an_example_with_a_refused_setting_is_answered_on_the_field(fake_page, fake):
+    page = fake_page
+    open_settings(page)
+    page.locator("#field-seed input").fill("-7")
+    page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
+    expect(validation_message(page, "#field-seed")).to_contain_text("Seed must be a whole number")
+    no_error_badge(page)
+    assert fake.lock.entered == 0
+    page.locator("#field-seed input").fill("3")
+    page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
+    answered(page)
+    expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=3")
+
+
+def test_a_typed_number_out_of_range_is_clamped_with_a_note(fake_page, fake):
+    page = fake_page
+    open_settings(page)
+    box = page.get_by_label("number input for Max new tokens")
+    for _ in range(3):  # a box just mounted by the accordion can be reset once to its value: type again
+        box.fill("99999")
+        page.locator(f"{COMPOSER} textarea").click()  # leave the box
+        page.wait_for_timeout(300)
+        if box.input_value() != "512":
+            break
+    expect(box).to_have_value("2048")
+    expect(validation_message(page, "#field-max_new_tokens")).to_contain_text(
+        "Max new tokens must be a whole number between 1 and 2048 (got 99999). It was set to 2048."
+    )
+    no_error_badge(page)
+    shots(page, "chat-number-clamped")
+
+    box.fill("16")
+    page.locator(f"{COMPOSER} textarea").click()
+    expect(validation_message(page, "#field-max_new_tokens")).to_have_count(0)
+    send(page, "Short, please.")
+    answered(page)
+    expect(page.locator(CHAT_STATUS)).to_contain_text("16 tokens")
+
+
+# --- stop, waiting, clear ------------------------------------------------------------------------------
+
+
+def test_stop_marks_the_answer_stopped_and_frees_the_composer(fake_page, fake):
+    page = fake_page
+    fake.reset(token_delay=0.05)
+    send(page, "Tell me a long story.")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+    watch_badges(page)  # even one that shows for a moment
+    page.locator(f"{COMPOSER} button[aria-label=Stop]").click()
+
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Stopped · ", timeout=5_000)
+    answer = page.locator("#chatbot [data-testid=bot]")
+    expect(answer.first).to_contain_text("seed=42 x")  # the partial answer stays ...
+    expect(answer.last).to_have_text("Stopped")  # ... marked under it
+    composer_usable(page, "", 0)
+    no_error_badge(page)
+    page.wait_for_timeout(1000)
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    produced = fake.produced
+    time.sleep(0.5)
+    assert fake.produced == produced, "Stop stops the generation itself"
+    shots(page, "chat-stopped")
+
+    send(page, "And now a short one.")  # the stopped answer is not part of the next request's trouble
+    expect(page.locator(CHAT_STATUS)).not_to_contain_text("Stopped", timeout=10_000)
+
+
+def test_stop_while_waiting_for_the_model(fake_page, fake):
+    page = fake_page
+    fake.gate.clear()  # the model never gets to the first token
+    send(page, "Hello?")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Reading the conversation")
+    page.locator(f"{COMPOSER} button[aria-label=Stop]").click()
+    expect(page.locator(CHAT_STATUS)).to_have_text("Stopped before the answer began.", timeout=5_000)
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_text("Stopped")
+    composer_usable(page, "", 0)
+    no_error_badge(page)
+
+
+def test_waiting_behind_another_users_images_shows_the_place_in_line_and_an_estimate(fake_page, fake, tmp_path):
+    page = fake_page
+    other = new_client(fake.url, tmp_path / "other")
+    other.predict("a fox", *image_args(), api_name="/generate_images")  # a timed image run: the estimate's basis
+    fake.reset(step_delay=0.05)
+    fake.image_steps = 100  # ~5 s of someone else's images
+    job = other.submit("a fox", *image_args(), api_name="/generate_images")
+    wait_until(lambda: fake.lock.busy, timeout=10)
+
+    send(page, "Am I next?")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Waiting for the model · 1st in line · about")
+    seconds = int(page.locator(CHAT_STATUS).inner_text().split("about ")[1].split(" s")[0])
+    assert 1 <= seconds <= 10, "about the 5 s the images take"
+    shots(page, "chat-waiting-in-line")
+    job.result(timeout=30)
+    answered(page)
+    other.close()
+
+
+def test_waiting_in_gradios_queue_is_shown_next_to_the_status(pages, fake, tmp_path):
+    first, second = pages(fake.url), pages(fake.url)
+    fake.gate.clear()
+    send(first, "I came first.")
+    wait_until(lambda: fake.lock.busy, timeout=10)
+    send(second, "I came second.")
+    expect(second.locator("#chat-status .progress-text")).to_contain_text("queue: 1/1")
+    line, tracker = box_of(second, "#chat-status"), box_of(second, "#chat-status .progress-text")
+    assert line["height"] >= 20 and line["top"] - 1 <= tracker["top"] and tracker["bottom"] <= line["bottom"] + 1, (
+        f"gradio's queue position must show inside the status line: {tracker} in {line}"
+    )
+    shots(second, "chat-queued")
+    fake.gate.set()
+    answered(second)
+
+
+def test_clear_resets_the_chat_and_its_status(fake_page, fake):
+    page = fake_page
+    send(page, "Hello")
+    answered(page)
+    page.locator("#chatbot button[aria-label=Clear]").click()
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(0)
+    expect(page.locator(CHAT_STATUS)).to_have_text("")
+    shots(page, "chat-cleared")
+
+    fake.reset(token_delay=0.05)  # Clear during an answer stops it, and nothing comes back
+    send(page, "Tell me a long story.")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+    page.locator("#chatbot button[aria-label=Clear]").click()
+    page.wait_for_timeout(1500)
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(0)
+    expect(page.locator(CHAT_STATUS)).to_have_text("")
+    wait_until(lambda: not fake.lock.busy, timeout=5)
+    composer_usable(page, "", 0)
+
+
+# --- layout ---------------------------------------------------------------------------------------------
+
+
+def test_the_label_never_covers_messages(fake_page, fake):
+    page = fake_page
+    for n in range(4):
+        send(page, f"Message {n}")
+        answered(page, n + 1)
+    expect(page.locator("#chatbot [data-testid=block-label]")).to_have_count(0)
+    shots(page, "chat-long-conversation")
+
+
+def test_on_a_phone_the_composer_and_status_are_on_the_first_screen(pages, fake):
+    page = pages(fake.url, viewport=PHONE)
+    composer = box_of(page, COMPOSER)
+    assert composer["bottom"] <= PHONE["height"], f"the composer is below the first screen: {composer}"
+    assert composer["right"] <= PHONE["width"]
+    send(page, "Hi from a phone")
+    answered(page)
+    status = box_of(page, "#chat-status")
+    assert status["top"] >= composer["bottom"] - 5 and status["top"] - composer["bottom"] < 60
+    shots(page, "chat-phone")

@@ -1,0 +1,309 @@
+"""The Text-to-image tab's states in a real browser, on a FakeBackend app (real checks and model lock; fake,
+fast 384x384 images): refusals next to their input, Stop with marked previews, waiting in line, every image
+whole at 1, 4 and 16 (desktop and phone) and enlarged on click, downloads with meaningful names, Enter to
+generate, Clear, the seed, "Ask about this image" without an image, progress text.
+"""
+
+import re
+import time
+import zipfile
+
+import pytest
+from playwright.sync_api import expect
+from support.browser import (
+    IMAGES_STATUS,
+    PHONE,
+    badges_seen,
+    box_of,
+    no_error_badge,
+    seen,
+    set_number,
+    shots,
+    validation_message,
+    watch,
+    watch_badges,
+)
+from support.meters import wait_until
+from support.png import read_png_metadata
+from support.serving import chat_args, chat_message, new_client
+
+PROMPT = "#t2i-prompt"
+GALLERY = "#t2i-gallery"
+
+
+def images_tab(page) -> None:
+    page.get_by_role("tab", name="Text to image").click()
+    expect(page.locator(f"{PROMPT} textarea")).to_be_visible()
+
+
+def generate(page, prompt: str = "A red fox in the snow", images: int | None = None, seed: int | None = None) -> None:
+    if images is not None:
+        set_number(page, "Number of images", images)
+    if seed is not None:
+        page.locator("#field-seed input").fill(str(seed))
+    page.locator(f"{PROMPT} textarea").fill(prompt)
+    page.locator("#t2i-generate").click()
+
+
+def done(page, images: int = 1) -> None:
+    expect(page.locator(IMAGES_STATUS)).to_contain_text(f"× {images} image", timeout=30_000)
+    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(images)
+    expect(page.locator("#t2i-clear")).to_be_enabled()
+
+
+# --- refusals ------------------------------------------------------------------------------------------
+
+
+def test_an_empty_prompt_is_refused_next_to_it(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    watch_badges(page)
+    page.locator("#t2i-generate").click()
+    expect(validation_message(page, PROMPT)).to_have_text("Prompt is empty.")
+    no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    assert fake.lock.entered == 0
+    expect(page.locator("#t2i-generate")).to_be_enabled()
+    shots(page, "images-refused-empty-prompt")
+
+    generate(page, "A lighthouse")  # the refusal leaves everything usable, and goes away
+    done(page)
+    expect(validation_message(page, PROMPT)).to_have_count(0)
+
+
+def test_a_refused_seed_is_named_on_its_field_and_the_prompt_is_kept(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    generate(page, "A fox at dusk", seed=-7)
+    expect(validation_message(page, "#field-seed")).to_have_text(
+        "Seed must be a whole number between -1 and 4294967295 (got -7)."
+    )
+    expect(page.locator(f"{PROMPT} textarea")).to_have_value("A fox at dusk")
+    no_error_badge(page)
+    shots(page, "images-refused-seed")
+    page.locator("#field-seed input").fill("7")
+    page.locator("#t2i-generate").click()
+    done(page)
+    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+
+
+def test_a_typed_number_of_images_out_of_range_is_clamped_with_a_note(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    box = page.get_by_label("number input for Number of images")
+    box.fill("500")
+    page.locator(f"{PROMPT} textarea").click()
+    expect(box).to_have_value("16")
+    expect(validation_message(page, "#field-num_images")).to_contain_text(
+        "Number of images must be a whole number between 1 and 16 (got 500). It was set to 16."
+    )
+    shots(page, "images-number-clamped")
+
+
+# --- stop, waiting, progress ---------------------------------------------------------------------------
+
+
+def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
+    page = fake_page
+    fake.reset(step_delay=0.02)
+    fake.image_steps = 576
+    images_tab(page)
+    page.get_by_role("button", name="Advanced").click()
+    set_number(page, "Preview every", 48)
+    generate(page, images=2)
+    expect(page.locator(f"{GALLERY} img")).to_have_count(1, timeout=20_000)  # a preview: one sheet for the batch
+    watch_badges(page)  # even one that shows for a moment
+    page.locator("#t2i-stop").click()
+
+    expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."), timeout=5_000)
+    step = re.search(r"step (\d+)", page.locator(IMAGES_STATUS).inner_text()).group(1)
+    captions = page.locator(f"{GALLERY} .caption-label")
+    expect(captions).to_have_count(1)
+    expect(captions.first).to_have_text("Unfinished")
+    assert 0 < int(step) < 576
+    no_error_badge(page)
+    produced = fake.produced
+    time.sleep(0.5)
+    assert fake.produced == produced, "Stop stops the generation itself"
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    expect(page.locator("#t2i-files")).to_be_hidden()
+    expect(page.locator("#t2i-clear")).to_be_enabled()
+    shots(page, "images-stopped")
+
+    page.locator("#t2i-ask").click()  # unfinished previews are not something to ask about
+    expect(page.locator(IMAGES_STATUS)).to_have_text("Generate an image first, then ask about it.")
+
+
+def test_waiting_behind_another_users_chat_shows_the_place_in_line(fake_page, fake, tmp_path):
+    page = fake_page
+    other = new_client(fake.url, tmp_path / "other")
+    fake.gate.clear()
+    job = other.submit(chat_message("a long question"), *chat_args(), api_name="/chat")
+    wait_until(lambda: fake.lock.busy, timeout=10)
+    images_tab(page)
+    generate(page)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("Waiting for the model · 1st in line")
+    shots(page, "images-waiting-in-line")
+    fake.gate.set()
+    job.result(timeout=30)
+    done(page)
+    other.close()
+
+
+def test_progress_estimates_from_the_measured_rate_and_counts_every_image(fake_page, fake):
+    page = fake_page
+    fake.reset(step_delay=0.01)
+    fake.image_steps = 576
+    fake.gate.clear()  # a slow first step, as a prompt's prefill and warm-up make it
+    images_tab(page)
+    watch(page, "status", IMAGES_STATUS)
+    generate(page, images=4)
+    time.sleep(2.0)
+    fake.gate.set()
+    done(page, 4)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("Done: 576 tokens × 4 images in")
+    estimates = [
+        (int(step), int(left))
+        for text in seen(page, "status")
+        if (match := re.match(r"Step (\d+)/576 .* about (\d+) s left", text))
+        for step, left in [match.groups()]
+    ]
+    assert estimates, "an estimate appears once the rate is measured"
+    first_step, first_left = estimates[0]
+    assert first_step >= 8, "no estimate from the first, slow steps"
+    assert first_left <= 30, f"{first_left} s left at step {first_step} of a ~6 s remainder"
+    shots(page, "images-done-4")
+
+
+# --- the gallery ----------------------------------------------------------------------------------------
+
+
+def whole_images(page, count: int) -> None:
+    """Every image of the gallery lies entirely within the gallery's visible area, at a useful size, and the
+    gallery does not scroll (nothing hidden below)."""
+    wrap = page.locator(f"{GALLERY} .grid-wrap").evaluate(
+        "e => ({scroll: e.scrollHeight, client: e.clientHeight, ...e.getBoundingClientRect().toJSON()})"
+    )
+    assert wrap["scroll"] <= wrap["client"] + 1, f"the gallery scrolls: {wrap}"
+    boxes = page.locator(f"{GALLERY} .grid-container img").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().toJSON())"
+    )
+    assert len(boxes) == count
+    width = page.viewport_size["width"]
+    for box in boxes:
+        assert wrap["top"] - 1 <= box["top"] and box["bottom"] <= wrap["bottom"] + 1, (box, wrap)
+        assert 0 <= box["left"] and box["right"] <= width, (box, width)
+        assert box["width"] >= 60 and box["height"] >= 60, f"too small to see: {box}"
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
+    page = pages(fake.url, viewport=PHONE if viewport == "phone" else None)
+    images_tab(page)
+    for count in (1, 4, 16):
+        generate(page, images=count)
+        done(page, count)
+        whole_images(page, count)
+        page.screenshot(path=f"test-artifacts/images-{count}-whole-{viewport}.png", full_page=True)
+
+
+def test_an_image_enlarges_on_click(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    generate(page, images=4)
+    done(page, 4)
+    thumbnail = box_of(page, f"{GALLERY} .grid-container img")
+    page.locator(f"{GALLERY} .grid-container button").first.click()
+    large = page.locator(f"{GALLERY} .preview img").first
+    expect(large).to_be_visible()
+    assert large.bounding_box()["width"] > 1.5 * thumbnail["width"]
+    shots(page, "images-enlarged")
+
+
+def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip(pages, fake, tmp_path):
+    page = pages(fake.url, accept_downloads=True)
+    images_tab(page)
+    generate(page, "A fox in the snow", images=2, seed=7)
+    done(page, 2)
+    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+    links = page.locator("#t2i-files a")
+    expect(links).to_have_count(2)
+    with page.expect_download() as first:
+        links.first.click()  # one click
+    assert first.value.suggested_filename == "janus-7-1.png"
+    first.value.save_as(tmp_path / "one.png")
+    metadata = read_png_metadata(tmp_path / "one.png")
+    assert metadata["prompt"] == "A fox in the snow" and metadata["seed"] == "7"
+
+    with page.expect_download() as archive:
+        page.locator("#t2i-zip").click()
+    assert archive.value.suggested_filename == "janus-7.zip"
+    archive.value.save_as(tmp_path / "all.zip")
+    with zipfile.ZipFile(tmp_path / "all.zip") as zipped:
+        assert zipped.namelist() == ["janus-7-1.png", "janus-7-2.png"]
+    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+    shots(page, "images-downloads")
+    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+
+
+# --- prompt box, buttons, seed --------------------------------------------------------------------------
+
+
+def test_enter_generates_and_shift_enter_adds_a_line(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    box = page.locator(f"{PROMPT} textarea")
+    box.fill("A lighthouse")
+    box.press("Shift+Enter")
+    box.type("at night")
+    expect(box).to_have_value("A lighthouse\nat night")
+    page.wait_for_timeout(500)
+    assert fake.lock.entered == 0, "Shift+Enter only adds a line"
+    box.press("Enter")
+    done(page)
+
+
+def test_clear_resets_the_tab_and_the_seed_is_shown_only_after_a_run(fake_page, fake):
+    page = fake_page
+    images_tab(page)
+    expect(page.locator("#t2i-seed-used")).to_be_hidden()  # never a made-up 0 before any run
+    expect(page.locator("#t2i-reuse")).to_be_disabled()
+    generate(page, seed=11)
+    done(page)
+    expect(page.locator("#t2i-seed-used input")).to_have_value("11")
+    page.locator("#t2i-clear").click()
+    expect(page.locator(f"{PROMPT} textarea")).to_have_value("")
+    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(0)
+    expect(page.locator(IMAGES_STATUS)).to_have_text("")
+    expect(page.locator("#t2i-seed-used")).to_be_hidden()
+    expect(page.locator("#t2i-files")).to_be_hidden()
+    shots(page, "images-cleared")
+
+
+def test_ask_about_this_image_without_an_image_says_so(fake_page, fake, caplog, capfd):
+    page = fake_page
+    images_tab(page)
+    page.locator("#t2i-ask").click()
+    expect(page.locator(IMAGES_STATUS)).to_have_text("Generate an image first, then ask about it.")
+    expect(page.get_by_role("tab", name="Text to image")).to_have_attribute("aria-selected", "true")
+    no_error_badge(page)
+    assert not [record for record in caplog.records if record.exc_info], "no traceback in the server's log"
+    assert "Traceback" not in capfd.readouterr().err
+    shots(page, "images-ask-without-image")
+
+
+# --- phone layout ---------------------------------------------------------------------------------------
+
+
+def test_on_a_phone_the_results_come_right_after_the_prompt_and_generate(pages, fake):
+    page = pages(fake.url, viewport=PHONE)
+    images_tab(page)
+    generate(page, images=4)
+    done(page, 4)
+    button, status = box_of(page, "#t2i-generate"), box_of(page, "#t2i-status")
+    gallery, settings = box_of(page, GALLERY), box_of(page, "#t2i-settings")
+    assert 0 <= status["top"] - button["bottom"] < 60, "the status line right under the buttons"
+    assert gallery["top"] - button["bottom"] < 120, "the images right after"
+    assert gallery["top"] < PHONE["height"], "the images start on the first screen"
+    assert settings["top"] > gallery["bottom"], "settings and examples come after the results"
+    shots(page, "images-phone")

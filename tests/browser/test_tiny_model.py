@@ -1,0 +1,96 @@
+"""The app in a real browser on the tiny model: chat streams token by token (the status moves with every
+token, even tokens that add no text yet) and follows up; previews build up before the final gallery; "Ask
+about this image" carries it to the chat; Stop ends image generation and says where.
+"""
+
+import re
+
+from playwright.sync_api import expect
+from support.browser import (
+    CAT,
+    CHAT_STATUS,
+    IMAGES_STATUS,
+    no_error_badge,
+    seen,
+    send,
+    set_number,
+    shots,
+    tokens_in,
+    watch,
+)
+
+GENERATION_TIMEOUT_MS = 120_000  # the tiny model's 576 image tokens take 5-25 s on a busy 2-core CPU
+
+
+def wait_for_answer(page, count: int) -> None:
+    """The count-th answer has ended: its bubble is there and the Submit button is back (Stop shows meanwhile)."""
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(count)
+    expect(page.locator("#chat-input [data-testid=submit-button]")).to_be_visible(timeout=60_000)
+    expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+
+
+# --- chat -----------------------------------------------------------------------------------------
+
+
+def test_chat_about_an_uploaded_image_streams_and_follows_up(page):
+    page.get_by_role("button", name="Generation settings").click()
+    set_number(page, "Max new tokens", 48)
+    page.locator("#chat-input input[type=file]").set_input_files(CAT)
+    expect(page.locator("#chat-input .thumbnail-item")).to_have_count(1)
+    watch(page, "chat-status", CHAT_STATUS)
+
+    send(page, "What is in this picture?")
+    wait_for_answer(page, 1)
+    counts = tokens_in(seen(page, "chat-status"))
+    assert len(counts) >= 2, "the answer should arrive in several pieces"
+    gaps = [later - earlier for earlier, later in zip(counts, counts[1:], strict=False)]
+    assert max(gaps) <= 8, f"the status froze between token counts {counts}: it must move with every token"
+    shots(page, "chat-answered")
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(2)  # the image, then the question
+    expect(page.locator("#chatbot [data-testid=bot]").first).not_to_be_empty()
+
+    watch(page, "chat-status", CHAT_STATUS)
+    send(page, "What colour is it?")
+    wait_for_answer(page, 2)
+    assert len(tokens_in(seen(page, "chat-status"))) >= 2
+    expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text("What colour is it?")
+
+
+# --- text to image --------------------------------------------------------------------------------
+
+
+def start_generating(page, prompt: str) -> None:
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#t2i-prompt textarea").fill(prompt)
+    set_number(page, "Guidance scale", 1)  # one batch row instead of two: twice as fast
+    watch(page, "gallery", "#t2i-gallery img", "src")
+    watch(page, "t2i-status", IMAGES_STATUS)
+    page.locator("#t2i-generate").click()
+
+
+def test_previews_change_before_the_final_gallery_and_ask_carries_it_to_chat(page):
+    start_generating(page, "A watercolor painting of a lighthouse")
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("Done:", timeout=GENERATION_TIMEOUT_MS)
+    final = page.locator("#t2i-gallery img").first.get_attribute("src")
+    previews = [src for src in seen(page, "gallery") if final not in src]
+    assert len(previews) >= 2, f"expected at least two previews before the final image, saw {previews}"
+    assert any(status.startswith("Step ") for status in seen(page, "t2i-status"))
+
+    shots(page, "images-done-tiny-model")
+    page.locator("#t2i-ask").click()
+    expect(page.get_by_role("tab", name="Chat")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#chat-input .thumbnail-item")).to_have_count(1)
+    textbox = page.locator("#chat-input textarea")
+    expect(textbox).to_have_value("Describe this image.")
+    expect(textbox).to_be_focused()
+
+
+def test_stop_ends_image_generation_and_says_where(page):
+    start_generating(page, "A rocket lifting off at dawn")
+    expect(page.locator("#t2i-gallery img").first).to_be_visible(timeout=GENERATION_TIMEOUT_MS)  # a preview
+    page.locator("#t2i-stop").click()
+    expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."), timeout=5_000)
+    stopped_at = page.locator(IMAGES_STATUS).inner_text()
+    page.wait_for_timeout(2500)  # a running generation updates the status at least every 0.5 s
+    assert page.locator(IMAGES_STATUS).inner_text() == stopped_at
+    no_error_badge(page)

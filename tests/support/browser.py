@@ -1,0 +1,151 @@
+"""Driving the app in Debian's Chromium through Playwright: pages at desktop and phone size, screenshots of
+every state, and the checks every state shares (no error badge, no toast).
+
+Never `playwright install`: the browser is the system's (`apt-get install -y chromium`; .ci/run does it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from support import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+ASSETS = ROOT / "assets"
+CAT = str(ASSETS / "chelsea.png")
+CHAT_STATUS = "#chat-status [data-testid=markdown]"  # the text only, not gradio's status tracker around it
+IMAGES_STATUS = "#t2i-status [data-testid=markdown]"
+ERROR_BADGE = "[data-testid=status-tracker] .error"  # gradio's red "Error" over a component
+TOAST = "[data-testid=toast-body]"
+
+# Records every distinct value `read()` returns as the page changes (a MutationObserver, so short-lived
+# states between two polls are not missed).
+WATCH_JS = """([name, selector, attribute]) => {
+  window.__seen = window.__seen || {};
+  const seen = (window.__seen[name] = []);
+  const read = () => [...document.querySelectorAll(selector)]
+    .map(el => attribute ? el.getAttribute(attribute) : el.innerText).join(' | ');
+  const record = () => { const value = read(); if (value && seen[seen.length - 1] !== value) seen.push(value); };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                       attributes: true, attributeFilter: ['src']});
+  record();
+}"""
+
+
+def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: bool = False):
+    """A fresh browser session (its own chat history) on the app, loaded."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=viewport or DESKTOP, accept_downloads=accept_downloads)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):  # the load event
+        page.goto(url)
+    expect(page.locator("#chat-input textarea")).to_be_visible()
+    return page
+
+
+def shots(page, name: str) -> None:
+    """Screenshots of the page as it is now, at desktop and at phone size: test-artifacts/<name>-{desktop,phone}.png.
+
+    The page is resized for the second shot and back (a fraction of a second; the state stays)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    size = page.viewport_size
+    for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        page.wait_for_timeout(150)  # let the layout settle
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def no_error_badge(page) -> None:
+    """Neither gradio's red "Error" badge over a component nor an error toast is on the page."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(ERROR_BADGE)).to_have_count(0)
+    expect(page.locator(TOAST)).to_have_count(0)
+
+
+BADGES_JS = """selector => {
+  window.__badges = [];
+  const record = () => document.querySelectorAll(selector).forEach(e => {
+    if (e.checkVisibility()) window.__badges.push((e.closest('[id]') || {}).id + ': ' + e.innerText);
+  });
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                       attributes: true});
+}"""
+
+
+def watch_badges(page) -> None:
+    """Record every error badge or toast that becomes visible from now on, even for a moment."""
+    page.evaluate(BADGES_JS, f"{ERROR_BADGE}, {TOAST}")
+
+
+def badges_seen(page) -> list[str]:
+    """'<id of the component>: <text>' of each badge or toast seen since `watch_badges`."""
+    return page.evaluate("() => window.__badges")
+
+
+def watch(page, name: str, selector: str, attribute: str | None = None) -> None:
+    page.evaluate(WATCH_JS, [name, selector, attribute])
+
+
+def seen(page, name: str) -> list[str]:
+    return page.evaluate("name => window.__seen[name]", name)
+
+
+def set_number(page, label: str, value: float) -> None:
+    """Type into a slider's number box (gradio labels it 'number input for <label>') and leave it.
+
+    A box that has just been mounted (an accordion opening) can take the typed value and then be reset
+    to the component's value once, so type again until the value stays.
+    """
+    from playwright.sync_api import expect
+
+    box = page.get_by_label(f"number input for {label}")
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        if box.input_value() == str(value):
+            break
+    expect(box).to_have_value(str(value))
+
+
+def send(page, text: str) -> None:
+    box = page.locator("#chat-input textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def validation_message(page, selector: str):
+    """The refusal gradio shows on the component `selector` (a locator)."""
+    return page.locator(f"{selector} div.validation-error")
+
+
+def tokens_in(statuses: list[str]) -> list[int]:
+    """The token counts of '<n> tokens · ...' status lines, in order."""
+    return [int(match.group(1)) for status in statuses if (match := re.search(r"(\d+) tokens", status))]
+
+
+def box_of(page, selector: str) -> dict:
+    """The element's bounding box in page coordinates (top, bottom, left, right, width, height)."""
+    return page.locator(selector).first.evaluate(
+        """e => { const r = e.getBoundingClientRect();
+                  return {top: r.top + scrollY, bottom: r.bottom + scrollY, left: r.left, right: r.right,
+                          width: r.width, height: r.height}; }"""
+    )
