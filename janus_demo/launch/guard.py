@@ -48,6 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 API = "/gradio_api"
 JOB_HEADER = b"x-janus-job"
+CLOSE_STREAM = b'"msg":"close_stream"'  # gradio ends a stream itself when nothing of the session is pending
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"strict-origin-when-cross-origin"),
@@ -249,16 +250,18 @@ class Guard:
         if not self._owns(scope, session):
             await _respond(send, 403, "This session belongs to another login.")
             return
-        opened = False
+        opened = ended = False
 
         async def watch(message: Message) -> None:
-            nonlocal opened
+            nonlocal opened, ended
             if message["type"] == "http.response.start" and message["status"] == 200:
                 opened = True
                 self.ledger.stream_opened(session)
             elif message["type"] == "http.response.body":
-                for event_id in _completed_events(message.get("body", b"")):
+                chunk = message.get("body", b"")
+                for event_id in _completed_events(chunk):
                     self.ledger.event_ended(event_id)
+                ended = ended or CLOSE_STREAM in chunk
             self.ledger.stream_writing(session, True)
             try:
                 await send(message)
@@ -269,7 +272,7 @@ class Guard:
             await self.app(scope, receive, watch)
         finally:
             if opened:
-                self.ledger.stream_closed(session)
+                self.ledger.stream_closed(session, disconnected=not ended)
 
     # --- logins ----------------------------------------------------------------------------------
 

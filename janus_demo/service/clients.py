@@ -278,8 +278,11 @@ class ClientLedger:
         with self._lock:
             self._streams[session] = self._streams.get(session, 0) + 1
 
-    def stream_closed(self, session: str) -> None:
-        """The client's event stream closed: gradio drops its waiting jobs, so they stop counting here too."""
+    def stream_closed(self, session: str, disconnected: bool = True) -> None:
+        """The client's event stream closed. When the client went away (`disconnected`), gradio drops its
+        waiting jobs, so they stop counting here too. When gradio closed it (nothing of the session was
+        pending), a job joining at that moment is still in line: it keeps counting, and the client opens
+        a new stream for it within the grace period."""
         with self._lock:
             left = self._streams.get(session, 1) - 1
             if left > 0:
@@ -289,7 +292,7 @@ class ClientLedger:
             self._blocked_since.pop(session, None)
             self._remember(self._last_stream, session, self._clock())
             for job, record in list(self._jobs.items()):
-                if record.client.session == session and not record.started:
+                if disconnected and record.client.session == session and not record.started:
                     del self._jobs[job]
 
     def stream_writing(self, session: str, writing: bool) -> None:

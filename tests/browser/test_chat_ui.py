@@ -14,6 +14,7 @@ from support.browser import (
     PHONE,
     badges_seen,
     box_of,
+    fill_box,
     no_error_badge,
     send,
     shots,
@@ -98,7 +99,7 @@ def test_a_refused_message_is_answered_next_to_the_composer_which_stays_usable(f
 def test_a_refused_setting_is_named_on_its_field_and_on_the_composer(fake_page, fake):
     page = fake_page
     open_settings(page)
-    page.locator("#field-seed input").fill("-7")
+    fill_box(page.locator("#field-seed input"), "-7")
     send(page, "Describe a cat.")
     message = "Seed must be a whole number between -1 and 4294967295 (got -7)."
     expect(validation_message(page, "#field-seed")).to_have_text(message)
@@ -107,7 +108,7 @@ def test_a_refused_setting_is_named_on_its_field_and_on_the_composer(fake_page, 
     no_error_badge(page)
     shots(page, "chat-refused-seed")
 
-    page.locator("#field-seed input").fill("7")
+    fill_box(page.locator("#field-seed input"), "7")
     page.locator(f"{COMPOSER} textarea").press("Enter")
     answered(page)
     expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=7")
@@ -117,12 +118,12 @@ def test_a_refused_setting_is_named_on_its_field_and_on_the_composer(fake_page, 
 def test_an_example_with_a_refused_setting_is_answered_on_the_field(fake_page, fake):
     page = fake_page
     open_settings(page)
-    page.locator("#field-seed input").fill("-7")
+    fill_box(page.locator("#field-seed input"), "-7")
     page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
     expect(validation_message(page, "#field-seed")).to_contain_text("Seed must be a whole number")
     no_error_badge(page)
     assert fake.lock.entered == 0
-    page.locator("#field-seed input").fill("3")
+    fill_box(page.locator("#field-seed input"), "3")
     page.get_by_role("button", name="Select example 4: Write a haiku about autumn.").click()
     answered(page)
     expect(page.locator("#chatbot [data-testid=bot]")).to_contain_text("seed=3")

@@ -15,6 +15,7 @@ from support.browser import (
     PHONE,
     badges_seen,
     box_of,
+    fill_box,
     no_error_badge,
     seen,
     set_number,
@@ -40,7 +41,7 @@ def generate(page, prompt: str = "A red fox in the snow", images: int | None = N
     if images is not None:
         set_number(page, "Number of images", images)
     if seed is not None:
-        page.locator("#field-seed input").fill(str(seed))
+        fill_box(page.locator("#field-seed input"), str(seed))
     page.locator(f"{PROMPT} textarea").fill(prompt)
     page.locator("#t2i-generate").click()
 
@@ -81,7 +82,7 @@ def test_a_refused_seed_is_named_on_its_field_and_the_prompt_is_kept(fake_page, 
     expect(page.locator(f"{PROMPT} textarea")).to_have_value("A fox at dusk")
     no_error_badge(page)
     shots(page, "images-refused-seed")
-    page.locator("#field-seed input").fill("7")
+    fill_box(page.locator("#field-seed input"), "7")
     page.locator("#t2i-generate").click()
     done(page)
     expect(page.locator("#t2i-seed-used input")).to_have_value("7")

@@ -50,8 +50,20 @@ def test_a_job_ends_with_its_event_and_a_closed_stream_drops_waiting_ones(clock)
     ledger.event_ended("e1")
     assert ledger.jobs("s1") == 1
     ledger.stream_opened("s1")
-    ledger.stream_closed("s1")  # gradio drops the session's waiting jobs when its stream goes
+    ledger.stream_closed("s1")  # gradio drops the session's waiting jobs when its client goes
     assert ledger.jobs("s1") == 0
+
+
+def test_a_stream_gradio_ends_itself_keeps_a_job_joining_at_that_moment(clock):
+    """gradio closes a session's stream when its last pending event completes; a job admitted just then
+    (a field's check completing as the message is sent) is still in line, and must run when it starts."""
+    ledger = ledger_with(clock, stream_grace_s=10)
+    who = Client("s1", "203.0.113.1")
+    ledger.stream_opened("s1")
+    ledger.admit_job("chat", who)
+    ledger.stream_closed("s1", disconnected=False)
+    clock.now += 2  # the client opens a new stream for it
+    assert ledger.jobs("s1") == 1 and ledger.job_started("chat") and not ledger.abandoned("chat")
 
 
 def test_a_join_without_a_session_is_known_by_its_event(clock):

@@ -108,22 +108,27 @@ def seen(page, name: str) -> list[str]:
     return page.evaluate("name => window.__seen[name]", name)
 
 
-def set_number(page, label: str, value: float) -> None:
-    """Type into a slider's number box (gradio labels it 'number input for <label>') and leave it.
+def fill_box(box, text: str) -> None:
+    """Type `text` into the input `box` (a locator) so that it stays.
 
-    A box that has just been mounted (an accordion opening) can take the typed value and then be reset
-    to the component's value once, so type again until the value stays.
-    """
+    A box that has just been mounted (an accordion opening) takes its value from the app a moment after it
+    appears and can overwrite what was typed in that moment (no person types that fast): type again until
+    the value stays."""
     from playwright.sync_api import expect
 
-    box = page.get_by_label(f"number input for {label}")
     for _ in range(3):
-        box.fill(str(value))
-        box.press("Enter")
-        page.wait_for_timeout(300)
-        if box.input_value() == str(value):
+        box.fill(text)
+        box.page.wait_for_timeout(200)
+        if box.input_value() == text:
             break
-    expect(box).to_have_value(str(value))
+    expect(box).to_have_value(text)
+
+
+def set_number(page, label: str, value: float) -> None:
+    """Type into a slider's number box (gradio labels it 'number input for <label>') and leave it."""
+    box = page.get_by_label(f"number input for {label}")
+    fill_box(box, str(value))
+    box.press("Enter")
 
 
 def send(page, text: str) -> None:
