@@ -48,7 +48,7 @@ class SavedChat:
         """The first words of its first text, as the list of saved chats shows it."""
         for message in self.messages:
             for block in message["content"]:
-                if block["type"] == "text" and block["text"].strip():
+                if block["type"] == "text" and block["text"].strip() and block["text"] != IMAGE_GONE:
                     text = " ".join(block["text"].split())
                     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
         return UNTITLED

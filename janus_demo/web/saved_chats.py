@@ -6,7 +6,7 @@ reopens the newest one. What the browser sends back is untrusted: every event re
 `janus_demo.service.saved_chats`, which keeps only readable messages, caps the list, and shows an image
 only if its file is still in this process's gradio cache folder (or is one of the example pictures);
 any other image becomes a note in its message. Switching chats and "New chat" wait for a running answer
-to end or be stopped (the status line says so); deleting the open chat stops its answer, as Clear does.
+to end or be stopped (a note under the list says so); deleting the open chat stops its answer, as Clear does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ STORAGE_KEY = "janus-demo-saved-chats"
 # gradio sends this "secret" to the browser with the page, so it hides nothing; a fixed one (instead of a
 # new one per process) lets the saved text outlive a restart of the server (its images do not).
 SECRET = "janus-demo-saved-chats"
-BUSY = "An answer is running: stop it (or let it finish) before you switch chats."
+BUSY = "An answer is running: stop it (or let it finish) before you switch chats or start a new one."
 EVENT = {"api_visibility": "private", "queue": False, "preprocess": False}
 
 
@@ -35,6 +35,7 @@ class SavedChats(NamedTuple):
     store: gr.BrowserState  # the saved conversations, in the browser
     current: gr.State  # the id of the conversation in the Chatbot (None: not saved yet)
     picker: gr.Dropdown
+    note: gr.Markdown  # why a switch was refused (the status line belongs to the running answer)
     new: gr.Button
     delete: gr.Button
     delete_all: gr.Button
@@ -61,7 +62,8 @@ def build_saved_chats() -> SavedChats:
         new = gr.Button("New chat", elem_id="new-chat", size="md", scale=1, min_width=90)
         delete = gr.Button("Delete chat", elem_id="delete-chat", size="md", scale=1, min_width=90)
         delete_all = gr.Button("Delete all chats", elem_id="delete-all-chats", size="md", scale=1, min_width=90)
-    return SavedChats(store, current, picker, new, delete, delete_all)
+    note = gr.Markdown("", elem_id="saved-chats-note")
+    return SavedChats(store, current, picker, note, new, delete, delete_all)
 
 
 def make_handlers(limits: Limits):
@@ -69,7 +71,6 @@ def make_handlers(limits: Limits):
 
     def restore(stored: Any) -> tuple[Any, ...]:
         """Page load: the saved list, checked and written back, and the newest chat opened."""
-
         chats = saved_chats.restore(stored, roots(), limits)
         first = chats[0] if chats else None
         chat_id = first.id if first else None
@@ -78,26 +79,31 @@ def make_handlers(limits: Limits):
 
     def save(chatbot: Any, current: Any, stored: Any) -> tuple[Any, ...]:
         """After an answer, Undo or Retry: the open chat saved (moved to the front of the list)."""
-
         chats = saved_chats.restore(stored, roots(), limits)
         chat_id, chats = saved_chats.remember(chats, current, chatbot, limits)
         return chat_id, saved_chats.to_storage(chats), picker_update(chats, chat_id)
 
     def open_chat(chosen: Any, current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
-        """A chat picked from the list, shown (not while an answer runs: the status line says so)."""
+        """A chat picked from the list, shown and moved to the front (reopened after a reload); while an answer
+        runs, the list goes back to the open chat and the note says why."""
+        if chosen == current:  # the list was opened and closed again
+            return (gr.skip(),) * 6
         chats = saved_chats.restore(stored, roots(), limits)
         if (run or {}).get("running"):
-            return gr.skip(), current, BUSY, picker_update(chats, current)
+            return gr.skip(), current, BUSY, gr.skip(), picker_update(chats, current), gr.skip()
         chat = saved_chats.find(chats, chosen)
-        chat_id = chat.id if chat else None
-        return saved_chats.shown(chat, roots()), chat_id, "", picker_update(chats, chat_id)
+        if chat is None:  # gone meanwhile (deleted in another tab)
+            return [], None, "", "", picker_update(chats, None), saved_chats.to_storage(chats)
+        chat_id, chats = saved_chats.remember(chats, chat.id, chat.messages, limits)
+        shown = saved_chats.shown(chat, roots())
+        return shown, chat_id, "", "", picker_update(chats, chat_id), saved_chats.to_storage(chats)
 
     def new_chat(current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
-        """An empty chat (the open one stays saved)."""
+        """An empty chat (the open one stays saved); while an answer runs, the note says to wait."""
         chats = saved_chats.restore(stored, roots(), limits)
         if (run or {}).get("running"):
-            return gr.skip(), current, BUSY, picker_update(chats, current)
-        return [], None, "", picker_update(chats, None)
+            return gr.skip(), current, BUSY, gr.skip(), picker_update(chats, current)
+        return [], None, "", "", picker_update(chats, None)
 
     def delete(current: Any, stored: Any) -> tuple[Any, ...]:
         """After the chat was cleared: the open chat forgotten."""
@@ -127,8 +133,12 @@ def wire_saved_chats(
     store, current, picker = saved.store, saved.current, saved.picker
     for event in saves:
         event.then(save, [chatbot, current, store], [current, store, picker], **EVENT)
-    picker.input(open_chat, [picker, current, run_state, store], [chatbot, current, status, picker], **EVENT)
-    saved.new.click(new_chat, [current, run_state, store], [chatbot, current, status, picker], **EVENT)
+    note = saved.note
+    shown = [chatbot, current, note, status]
+    picker.input(open_chat, [picker, current, run_state, store], [*shown, picker, store], **EVENT)
+    saved.new.click(new_chat, [current, run_state, store], [*shown, picker], **EVENT)
+    for event in saves:  # the answer has ended: a note about waiting for it is over
+        event.then(lambda: "", None, note, **EVENT)
     for event in deletes:
         event.then(delete, [current, store], [current, store, picker], **EVENT)
     deletes_all.then(delete_all, None, [current, store, picker], **EVENT)
