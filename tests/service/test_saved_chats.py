@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from janus_demo.service.requests import Limits
-from janus_demo.service.saved_chats import (
+from janus_demo.service.histories import (
     IMAGE_GONE,
     SavedChat,
     find,
@@ -16,6 +15,7 @@ from janus_demo.service.saved_chats import (
     stored_messages,
     to_storage,
 )
+from janus_demo.service.requests import Limits
 
 LIMITS = Limits()
 
