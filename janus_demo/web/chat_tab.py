@@ -6,8 +6,9 @@ the server per session (`backend.histories`, forgotten when idle), so a gradio_c
 earlier turns. It is a `gr.api` endpoint typed from the schema: its message is plain JSON, so gradio_client
 uploads the files in it, MCP clients send images as `data:` URLs (the schema has no `$ref` for gradio 6.31's
 MCP server to lose), and a malformed message reaches the service, which names what is wrong. The browser
-keeps its conversation in the Chatbot. Both paths prepare the turn on the CPU (checks, images,
-tokenizing) and only then borrow a GPU on a ZeroGPU Space (`answer_on_gpu`).
+keeps its conversation in the Chatbot, and saves it across reloads (`janus_demo.web.saved_chats`). Both
+paths prepare the turn on the CPU (checks, images, tokenizing) and only then borrow a GPU on a ZeroGPU
+Space (`answer_on_gpu`).
 
 In the browser a refused message is answered next to its input before it is queued (`refusals`), and
 the composer keeps the text and images. While an answer runs the composer is locked and its button is
