@@ -52,7 +52,7 @@ def picker_update(chats: Sequence[histories.SavedChat], current: str | None) -> 
 
 
 def build_saved_chats() -> SavedChats:
-    """Render the saved-chat controls (a row above the chat) into the current Blocks context."""
+    """Render the saved-chat controls (a row under the chat's status line) into the current Blocks context."""
     store = gr.BrowserState([], storage_key=STORAGE_KEY, secret=SECRET)
     current = gr.State(None)
     with gr.Row(elem_id="saved-chats", equal_height=False):
@@ -78,10 +78,11 @@ def make_handlers(limits: Limits):
         return histories.to_storage(chats), picker_update(chats, chat_id), chat_id, shown
 
     def save(chatbot: Any, current: Any, stored: Any) -> tuple[Any, ...]:
-        """After an answer, Undo or Retry: the open chat saved (moved to the front of the list)."""
+        """After an answer, Undo or Retry: the open chat saved (moved to the front of the list); a note about
+        waiting for the answer is over."""
         chats = histories.restore(stored, roots(), limits)
         chat_id, chats = histories.remember(chats, current, chatbot, limits)
-        return chat_id, histories.to_storage(chats), picker_update(chats, chat_id)
+        return chat_id, histories.to_storage(chats), picker_update(chats, chat_id), ""
 
     def open_chat(chosen: Any, current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
         """A chat picked from the list, shown and moved to the front (reopened after a reload); while an answer
@@ -131,14 +132,12 @@ def wire_saved_chats(
     Returns what attaches the page-load event (reopen the newest saved chat) to the app."""
     restore, save, open_chat, new_chat, delete, delete_all = make_handlers(limits)
     store, current, picker = saved.store, saved.current, saved.picker
-    for event in saves:
-        event.then(save, [chatbot, current, store], [current, store, picker], **EVENT)
     note = saved.note
+    for event in saves:
+        event.then(save, [chatbot, current, store], [current, store, picker, note], **EVENT)
     shown = [chatbot, current, note, status]
     picker.input(open_chat, [picker, current, run_state, store], [*shown, picker, store], **EVENT)
     saved.new.click(new_chat, [current, run_state, store], [*shown, picker], **EVENT)
-    for event in saves:  # the answer has ended: a note about waiting for it is over
-        event.then(lambda: "", None, note, **EVENT)
     for event in deletes:
         event.then(delete, [current, store], [current, store, picker], **EVENT)
     deletes_all.then(delete_all, None, [current, store, picker], **EVENT)
