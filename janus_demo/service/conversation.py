@@ -13,6 +13,7 @@ that cannot be read is left out and counted, so one forged or broken turn never 
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -162,9 +163,10 @@ def readable_messages(history: object) -> list[Message]:
     for entry in history if isinstance(history, list | tuple) else []:
         if _entry(entry) is None or not isinstance(entry.get("content"), list | tuple):
             continue
-        content = [
+        content = [  # a status bubble's content is not read by `_entry`: its unreadable blocks go here
             {**block, "text": clean_text(block["text"])} if block.get("type") == "text" else block
             for block in entry["content"]
+            if _part(block) is not None
         ]
         readable.append({**entry, "content": content})
     return readable
@@ -172,8 +174,11 @@ def readable_messages(history: object) -> list[Message]:
 
 def history_message(role: str, parts: Iterable[Part]) -> Message:
     """A gradio 6 message for the API session's history (the shape `parse_conversation` reads)."""
-    content = [
-        {"type": "file", "file": {"path": part.path}} if isinstance(part, Image) else {"type": "text", "text": part}
-        for part in parts
-    ]
+    content = [file_block(part.path) if isinstance(part, Image) else {"type": "text", "text": part} for part in parts]
     return {"role": role, "content": content}
+
+
+def file_block(path: str) -> dict[str, Any]:
+    """An image as a gradio 6 content block; its MIME type makes the Chatbot show it as a picture (without
+    one it shows a file link)."""
+    return {"type": "file", "file": {"path": path, "mime_type": mimetypes.guess_type(path)[0]}}

@@ -50,6 +50,9 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         'image) | a smaller "Preview every" is widened to fit |',
         f"| `max_shown_messages` | {limits.max_shown_messages} messages of the browser's chat | older messages leave "
         "the chat |",
+        f"| `max_saved_chats` / `max_saved_messages` / `max_saved_chars` | {limits.max_saved_chats} conversations / "
+        f"{limits.max_saved_messages} messages each / {limits.max_saved_chars:,} characters of text in all, kept in "
+        "the browser | the oldest conversations (or messages) are forgotten |",
     ]
     return "\n".join(rows)
 

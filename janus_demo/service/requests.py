@@ -43,6 +43,10 @@ class Limits:
         cache); a smaller "Preview every" is widened to fit.
     max_shown_messages: messages of the browser's chat the server takes back; older ones leave the chat
         (each answer streams the whole chat back, token by token).
+    max_saved_chats: conversations the browser keeps across reloads (the oldest is forgotten).
+    max_saved_messages: newest messages kept of each saved conversation.
+    max_saved_chars: characters of text in all saved conversations together (the oldest are forgotten;
+        each request that saves a chat carries them, under the server's body cap).
     """
 
     max_prompt_chars: int = 4000
@@ -55,6 +59,9 @@ class Limits:
     max_context_tokens: int = 8192
     max_preview_updates: int = 24
     max_shown_messages: int = 200
+    max_saved_chats: int = 10
+    max_saved_messages: int = 100
+    max_saved_chars: int = 200_000
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ the server per session (`backend.histories`, forgotten when idle), so a gradio_c
 earlier turns. It is a `gr.api` endpoint typed from the schema: its message is plain JSON, so gradio_client
 uploads the files in it, MCP clients send images as `data:` URLs (the schema has no `$ref` for gradio 6.31's
 MCP server to lose), and a malformed message reaches the service, which names what is wrong. The browser
-keeps its conversation in the Chatbot. Both paths prepare the turn on the CPU (checks, images,
-tokenizing) and only then borrow a GPU on a ZeroGPU Space (`answer_on_gpu`).
+keeps its conversation in the Chatbot, and saves it across reloads (`janus_demo.web.saved_chats`). Both
+paths prepare the turn on the CPU (checks, images, tokenizing) and only then borrow a GPU on a ZeroGPU
+Space (`answer_on_gpu`).
 
 In the browser a refused message is answered next to its input before it is queued (`refusals`), and
 the composer keeps the text and images. While an answer runs the composer is locked and its button is
@@ -28,6 +29,7 @@ from janus_demo.service.fields import clean_text
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
 from janus_demo.web.refusals import validator
+from janus_demo.web.saved_chats import build_saved_chats, wire_saved_chats
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import chat_duration, on_gpu
@@ -64,6 +66,7 @@ class ChatTab(NamedTuple):
     chatbot: gr.Chatbot
     status: gr.Markdown
     model_events: list[int]  # the events that run the model (each is a job in the line)
+    on_load: Callable[[gr.Blocks], None]  # attaches the page-load event (the saved chats come back)
 
 
 class Update(NamedTuple):
@@ -279,6 +282,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         stop_btn=False,
     )
     status = gr.Markdown("", label="Status", elem_id="chat-status")
+    saved = build_saved_chats()
     with gr.Accordion(SETTINGS, open=False, elem_id="chat-settings"):
         settings = [widget(field) for field in schema if field.name != "message"]
     run_state, clear_requested = gr.State(IDLE), gr.State(False)
@@ -317,7 +321,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         **ui,
     )
     runs = [submit, retry, example]
-    for run in runs:
+    ended = [
         run.then(
             after_answer,
             [chatbot, run_state, clear_requested],
@@ -326,21 +330,28 @@ def build_chat_tab(backend: Backend) -> ChatTab:
             queue=False,
             preprocess=False,
         )
+        for run in runs
+    ]
     textbox.stop(None, None, None, cancels=runs, api_visibility="private")
-    chatbot.undo(
+    undo = chatbot.undo(
         lambda chat: (*last_turn(chat), ""), chatbot, [chatbot, textbox, status], api_visibility="private", queue=False
     )
-    chatbot.clear(
-        clear_chat,
+    clear = {"cancels": runs, "api_visibility": "private", "queue": False}
+    clear_io = (clear_chat, run_state, [chatbot, status, run_state, clear_requested])
+    deletes = [chatbot.clear(*clear_io, **clear), saved.delete.click(*clear_io, **clear)]
+    on_load = wire_saved_chats(
+        saved,
+        backend.limits,
+        chatbot,
+        status,
         run_state,
-        [chatbot, status, run_state, clear_requested],
-        cancels=runs,
-        api_visibility="private",
-        queue=False,
+        [*ended, undo],
+        deletes,
+        saved.delete_all.click(*clear_io, **clear),
     )
 
     api = gr.api(make_api_chat(backend, answer_on_gpu), api_name="chat", concurrency_id="chat")
-    return ChatTab(textbox, chatbot, status, [event["id"] for event in (*runs, api)])
+    return ChatTab(textbox, chatbot, status, [event["id"] for event in (*runs, api)], on_load)
 
 
 def prepare_retry(backend: Backend) -> Callable[..., PreparedChat]:

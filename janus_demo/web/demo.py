@@ -57,6 +57,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
             gr.Markdown(model_table(info), elem_id="model-info")
             model_json = gr.JSON(value=info, visible=False)  # /model_info's output
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
+        if chat:
+            chat.on_load(demo)  # the browser's saved chats come back
     # Only the model's work takes a place in a client's share of the line (not, say, a field's own check).
     backend.clients.job_events = frozenset(image_events + (chat.model_events if chat else []))
     return demo

@@ -114,3 +114,18 @@ def test_history_messages_round_trip():
     parsed = conversation(saved, "More")
     assert parsed.image_paths == ["/up/a.png"]
     assert parsed.janus_messages()[1] == {"role": "assistant", "content": [text("Hello")]}
+
+
+def test_an_image_message_names_its_mime_type_so_the_chatbot_shows_a_picture():
+    from janus_demo.service.conversation import Image
+
+    assert history_message("user", [Image("/up/a.png")])["content"] == [
+        {"type": "file", "file": {"path": "/up/a.png", "mime_type": "image/png"}}
+    ]
+
+
+def test_readable_messages_drop_what_a_status_bubble_cannot_hold():
+    from janus_demo.service.conversation import readable_messages
+
+    bubble = {"role": "assistant", "content": ["junk", 3, text("ok")], "metadata": {"title": "Stopped"}}
+    assert readable_messages([bubble]) == [{**bubble, "content": [text("ok")]}]

@@ -1,0 +1,149 @@
+"""Chats that survive a reload, in a real browser on a FakeBackend app: the conversation comes back with its
+image, the saved list switches between chats, New chat, Delete chat and Delete all chats, and an image whose
+file the server no longer has is left out with a note.
+"""
+
+from pathlib import Path
+from urllib.parse import unquote
+
+from playwright.sync_api import expect
+from support.browser import CAT, CHAT_STATUS, no_error_badge, send, shots
+
+from janus_demo.web.saved_chats import BUSY
+
+PICKER = "#saved-chats-picker"
+BOTS = "#chatbot [data-testid=bot]"
+USERS = "#chatbot [data-testid=user]"
+NOTE_LINE = "#saved-chats-note [data-testid=markdown]"
+NOTE = "(An image of this message is no longer on the server.)"
+
+
+def answered(page, count: int = 1) -> None:
+    expect(page.locator(BOTS)).to_have_count(count)
+    expect(page.locator(CHAT_STATUS)).to_contain_text("tokens/s")
+    # The status has numbers from the first token on; Submit is back once the whole answer has been drawn
+    # (each token re-sends the chat, and a shared 2-core machine draws 512 of them in a few seconds).
+    expect(page.locator("#chat-input [data-testid=submit-button]")).to_be_visible(timeout=20_000)
+
+
+def saved_titles(page) -> list[str]:
+    """The titles in the saved-chats list (opened and closed again)."""
+    page.locator(f"{PICKER} input").click()
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    titles = options.all_inner_texts()
+    page.locator(f"{PICKER} input").blur()  # closes the list
+    expect(options).to_have_count(0)
+    return [title.replace("✓", "").strip() for title in titles]  # the open chat's option has a check mark
+
+
+def pick(page, title: str) -> None:
+    page.locator(f"{PICKER} input").click()
+    option = page.get_by_role("option", name=title)
+    expect(option).to_be_visible()
+    option.click()
+
+
+def reload(page) -> None:
+    """Reload the page and wait for the saved chats to be read (the list's value set, or no chat to open)."""
+    with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):
+        page.reload()
+    expect(page.locator("#chat-input textarea")).to_be_visible()
+    page.wait_for_timeout(500)  # both page-load events answered
+
+
+def ask_with_cat(page, text: str) -> None:
+    page.locator("#chat-input input[type=file]").set_input_files([CAT])
+    expect(page.locator("#chat-input .thumbnail-item")).to_have_count(1)
+    send(page, text)
+
+
+def test_a_chat_with_an_image_comes_back_after_a_reload(fake_page, fake):
+    page = fake_page
+    ask_with_cat(page, "What is in this picture?")
+    answered(page)
+    expect(page.locator(f"{PICKER} input")).to_have_value("What is in this picture?")
+
+    reload(page)
+    expect(page.locator(BOTS)).to_have_count(1)
+    expect(page.locator(BOTS)).to_contain_text("seed=")
+    expect(page.locator(f"{USERS} img")).to_have_count(1)
+    assert page.locator(f"{USERS} img").evaluate("img => img.complete && img.naturalWidth") > 0, "the picture loads"
+    expect(page.locator(f"{PICKER} input")).to_have_value("What is in this picture?")
+    no_error_badge(page)
+    shots(page, "saved-chat-after-reload")
+
+    send(page, "And its colour?")  # the conversation goes on where it was
+    answered(page, 2)
+    assert fake.prompt_lengths[-1] > fake.prompt_lengths[0], "the follow-up was asked with the earlier turn"
+
+
+def test_switch_between_saved_chats_and_delete_one_or_all(fake_page, fake):
+    page = fake_page
+    send(page, "First chat")
+    answered(page)
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator(BOTS)).to_have_count(0)
+    send(page, "Second chat")
+    answered(page)
+    assert saved_titles(page) == ["Second chat", "First chat"]
+
+    pick(page, "First chat")
+    expect(page.locator(USERS)).to_have_text(["First chat"])
+    shots(page, "saved-chats-switched")
+    reload(page)
+    expect(page.locator(USERS)).to_have_text(["First chat"])  # the chat used last is opened
+
+    fake.gate.clear()  # an answer that runs until the gate opens: no switching meanwhile, and a note says why
+    send(page, "A long answer, please")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Reading the conversation")
+    pick(page, "Second chat")
+    expect(page.locator(NOTE_LINE)).to_have_text(BUSY)
+    expect(page.locator(f"{PICKER} input")).to_have_value("First chat")  # the list shows the open chat again
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator(NOTE_LINE)).to_have_text(BUSY)
+    expect(page.locator(USERS)).to_have_text(["First chat", "A long answer, please"])
+    shots(page, "saved-chats-switch-while-answering")
+    fake.gate.set()
+    answered(page, 2)
+    expect(page.locator(NOTE_LINE)).to_have_text("")  # the answer has ended: the note is over
+
+    page.get_by_role("button", name="Delete chat", exact=True).click()
+    expect(page.locator(BOTS)).to_have_count(0)
+    page.wait_for_timeout(500)
+    assert saved_titles(page) == ["Second chat"]
+    reload(page)
+    expect(page.locator(USERS)).to_have_text(["Second chat"])
+
+    page.get_by_role("button", name="Delete all chats").click()
+    expect(page.locator(BOTS)).to_have_count(0)
+    page.wait_for_timeout(500)
+    reload(page)
+    expect(page.locator(BOTS)).to_have_count(0)
+    page.locator(f"{PICKER} input").click()
+    page.wait_for_timeout(300)
+    expect(page.get_by_role("option")).to_have_count(0)
+    expect(page.locator(f"{PICKER} input")).to_have_value("")
+    no_error_badge(page)
+    shots(page, "saved-chats-all-deleted")
+
+
+def test_an_image_the_server_no_longer_has_is_left_out_with_a_note(fake_page, fake):
+    page = fake_page
+    ask_with_cat(page, "Remember this cat")
+    answered(page)
+    src = page.locator(f"{USERS} img").get_attribute("src")
+    served = Path(unquote(src.split("file=", 1)[1]))
+    served.unlink()  # gradio swept its cache (after an hour), or the server restarted
+
+    reload(page)
+    expect(page.locator(USERS)).to_contain_text([NOTE])
+    expect(page.locator("#chatbot img")).to_have_count(0)
+    expect(page.locator(BOTS)).to_contain_text("seed=")
+    expect(page.locator(f"{PICKER} input")).to_have_value("Remember this cat")
+    no_error_badge(page)
+    shots(page, "saved-chat-image-gone")
+
+    send(page, "Still there?")  # the chat goes on without it
+    answered(page, 2)
+    no_error_badge(page)
