@@ -43,6 +43,7 @@ class Limits:
         cache); a smaller "Preview every" is widened to fit.
     max_shown_messages: messages of the browser's chat the server takes back; older ones leave the chat
         (each answer streams the whole chat back, token by token).
+    capped: fields whose maximum was lowered to fit a time budget (ZeroGPU), and `cap_reason` says why.
     """
 
     max_prompt_chars: int = 4000
@@ -55,6 +56,12 @@ class Limits:
     max_context_tokens: int = 8192
     max_preview_updates: int = 24
     max_shown_messages: int = 200
+    capped: tuple[str, ...] = ()
+    cap_reason: str = ""
+
+    def why_capped(self, name: str) -> str:
+        """A sentence for a capped field's help and refusals ('' when it is not capped)."""
+        return f"Lower than usual here: {self.cap_reason}." if name in self.capped and self.cap_reason else ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,10 @@ def describe(field: Field) -> str:
     return f"{help_text}at most {field.max_chars:,} characters."
 
 
+def _joined(*sentences: str) -> str:
+    return " ".join(sentence for sentence in sentences if sentence)
+
+
 def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else f"{value}"
 
@@ -156,12 +167,13 @@ def chat_schema(limits: Limits) -> Schema:
             NumberField(
                 "max_new_tokens",
                 "Max new tokens",
-                512,
+                min(512, limits.max_new_tokens),
                 1,
                 limits.max_new_tokens,
                 1,
                 integer=True,
-                help="Longest answer, in tokens.",
+                help=_joined("Longest answer, in tokens.", limits.why_capped("max_new_tokens")),
+                over_max=limits.why_capped("max_new_tokens"),
             ),  # fmt: skip
             temperature_field(0.1),  # DeepSeek's demo defaults: temperature 0.1, top-p 0.95
             top_p_field(0.95, "Nucleus sampling threshold."),
@@ -193,12 +205,13 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
             NumberField(
                 "num_images",
                 "Number of images",
-                GPU_DEFAULT_IMAGES if gpu else 1,
+                min(GPU_DEFAULT_IMAGES if gpu else 1, limits.max_num_images),
                 1,
                 limits.max_num_images,
                 1,
                 integer=True,
-                help="Images drawn in one batch.",
+                help=_joined("Images drawn in one batch.", limits.why_capped("num_images")),
+                over_max=limits.why_capped("num_images"),
             ),  # fmt: skip
             top_p_field(1.0, "Nucleus sampling threshold; 1 samples the full distribution."),
             NumberField(
