@@ -170,7 +170,8 @@ class Backend:
 
         def work(emit: Callable[[ImageProgress], None]) -> None:
             deadline = time.monotonic() + limit_s
-            for progress in self._draw(request, stop):
+            spaced = _spaced_previews(self.gpu_budget.preview_interval_s if self.gpu_budget else 0.0)
+            for progress in map(spaced, self._draw(request, stop)):
                 if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
                     progress.previews = [preview_sheet(progress.previews)]
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
@@ -317,6 +318,24 @@ class Backend:
         if conversation.unreadable_entries:
             notes.append(f"{conversation.unreadable_entries} unreadable earlier message(s) were left out")
         return tuple(notes)
+
+
+def _spaced_previews(interval_s: float) -> Callable[[ImageProgress], ImageProgress]:
+    """Drop the previews of a progress that comes sooner than `interval_s` after the last preview kept. On
+    ZeroGPU every item is pickled to the server process, which writes each preview to its cache: previews
+    faster than that pile up there, and Stop waits for the pile."""
+    last = -math.inf
+
+    def spaced(progress: ImageProgress) -> ImageProgress:
+        nonlocal last
+        if progress.previews and interval_s:
+            if time.monotonic() - last < interval_s:
+                progress.previews = None
+            else:
+                last = time.monotonic()
+        return progress
+
+    return spaced
 
 
 def _previews(request: ImageRequest) -> int:

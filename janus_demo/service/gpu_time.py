@@ -42,6 +42,7 @@ class GpuBudget:
     step_s_per_b: float = 0.004
     row_growth: float = 0.06  # each extra row of the batch (images x 2 with guidance) adds this share of a step
     preview_s: float = 0.02  # one image decoded by the VQ decoder for a preview
+    preview_interval_s: float = 0.5  # previews closer together than this are dropped (Stop stays fast)
 
     # --- estimates of the model's work (no margin)
 
@@ -52,9 +53,11 @@ class GpuBudget:
         return max_new_tokens * self.token_seconds(billions) + images * self.chat_image_s
 
     def image_seconds(self, billions: float, num_images: int, guided: bool, previews: int = 0) -> float:
+        """The steps of the batch, and the previews it streams (at most one per `preview_interval_s`)."""
         rows = num_images * (2 if guided else 1)  # guidance runs an unconditioned row beside each image
-        step = (self.step_s + self.step_s_per_b * billions) * (1 + self.row_growth * (rows - 1))
-        return IMAGE_TOKENS * step + previews * num_images * self.preview_s
+        steps_s = IMAGE_TOKENS * (self.step_s + self.step_s_per_b * billions) * (1 + self.row_growth * (rows - 1))
+        previews = min(previews, 1 + math.ceil(steps_s / self.preview_interval_s))
+        return steps_s + previews * num_images * self.preview_s
 
     # --- what spaces.GPU is asked for, and the deadline inside the loan
 

@@ -41,7 +41,7 @@ from janus_demo.service.errors import BusyError, OutOfMemory
 
 log = logging.getLogger("janus_demo")
 FATAL_EXIT_CODE = 70  # a supervisor (Spaces, systemd, docker --restart) restarts the process
-JOIN_S = 1.0  # how long a closed stream waits for the model thread to finish its step (the GPU is still in use)
+JOIN_S = 0.5  # how long a closed stream waits for the model thread to finish its step (it still uses the GPU)
 SERVER_PID = os.getpid()  # on ZeroGPU, model work runs in processes forked from this one
 GPU_FAILED = "The GPU failed and the server is restarting. Please try again in a minute."
 GPU_WORKER_FAILED = "The GPU failed during this request. Please try again: the next request gets a fresh GPU."
@@ -249,7 +249,7 @@ def translate_device_error(error: BaseException) -> BaseException:
         # Only this worker process is poisoned: end it (without the server's cleanups, which would remove the
         # server's cache folder); spaces forks a fresh worker for the next request. The server keeps running.
         log.critical("Unrecoverable CUDA error in a ZeroGPU worker, ending the worker: %s", error)
-        threading.Timer(1.0, os._exit, (FATAL_EXIT_CODE,)).start()
+        threading.Timer(1.0, _end_worker).start()
         return BusyError(GPU_WORKER_FAILED)
     if is_unrecoverable_cuda_error(error):
         log.critical("Unrecoverable CUDA error, exiting with status %d for a restart: %s", FATAL_EXIT_CODE, error)
@@ -263,6 +263,10 @@ def translate_device_error(error: BaseException) -> BaseException:
 def in_zero_gpu_worker() -> bool:
     """True in a process that spaces forked on ZeroGPU to run model work (not the server process)."""
     return on_zero_gpu() and os.getpid() != SERVER_PID
+
+
+def _end_worker() -> None:
+    os._exit(FATAL_EXIT_CODE)
 
 
 def _fatal_exit() -> None:
