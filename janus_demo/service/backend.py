@@ -36,11 +36,10 @@ from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, FieldError, InputError
-from janus_demo.service.gpu_time import GpuBudget
 from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.preview_sheet import preview_sheet
-from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, Limits, schemas_for
+from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, GpuBudget, Limits, schemas_for
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly

@@ -10,7 +10,7 @@ On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borr
 process forked from the server, for `duration` seconds: its arguments and what it yields are pickled. The
 decorated functions take requests the service layer has already checked and prepared on the CPU, so a
 refused request never borrows a GPU, and `duration` (a callable with the function's own signature) sizes
-the loan from the checked request and the loaded model (`janus_demo.service.gpu_time`); the run stops
+the loan from the checked request and the loaded model (`janus_demo.service.requests`); the run stops
 itself before the loan ends, so the app's own "stopped at the time limit" comes first.
 
 spaces keeps a worker (and the weights it has on the GPU) for the next call only when the function ends
