@@ -64,6 +64,16 @@ class DeviceApi:
         self.server.shutdown()
         self.server.server_close()
 
+    def end_workers(self) -> None:
+        """Kill every worker that ever ran a loan (they outlive a Space process that was killed)."""
+        with self.lock:
+            pids = {call.pid for call in self.calls if call.pid is not None}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     # --- what tests read
 
     def wait_released(self, count: int, timeout: float = 30.0) -> list[Call]:

@@ -13,16 +13,23 @@ CONFIG_JSON: {"model": tiny checkpoint folder, "step_delay": s, "image_steps": n
 tests/support/fake_backend.FakeBackend (real checks, lock and streaming; fake model work) whose image steps
 take `step_delay` per image; a request with seed 666 fails inside the GPU function. Prints "INFO {json}"
 (what was decorated, the queue, whether bitsandbytes was imported) and "URL <local url>" once serving,
-then serves until killed.
+then serves until SIGTERM, which also ends its workers (SIGKILL would leave them running).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import sys
 from pathlib import Path
 
 import torch
+
+
+# Linux: end with the test run that started this process, even if it is killed (PR_SET_PDEATHSIG). Not set in
+# spaces' workers: it fires when the forking *thread* ends, and gradio's worker threads come and go.
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 # --- make the CPU build look like a CUDA build to spaces (module-level functions: spaces pickles some)
 
@@ -108,6 +115,8 @@ def main() -> None:
     }
     print(f"INFO {json.dumps(info)}", flush=True)
     print(f"URL {demo.local_url}", flush=True)
+    # SIGTERM ends the process normally, so multiprocessing's exit handler ends spaces' (daemonic) workers too
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))
     demo.block_thread()
 
 

@@ -163,8 +163,13 @@ def space(tiny_dir, tmp_path_factory):
         try:
             yield Space(url, info, api)
         finally:
-            process.kill()
-            process.wait(10)
+            process.terminate()  # the Space ends its workers on SIGTERM
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+            api.end_workers()  # any worker left behind
 
 
 @pytest.mark.slow
