@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-
 # Linux: end with the test run that started this process, even if it is killed (PR_SET_PDEATHSIG). Not set in
 # spaces' workers: it fires when the forking *thread* ends, and gradio's worker threads come and go.
 ctypes.CDLL(None).prctl(1, signal.SIGKILL)
