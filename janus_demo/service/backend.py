@@ -169,7 +169,7 @@ class Backend:
 
         def work(emit: Callable[[ImageProgress], None]) -> None:
             deadline = time.monotonic() + limit_s
-            spaced = _spaced_previews(self.gpu_budget.preview_interval_s if self.gpu_budget else 0.0)
+            spaced = _spaced_previews(self.limits.preview_interval_s)
             for progress in map(spaced, self._draw(request, stop)):
                 if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
                     progress.previews = [preview_sheet(progress.previews)]
@@ -226,7 +226,12 @@ class Backend:
             if lowered
         )
         return replace(
-            limits, max_new_tokens=tokens, max_num_images=images, capped=capped, cap_reason=budget.limit_text()
+            limits,
+            max_new_tokens=tokens,
+            max_num_images=images,
+            capped=capped,
+            cap_reason=budget.limit_text(),
+            preview_interval_s=budget.preview_interval_s,
         )
 
     def _check_gpu_time(self, request: ImageRequest) -> None:
@@ -320,9 +325,8 @@ class Backend:
 
 
 def _spaced_previews(interval_s: float) -> Callable[[ImageProgress], ImageProgress]:
-    """Drop the previews of a progress that comes sooner than `interval_s` after the last preview kept. On
-    ZeroGPU every item is pickled to the server process, which writes each preview to its cache: previews
-    faster than that pile up there, and Stop waits for the pile."""
+    """Drop the previews of a progress that comes sooner than `interval_s` after the last preview kept
+    (`Limits.preview_interval_s`)."""
     last = -math.inf
 
     def spaced(progress: ImageProgress) -> ImageProgress:

@@ -53,6 +53,8 @@ class Limits:
     max_shown_messages: messages of the browser's chat the server takes back; older ones leave the chat
         (each answer streams the whole chat back, token by token).
     capped: fields whose maximum was lowered to fit a time budget (ZeroGPU), and `cap_reason` says why.
+    preview_interval_s: previews closer together are dropped (ZeroGPU: each one is pickled to the server
+        process and written to its cache; faster ones pile up there, and Stop waits for the pile).
     """
 
     max_prompt_chars: int = 4000
@@ -67,6 +69,7 @@ class Limits:
     max_shown_messages: int = 200
     capped: tuple[str, ...] = ()
     cap_reason: str = ""
+    preview_interval_s: float = 0.0
 
     def why_capped(self, name: str) -> str:
         """A sentence for a capped field's help and refusals ('' when it is not capped)."""
@@ -131,6 +134,11 @@ def describe(field: Field) -> str:
     if isinstance(field, ChoiceField):
         return f"{help_text}one of {', '.join(field.choices)}; default {field.default}."
     return f"{help_text}at most {field.max_chars:,} characters."
+
+
+def _spacing(limits: Limits) -> str:
+    seconds = limits.preview_interval_s
+    return f", here at most one every {seconds:g} s" if seconds else ""
 
 
 def _joined(*sentences: str) -> str:
@@ -232,7 +240,7 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
                 1,
                 integer=True,
                 help=f"Image tokens between previews ({IMAGE_TOKENS} in all, at most {limits.max_preview_updates} "
-                "previews); 0 turns previews off.",
+                f"previews{_spacing(limits)}); 0 turns previews off.",
             ),  # fmt: skip
             ChoiceField(
                 "preview_mode",

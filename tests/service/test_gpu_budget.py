@@ -3,7 +3,9 @@ that keep every request within the longest loan (lowered fields say why; a reque
 refused naming its field, before any GPU is borrowed)."""
 
 import pytest
+from support.fake_backend import FakeBackend
 
+from janus_demo.model.image_loop import ImageProgress
 from janus_demo.service.backend import Backend
 from janus_demo.service.errors import FieldError
 from janus_demo.service.requests import GpuBudget, Limits
@@ -61,7 +63,9 @@ def test_caps_come_down_to_what_fits_and_the_fields_say_so(tight, loaded_tiny):
         assert "a request may borrow a ZeroGPU GPU for at most 30 s" in field.help
     with pytest.raises(FieldError, match=r"Number of images must be .* \(got 16\)\. Lower than usual here: a request"):
         tight.prepare_images("a cat", 1, num_images=16)
-    assert Backend(loaded_tiny).schemas.images["num_images"].maximum == 16, "off ZeroGPU nothing is capped"
+    assert "here at most one every 0.5 s" in tight.schemas.images["preview_every"].help  # previews are spaced
+    plain = Backend(loaded_tiny).schemas.images
+    assert plain["num_images"].maximum == 16 and "here" not in plain["preview_every"].help, "off ZeroGPU: as usual"
 
 
 def test_a_request_that_does_not_fit_is_refused_on_its_field_before_the_gpu(tight):
@@ -90,3 +94,16 @@ def test_durations_and_deadlines_come_from_the_prepared_request(tight):
 def test_limits_say_nothing_when_not_capped():
     assert Limits().why_capped("num_images") == ""
     assert "borrow" in Limits(capped=("num_images",), cap_reason="borrow").why_capped("num_images")
+
+
+def test_previews_closer_than_the_interval_are_dropped_and_the_images_still_come(loaded_tiny):
+    def previews_and_images(interval_s: float) -> tuple[int, int]:
+        limits = Limits(preview_interval_s=interval_s, max_preview_updates=600)
+        backend = FakeBackend(loaded_tiny, step_delay=0.01, limits=limits)
+        backend.image_steps = 40  # 0.4 s, a preview every step
+        progress = [p for p in backend.generate_images("a cat", 1, preview_every=1) if isinstance(p, ImageProgress)]
+        return sum(bool(p.previews) for p in progress), len(progress[-1].images or [])
+
+    assert previews_and_images(0.0) == (40, 1)
+    spaced, images = previews_and_images(0.1)
+    assert 2 <= spaced <= 6 and images == 1
