@@ -5,7 +5,8 @@ ZeroGPU mode, `spaces` forking a worker per GPU, pickling arguments, items and e
 the stop handshake) around a FakeBackend; only CUDA init and the weights' move are stubbed.
 tests/support/zerogpu_device.py stands in for ZeroGPU's device API and, like ZeroGPU, kills a worker whose
 loan runs past its duration. Its record of loans (duration asked, GPU, worker pid, release) is what these
-tests read. The durations are made short (a GpuBudget of a few seconds), so the whole module takes ~20 s.
+tests read. The durations are made short (a GpuBudget of a few seconds), so the module takes ~35 s on 2 shared cores
+(most of it the Space's start and the 4 s deadline).
 """
 
 from __future__ import annotations
@@ -148,20 +149,8 @@ def space(tiny_dir, tmp_path_factory):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        lines, info, url = [], None, None
-        deadline = time.monotonic() + 120
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("INFO "):
-                info = json.loads(line.removeprefix("INFO "))
-            if line.startswith("URL "):
-                url = line.split()[1]
-                break
-            assert time.monotonic() < deadline, "the Space did not start"
-        assert url, "the Space did not start:\n" + "".join(lines[-40:])
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # keep the pipe drained
         try:
-            yield Space(url, info, api)
+            yield Space(*read_start(process), api)
         finally:
             process.terminate()  # the Space ends its workers on SIGTERM
             try:
@@ -170,6 +159,20 @@ def space(tiny_dir, tmp_path_factory):
                 process.kill()
                 process.wait(10)
             api.end_workers()  # any worker left behind
+
+
+def read_start(process: subprocess.Popen) -> tuple[str, dict]:
+    """The Space's URL and start-up report, once it serves; its later output is drained in a thread."""
+    lines, info, deadline = [], None, time.monotonic() + 120
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("INFO "):
+            info = json.loads(line.removeprefix("INFO "))
+        if line.startswith("URL "):
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return line.split()[1], info
+        assert time.monotonic() < deadline, "the Space did not start"
+    raise AssertionError("the Space did not start:\n" + "".join(lines[-40:]))
 
 
 @pytest.mark.slow
