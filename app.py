@@ -9,7 +9,7 @@ Settings -> access rules -> cache folder -> load -> build UI -> launch.
 
 try:  # first: on ZeroGPU, spaces must patch torch before anything touches CUDA
     import spaces  # noqa: F401
-except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a no-op (janus_demo/zerogpu.py)
+except ModuleNotFoundError as missing:  # without the package @spaces.GPU is a no-op (janus_demo/web/zerogpu.py)
     if missing.name != "spaces":
         raise
 

@@ -16,7 +16,7 @@ from janus_demo.launch import access
 from janus_demo.launch.cache import CacheDir
 from janus_demo.launch.guard import GuardConfig, guard_app_kwargs
 from janus_demo.launch.settings import Settings
-from janus_demo.model.loading import ModelLoadError, load_janus
+from janus_demo.model.loading import ModelLoadError, load_janus, on_zero_gpu
 from janus_demo.service.backend import Backend
 from janus_demo.service.clients import parse_size
 from janus_demo.web.demo import launch_options
@@ -45,10 +45,15 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     return Backend(loaded, client_limits=settings.client_limits())
 
 
-def configure_queue(demo: gr.Blocks, max_size: int = 32) -> gr.Blocks:
-    """One worker at a time per event, a bounded line (gradio answers 'queue is full' beyond it),
-    and the routes that bypass the queue closed. The model lock serialises chat and images."""
-    return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
+def configure_queue(demo: gr.Blocks, max_size: int = 32, zerogpu_concurrency: int = 1) -> gr.Blocks:
+    """A bounded line (gradio answers 'queue is full' beyond it) with the routes that bypass the queue closed.
+
+    One request of each kind (chat, images) at a time, and the model lock serialises the two, since they
+    share one model on one device. On ZeroGPU each request runs in its own worker process on its own GPU
+    (each forked worker has its own copy of the model lock), so `zerogpu_concurrency` requests of each kind
+    run at once; one at a time would only queue visitors behind each other."""
+    limit = zerogpu_concurrency if on_zero_gpu() else 1
+    return demo.queue(default_concurrency_limit=limit, max_size=max_size, api_open=False)
 
 
 def safe_launch_options(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:
@@ -127,7 +132,7 @@ def queue_and_launch(
     gradio's launch messages name its own API ("set share=True in launch()"), and its multi-paragraph
     share-link help ignores `quiet`: launch's standard output is dropped whole and this app reports instead.
     """
-    configure_queue(demo, settings.queue_size)
+    configure_queue(demo, settings.queue_size, settings.zerogpu_concurrency)
     with contextlib.redirect_stdout(io.StringIO()):
         demo.launch(**launch_kwargs(settings, backend, logins), prevent_thread_lock=True, quiet=True)
     if cache is not None:

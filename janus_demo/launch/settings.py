@@ -19,6 +19,7 @@ from janus_demo.model.loading import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIO
 from janus_demo.service.clients import ClientLimits, cap_fields, parse_size, size_text
 
 _LIMITS = ClientLimits()
+MAX_ZEROGPU_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     queue_size: int = 32
+    zerogpu_concurrency: int = 2
     max_file_size: str = "20mb"
     share: bool = False
     auth: str | None = field(default=None, repr=False)  # "USER:PASS"; kept out of logs and reprs
@@ -72,6 +74,13 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return number
+
+
+def _concurrency(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= MAX_ZEROGPU_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_ZEROGPU_CONCURRENCY}, got {value}")
     return number
 
 
@@ -141,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("JANUS_QUEUE_SIZE", "32")),
         help="requests that may wait in line; more get a 'busy, try again' message [JANUS_QUEUE_SIZE] "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--zerogpu-concurrency",
+        type=_concurrency,
+        default=_concurrency(_env("JANUS_ZEROGPU_CONCURRENCY", "2")),
+        help=f"on ZeroGPU, requests of each kind (chat, images) served at once, each on its own GPU (1-"
+        f"{MAX_ZEROGPU_CONCURRENCY}); elsewhere one at a time [JANUS_ZEROGPU_CONCURRENCY] (default: %(default)s)",
     )
     parser.add_argument(
         "--max-file-size",

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -160,12 +162,17 @@ def bitsandbytes_linear(module: torch.nn.Linear, config: BitsAndBytesConfig) -> 
     return new
 
 
+def loaded_bitsandbytes() -> ModuleType | None:
+    """bitsandbytes if this process has imported it, else None: a model can only hold its layers once it has
+    been imported, so asking never imports it (importing it costs time and, on ZeroGPU, patches CUDA)."""
+    return sys.modules.get("bitsandbytes")
+
+
 def has_int8_layers(module: torch.nn.Module) -> bool:
     """Whether `module` holds bitsandbytes Linear8bitLt layers (LLM.int8: outlier columns are found per call,
     with data-dependent shapes, which a CUDA graph cannot capture)."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
+    bnb = loaded_bitsandbytes()
+    if bnb is None:
         return False
     return any(isinstance(m, bnb.nn.Linear8bitLt) for m in module.modules())
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneration, JanusProcessor
 
-from janus_demo.model import hub, placement, tiny
+from janus_demo.model import hub, internals, placement, tiny
 from janus_demo.model.placement import ZERO_GPU_ENV, on_zero_gpu  # noqa: F401 - re-exported
 
 log = logging.getLogger("janus_demo")
@@ -33,6 +33,13 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to try instead."""
+
+
+ZERO_GPU_QUANTIZATION = (
+    "--quantization {mode} is not available on ZeroGPU: bitsandbytes quantizes as the weights move to the GPU, "
+    "and on ZeroGPU that move happens in spaces' worker, which handles bitsandbytes only before 0.46 (this app "
+    "needs 0.50). Use --quantization auto: bf16, unquantized (a ZeroGPU slice holds 7B in bf16)."
+)
 
 
 OFFLINE_HELP = (
@@ -55,6 +62,12 @@ class LoadedJanus:
     load_seconds: float = 0.0
     quantization_reason: str = ""  # why this precision (auto's choice, or as asked)
     layout: placement.Layout = field(default_factory=placement.Layout)
+
+    @property
+    def language_billions(self) -> float:
+        """Parameters of the language model, in billions (what a decoding step's cost grows with)."""
+        language_model = getattr(getattr(self.model, "model", None), "language_model", self.model)
+        return sum(p.numel() for p in language_model.parameters()) / 1e9
 
     @property
     def can_chat(self) -> bool:
@@ -106,10 +119,10 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def count_quantized_layers(model: torch.nn.Module) -> int:
-    """Number of bitsandbytes Linear4bit / Linear8bitLt modules in `model`."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
+    """Number of bitsandbytes Linear4bit / Linear8bitLt modules in `model` (0 without importing bitsandbytes
+    when it was never imported: nothing can hold its layers then)."""
+    bnb = internals.loaded_bitsandbytes()
+    if bnb is None:
         return 0
     kinds = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
     return sum(isinstance(module, kinds) for module in model.modules())
@@ -137,6 +150,8 @@ def load_janus(
     torch_device = resolve_device(device)
     check_choice("quantization", quantization, QUANTIZATIONS)
     check_choice("dtype", dtype, DTYPES)
+    if on_zero_gpu() and quantization in ("8bit", "4bit"):
+        raise ModelLoadError(ZERO_GPU_QUANTIZATION.format(mode=quantization))
     path = resolve_model_path(model)
     local_only = local_files_only(model, path)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # 8-bit logs a cast warning per matmul

@@ -31,15 +31,15 @@ from PIL import Image
 from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
-from janus_demo.model.loading import LoadedJanus
+from janus_demo.model.loading import LoadedJanus, on_zero_gpu
 from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
-from janus_demo.service.errors import BusyError, InputError
+from janus_demo.service.errors import BusyError, FieldError, InputError
 from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.preview_sheet import preview_sheet
-from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, Limits, schemas_for
+from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, GpuBudget, Limits, schemas_for
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
@@ -61,7 +61,12 @@ class PreparedChat:
 
 
 class Backend:
-    """A loaded model, its lock, the request limits and the schemas they give."""
+    """A loaded model, its lock, the request limits and the schemas they give.
+
+    On ZeroGPU (or with `gpu_budget`) every request must fit the longest GPU loan: the caps on answer length
+    and images are lowered to fit the loaded model (their fields say so), a request that still does not fit is
+    refused naming its field, and `chat_duration` / `images_duration` say how long a request borrows a GPU.
+    """
 
     def __init__(
         self,
@@ -69,9 +74,12 @@ class Backend:
         limits: Limits | None = None,
         image_limits: intake.ImageLimits | None = None,
         client_limits: ClientLimits | None = None,
+        gpu_budget: GpuBudget | None = None,
     ) -> None:
         self.loaded = loaded
-        self.limits = limits or Limits()
+        self.gpu_budget = gpu_budget or (GpuBudget() if on_zero_gpu() else None)
+        self.billions = loaded.language_billions
+        self.limits = self._fit_budget(limits or Limits())
         self.image_limits = image_limits or intake.ImageLimits()
         self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda")
         self.lock = ModelLock()
@@ -109,10 +117,14 @@ class Backend:
         options = ChatOptions(values["max_new_tokens"], values["temperature"], values["top_p"], self._seed(values))
         return PreparedChat(inputs, options, len(images), self._notes(conversation, stand_ins))
 
-    def run_chat(self, prepared: PreparedChat, stop: threading.Event | None = None) -> Iterator[ChatChunk | Heartbeat]:
-        """Answer a prepared turn under the model lock, streaming ChatChunks that carry its notes."""
+    def run_chat(
+        self, prepared: PreparedChat, stop: threading.Event | None = None, deadline_s: float | None = None
+    ) -> Iterator[ChatChunk | Heartbeat]:
+        """Answer a prepared turn under the model lock, streaming ChatChunks that carry its notes; the answer
+        stops ("stopped at the time limit") after `deadline_s` seconds (default `limits.request_deadline_s`)."""
         stop = stop or threading.Event()
-        options = replace(prepared.options, deadline=time.monotonic() + self.limits.request_deadline_s)
+        limit_s = deadline_s or self.limits.request_deadline_s
+        options = replace(prepared.options, deadline=time.monotonic() + limit_s)
         stream = self._stream(lambda emit: self._answer(prepared.inputs, options, stop, emit), stop, "chat")
         return _with_note(stream, "; ".join(prepared.notes)) if prepared.notes else stream
 
@@ -143,19 +155,22 @@ class Backend:
         )
         if problem:
             raise InputError(problem)
+        self._check_gpu_time(request)
         return request
 
     def run_images(
-        self, request: ImageRequest, stop: threading.Event | None = None
+        self, request: ImageRequest, stop: threading.Event | None = None, deadline_s: float | None = None
     ) -> Iterator[ImageProgress | Heartbeat]:
         """Draw a prepared request under the model lock: progress, previews, then the final images (their
-        PNG metadata holds the settings that reproduce them)."""
+        PNG metadata holds the settings that reproduce them). It stops with BusyError after `deadline_s`
+        seconds (default `limits.request_deadline_s`)."""
         stop = stop or threading.Event()
-        limit_s = self.limits.request_deadline_s
+        limit_s = deadline_s or self.limits.request_deadline_s
 
         def work(emit: Callable[[ImageProgress], None]) -> None:
             deadline = time.monotonic() + limit_s
-            for progress in self._draw(request, stop):
+            spaced = _spaced_previews(self.limits.preview_interval_s)
+            for progress in map(spaced, self._draw(request, stop)):
                 if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
                     progress.previews = [preview_sheet(progress.previews)]
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
@@ -175,6 +190,67 @@ class Backend:
         """`prepare_images` then `run_images` (`stop=` an Event to stop it from outside)."""
         stop = named.pop("stop", None)
         return self.run_images(self.prepare_images(*settings, **named), stop)
+
+    # --- GPU time (ZeroGPU)
+
+    @property
+    def budget(self) -> GpuBudget:
+        """The GPU-time figures: the ZeroGPU budget, or the defaults off ZeroGPU (where durations are unused)."""
+        return self.gpu_budget or GpuBudget()
+
+    def chat_duration(self, prepared: PreparedChat) -> int:
+        """Seconds a prepared chat turn borrows a ZeroGPU GPU for (its own estimate plus the margin)."""
+        return self.budget.chat_duration(self.billions, prepared.options.max_new_tokens, prepared.images)
+
+    def images_duration(self, request: ImageRequest) -> int:
+        """Seconds a prepared text-to-image request borrows a ZeroGPU GPU for."""
+        return self.budget.image_duration(self.billions, request.num_images, request.guided, _previews(request))
+
+    def run_deadline(self, duration_s: float) -> float:
+        """Seconds a run may take inside a loan of `duration_s`: it stops itself before the loan ends."""
+        return self.budget.run_deadline(duration_s)
+
+    def _fit_budget(self, limits: Limits) -> Limits:
+        """`limits` with the answer-length and image caps lowered to what fits the GPU budget, if there is one."""
+        budget = self.gpu_budget
+        if budget is None:
+            return limits
+        tokens = min(limits.max_new_tokens, budget.max_new_tokens(self.billions, limits.max_images_per_conversation))
+        images = min(limits.max_num_images, max(1, budget.max_images(self.billions, guided=False)))
+        capped = tuple(
+            name
+            for name, lowered in (
+                ("max_new_tokens", tokens < limits.max_new_tokens),
+                ("num_images", images < limits.max_num_images),
+            )
+            if lowered
+        )
+        return replace(
+            limits,
+            max_new_tokens=tokens,
+            max_num_images=images,
+            capped=capped,
+            cap_reason=budget.limit_text(),
+            preview_interval_s=budget.preview_interval_s,
+        )
+
+    def _check_gpu_time(self, request: ImageRequest) -> None:
+        """Refuse, naming the number of images, a request whose estimate does not fit the GPU budget."""
+        budget = self.gpu_budget
+        if budget is None:
+            return
+        estimate = budget.image_seconds(self.billions, request.num_images, request.guided, _previews(request))
+        if budget.fits(estimate):
+            return
+        fit = budget.max_images(self.billions, request.guided)
+        how = "with guidance" if request.guided else "without guidance"
+        fewer = f"at most {fit} fit {how}" if fit else f"not even one fits {how}"
+        instead = " (or set Guidance scale to 1)" if request.guided else ""
+        raise FieldError(
+            "num_images",
+            f"{request.num_images} images {how} need about {estimate:.0f} s of GPU time, and {budget.limit_text()}: "
+            f"{fewer}. Ask for fewer images{instead}.",
+        )
 
     # --- the model work (runs under the lock; tests replace these two with fakes)
 
@@ -246,6 +322,30 @@ class Backend:
         if conversation.unreadable_entries:
             notes.append(f"{conversation.unreadable_entries} unreadable earlier message(s) were left out")
         return tuple(notes)
+
+
+def _spaced_previews(interval_s: float) -> Callable[[ImageProgress], ImageProgress]:
+    """Drop the previews of a progress that comes sooner than `interval_s` after the last preview kept
+    (`Limits.preview_interval_s`)."""
+    last = -math.inf
+
+    def spaced(progress: ImageProgress) -> ImageProgress:
+        nonlocal last
+        if progress.previews and interval_s:
+            if time.monotonic() - last < interval_s:
+                progress.previews = None
+            else:
+                last = time.monotonic()
+        return progress
+
+    return spaced
+
+
+def _previews(request: ImageRequest) -> int:
+    """How many previews a prepared request streams."""
+    if request.preview_every < 1 or request.preview_mode == "off":
+        return 0
+    return (IMAGE_TOKENS - 1) // request.preview_every
 
 
 def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:

@@ -28,7 +28,8 @@ class NumberField:
     """A number in [minimum, maximum]; the widget is a slider of `step`, or a number box when `box`.
 
     `zero_below`: values under it become 0 (a temperature of 1e-40 samples like greedy decoding but
-    overflows logits / T; 0 means greedy).
+    overflows logits / T; 0 means greedy). `over_max`: why the maximum is lower than usual (ZeroGPU's time
+    budget), said when a larger value is refused.
     """
 
     name: str
@@ -41,6 +42,7 @@ class NumberField:
     help: str = ""
     box: bool = False
     zero_below: float = 0.0
+    over_max: str = ""  # why the maximum is what it is, added to the refusal of a larger value
 
     def check(self, value: object) -> int | float:
         """`value` as int (whole-number fields) or float if it is a finite number in range, else FieldError."""
@@ -51,7 +53,8 @@ class NumberField:
         ):
             kind = "a whole number" if self.integer else "a number"
             bounds = f"between {_show(self.minimum)} and {_show(self.maximum)}"
-            raise FieldError(self.name, f"{self.label} must be {kind} {bounds} (got {_show(value)}).")
+            why = f" {self.over_max}" if self.over_max and _is_number(value) and value > self.maximum else ""
+            raise FieldError(self.name, f"{self.label} must be {kind} {bounds} (got {_show(value)}).{why}")
         if self.integer:
             return int(value)
         return 0.0 if float(value) < self.zero_below else float(value)

@@ -36,10 +36,15 @@ from typing import Any, TypeVar
 
 import torch
 
+from janus_demo.model.placement import on_zero_gpu
 from janus_demo.service.errors import BusyError, OutOfMemory
 
 log = logging.getLogger("janus_demo")
 FATAL_EXIT_CODE = 70  # a supervisor (Spaces, systemd, docker --restart) restarts the process
+JOIN_S = 0.5  # how long a closed stream waits for the model thread to finish its step (it still uses the GPU)
+SERVER_PID = os.getpid()  # on ZeroGPU, model work runs in processes forked from this one
+GPU_FAILED = "The GPU failed and the server is restarting. Please try again in a minute."
+GPU_WORKER_FAILED = "The GPU failed during this request. Please try again: the next request gets a fresh GPU."
 OOM_MESSAGE = "The GPU ran out of memory for this request. Try fewer images or tokens, or load the model in 4-bit."
 
 T = TypeVar("T")
@@ -124,7 +129,8 @@ class ModelLock:
                     raise item.error
                 yield item
         finally:
-            stop.set()  # the consumer is gone or done: make the work end at its next step
+            stop.set()  # the consumer is gone or done: make the work end at its next step ...
+            worker.join(JOIN_S)  # ... and let it (bounded): on ZeroGPU the GPU is released once this returns
 
     def expect_done_in(self, seconds: float | None) -> None:
         """The running work's own estimate of the seconds it has left (called from inside `work`)."""
@@ -239,13 +245,28 @@ def translate_device_error(error: BaseException) -> BaseException:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return OutOfMemory(OOM_MESSAGE)
+    if is_unrecoverable_cuda_error(error) and in_zero_gpu_worker():
+        # Only this worker process is poisoned: end it (without the server's cleanups, which would remove the
+        # server's cache folder); spaces forks a fresh worker for the next request. The server keeps running.
+        log.critical("Unrecoverable CUDA error in a ZeroGPU worker, ending the worker: %s", error)
+        threading.Timer(1.0, _end_worker).start()
+        return BusyError(GPU_WORKER_FAILED)
     if is_unrecoverable_cuda_error(error):
         log.critical("Unrecoverable CUDA error, exiting with status %d for a restart: %s", FATAL_EXIT_CODE, error)
         # Give the request a moment to receive its error message, then leave without cleanup
         # (cleanup would touch the broken CUDA context).
         threading.Timer(1.0, _fatal_exit).start()
-        return BusyError("The GPU failed and the server is restarting. Please try again in a minute.")
+        return BusyError(GPU_FAILED)
     return error
+
+
+def in_zero_gpu_worker() -> bool:
+    """True in a process that spaces forked on ZeroGPU to run model work (not the server process)."""
+    return on_zero_gpu() and os.getpid() != SERVER_PID
+
+
+def _end_worker() -> None:
+    os._exit(FATAL_EXIT_CODE)
 
 
 def _fatal_exit() -> None:

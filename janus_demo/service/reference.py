@@ -41,7 +41,8 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         f"| `max_images_per_conversation` | {limits.max_images_per_conversation} | refused: clear the conversation |",
         f'| `max_context_tokens` | {limits.max_context_tokens:,} tokens (an image counts 576) | refused: "This '
         'conversation is too long; clear it and start again" |',
-        f"| `max_new_tokens` / `max_num_images` | {limits.max_new_tokens:,} / {limits.max_num_images} | refused |",
+        f"| `max_new_tokens` / `max_num_images` | {limits.max_new_tokens:,} / {limits.max_num_images} (on ZeroGPU "
+        "lower if a request could not fit the longest GPU loan; the field says so) | refused |",
         f"| `request_deadline_s` | {limits.request_deadline_s:g} s | the generation stops with a message; also the "
         "longest wait for the model |",
         f"| image file / pixels / side | {mb:g} MB / {images.max_pixels / 1e6:g} MP / {images.max_side:,} px (JPEGs up "

@@ -32,7 +32,7 @@ from janus_demo.web.refusals import validator
 from janus_demo.web.saved_chats import build_saved_chats, wire_saved_chats
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import chat_duration, on_gpu
+from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -85,13 +85,17 @@ def status_line(chunk: ChatChunk) -> str:
 
 
 def make_answer_fn(backend: Backend) -> AnswerFn:
-    """The one function that borrows a GPU for chat: it runs an already prepared turn."""
+    """The one function that borrows a GPU for chat: it runs an already prepared turn (its errors end it as a
+    `Failed` marker, see janus_demo/web/zerogpu.py)."""
+
+    def chat_duration(prepared: PreparedChat) -> int:
+        return backend.chat_duration(prepared)
 
     @on_gpu(duration=chat_duration)
     def answer_on_gpu(prepared: PreparedChat) -> Iterator[ChatChunk | Heartbeat]:
-        """Run a prepared turn under the model lock (borrows a GPU on ZeroGPU)."""
-        with contextlib.closing(backend.run_chat(prepared)) as stream:
-            yield from stream
+        """Run a prepared turn under the model lock (borrows a GPU on ZeroGPU, and stops before the loan ends)."""
+        deadline = backend.run_deadline(chat_duration(prepared)) if backend.gpu_budget else None
+        yield from kept_warm(backend.run_chat(prepared, deadline_s=deadline))
 
     return answer_on_gpu
 
@@ -101,7 +105,7 @@ def answer_updates(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[
     yield), then one per token, and one per heartbeat (its place in line while it waits)."""
     update = Update("", STARTING, False)
     yield update
-    with contextlib.closing(answer_on_gpu(prepared)) as chunks:
+    with contextlib.closing(raised(answer_on_gpu(prepared))) as chunks:
         for chunk in chunks:
             if isinstance(chunk, Heartbeat):  # yielding it is what lets gradio stop us while nothing happens
                 status = waiting_text(chunk) if chunk.waiting else update.status if update.answering else READING

@@ -30,7 +30,7 @@ from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing
 from janus_demo.web.refusals import validator
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import images_duration, on_gpu
+from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 ADVANCED = "Advanced"
@@ -121,7 +121,7 @@ def frames(draw_on_gpu: DrawFn, request: ImageRequest) -> Iterator[Frame]:
     files last."""
     yield Frame(status=STARTING)
     eta, last_status, step, total = EtaMeter(), 0.0, 0, 0
-    with download_folder() as folder, contextlib.closing(draw_on_gpu(request)) as stream:
+    with download_folder() as folder, contextlib.closing(raised(draw_on_gpu(request))) as stream:
         for progress in stream:
             if isinstance(progress, Heartbeat):  # nothing new; yielding is what lets gradio stop us
                 yield Frame(status=waiting_text(progress) if progress.waiting else None, step=step, total=total)
@@ -141,13 +141,17 @@ def frames(draw_on_gpu: DrawFn, request: ImageRequest) -> Iterator[Frame]:
 
 
 def make_draw_fn(backend: Backend) -> DrawFn:
-    """The one function that borrows a GPU for images: it runs an already prepared request."""
+    """The one function that borrows a GPU for images: it runs an already prepared request (its errors end it
+    as a `Failed` marker, see janus_demo/web/zerogpu.py)."""
+
+    def images_duration(request: ImageRequest) -> int:
+        return backend.images_duration(request)
 
     @on_gpu(duration=images_duration)
     def draw_on_gpu(request: ImageRequest) -> Iterator[ImageProgress | Heartbeat]:
-        """Run a prepared request under the model lock (borrows a GPU on ZeroGPU)."""
-        with contextlib.closing(backend.run_images(request)) as stream:
-            yield from stream
+        """Run a prepared request under the model lock (borrows a GPU on ZeroGPU, and stops before the loan ends)."""
+        deadline = backend.run_deadline(images_duration(request)) if backend.gpu_budget else None
+        yield from kept_warm(backend.run_images(request, deadline_s=deadline))
 
     return draw_on_gpu
 

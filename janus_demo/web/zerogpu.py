@@ -1,26 +1,37 @@
 """ZeroGPU glue: `@on_gpu(duration=...)` is `@spaces.GPU(duration=...)`, or nothing without `spaces`.
 
-    @on_gpu(duration=chat_duration)
-    def answer_on_gpu(prepared: PreparedChat): ...
+    @on_gpu(duration=backend.chat_duration)
+    def answer_on_gpu(prepared: PreparedChat):
+        yield from kept_warm(backend.run_chat(prepared, deadline_s=...))
 
-On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borrows a GPU in a forked
-worker for `duration` seconds: its arguments and what it yields are pickled. The decorated functions take
-requests the service layer has already checked and prepared on the CPU, so a refused request never
-borrows a GPU, and `duration` (a callable with the function's own signature) sizes the loan from checked
-values: shorter requests are scheduled sooner. Everywhere else spaces.GPU returns the function unchanged,
-and without the package `on_gpu` does the same.
+    for chunk in raised(answer_on_gpu(prepared)): ...      # in the server process
 
-The estimates are deliberately generous for Janus-Pro-7B in bfloat16 on a ZeroGPU slice.
+On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borrows a GPU in a worker
+process forked from the server, for `duration` seconds: its arguments and what it yields are pickled. The
+decorated functions take requests the service layer has already checked and prepared on the CPU, so a
+refused request never borrows a GPU, and `duration` (a callable with the function's own signature) sizes
+the loan from the checked request and the loaded model (`janus_demo.service.requests`); the run stops
+itself before the loan ends, so the app's own "stopped at the time limit" comes first.
+
+spaces keeps a worker (and the weights it has on the GPU) for the next call only when the function ends
+normally: an exception makes the next request fork a new worker and copy the weights again, inside its own
+loan. So errors never leave a decorated function: `kept_warm` ends its stream with a `Failed` marker that
+carries the error, and `raised` raises it again in the server process, where it becomes the same message
+as without ZeroGPU. Everywhere else spaces.GPU returns the function unchanged (without the package,
+`on_gpu` does the same), and the markers work the same way.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import contextlib
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from janus_demo.service.backend import ImageRequest, PreparedChat
-from janus_demo.service.requests import IMAGE_TOKENS
+import gradio as gr
+
+from janus_demo.web.messages import KNOWN_ERRORS, problem_text
 
 try:
     import spaces
@@ -30,18 +41,7 @@ except ModuleNotFoundError as missing:  # without the package, nothing to wrap
     spaces = None
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-MIN_DURATION_S = 15
-MAX_DURATION_S = 120  # longer requests are capped here rather than refused by the scheduler
-
-CHAT_BASE_S = 10.0  # worker start and prompt prefill
-CHAT_PER_TOKEN_S = 0.05  # 20 tokens/s: 7B decodes faster than that on a ZeroGPU slice
-CHAT_PER_IMAGE_S = 2.0  # each image in the conversation goes through the vision encoder again
-
-IMAGE_BASE_S = 10.0
-IMAGE_STEP_S = 0.05  # one decoding step of the whole batch at batch size 1
-IMAGE_BATCH_GROWTH = 0.15  # each extra row in the batch (images x 2 with guidance) adds this much of a step
-IMAGE_PREVIEW_S = 0.3  # one preview through the VQ decoder
+T = TypeVar("T")
 
 
 def on_gpu(duration: Callable[..., float]) -> Callable[[F], F]:
@@ -51,20 +51,35 @@ def on_gpu(duration: Callable[..., float]) -> Callable[[F], F]:
     return spaces.GPU(duration=duration)
 
 
-def chat_duration(prepared: PreparedChat) -> int:
-    """GPU seconds for one chat answer: base + per token + per image in the conversation."""
-    tokens = prepared.options.max_new_tokens
-    return _seconds(CHAT_BASE_S + tokens * CHAT_PER_TOKEN_S + prepared.images * CHAT_PER_IMAGE_S)
+@dataclass(frozen=True)
+class Failed:
+    """The error that ended a GPU function's stream, carried out as its last item (see the module docstring)."""
+
+    error: Exception
 
 
-def images_duration(request: ImageRequest) -> int:
-    """GPU seconds for one text-to-image batch: base + 576 steps of the batch + previews."""
-    rows = request.num_images * (2 if request.guided else 1)  # guidance runs a second, unconditioned row
-    steps_s = IMAGE_TOKENS * IMAGE_STEP_S * (1 + IMAGE_BATCH_GROWTH * (rows - 1))
-    every = request.preview_every
-    previews = 0 if every < 1 or request.preview_mode == "off" else (IMAGE_TOKENS - 1) // every
-    return _seconds(IMAGE_BASE_S + steps_s + previews * IMAGE_PREVIEW_S * request.num_images)
+def kept_warm(stream: Iterator[T]) -> Iterator[T | Failed]:
+    """Inside a GPU function: `stream`'s items; an error ends it normally, with a `Failed` marker."""
+    try:
+        with contextlib.closing(stream):
+            yield from stream
+    except Exception as error:  # noqa: BLE001 - carried to the server process, which raises it again
+        yield Failed(portable(error))
 
 
-def _seconds(estimate: float) -> int:
-    return int(max(MIN_DURATION_S, min(MAX_DURATION_S, math.ceil(estimate))))
+def raised(stream: Iterator[T | Failed]) -> Iterator[T]:
+    """In the server process: a GPU function's items, raising the error its `Failed` marker carries."""
+    with contextlib.closing(stream):
+        for item in stream:
+            if isinstance(item, Failed):
+                raise item.error
+            yield item
+
+
+def portable(error: Exception) -> Exception:
+    """`error` itself when the user is shown its text and it survives pickling (it crosses back from the worker);
+    otherwise a gr.Error with the message the user would see (an unknown error is logged here, with its traceback)."""
+    if isinstance(error, (*KNOWN_ERRORS, gr.Error)):
+        with contextlib.suppress(Exception):
+            return pickle.loads(pickle.dumps(error))
+    return gr.Error(problem_text(error), print_exception=False)

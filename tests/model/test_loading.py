@@ -134,6 +134,17 @@ def test_zero_gpu_loads_on_the_cpu_first(monkeypatch):
     assert device_map(torch.device("cpu")) == {"": "cpu"}
 
 
+@pytest.mark.parametrize("mode", ["4bit", "8bit"])
+def test_explicit_quantization_is_refused_on_zero_gpu_naming_the_way_out(monkeypatch, tiny_dir, mode):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    started = time.perf_counter()
+    with pytest.raises(
+        ModelLoadError, match=rf"--quantization {mode} is not available on ZeroGPU.*--quantization auto"
+    ):
+        load_janus(str(tiny_dir), quantization=mode, device="cpu")
+    assert time.perf_counter() - started < 1.0, "refused before loading anything"
+
+
 # --- a hub id when the hub cannot be reached: decided in seconds, not after minutes of retries ----------
 
 

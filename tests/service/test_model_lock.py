@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from janus_demo.service import model_lock
 from janus_demo.service.errors import BusyError
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 
@@ -118,6 +119,59 @@ def test_an_unrecoverable_cuda_error_exits_the_process_non_zero(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 70
     assert "restarting" in result.stdout
+
+
+def test_in_a_zerogpu_worker_a_poisoned_gpu_ends_the_worker_only(tmp_path):
+    """On ZeroGPU the model work runs in a worker forked from the server: only the worker exits (spaces forks
+    a new one), the message does not say the server restarts, and the server's cleanups (its cache folder)
+    are not run."""
+    cleaned = tmp_path / "cleaned"
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import threading, time\n"
+        "from janus_demo.service import model_lock\n"
+        "model_lock.SERVER_PID = -1  # as in a forked worker\n"
+        f"model_lock.before_fatal_exit.append(lambda: open({str(cleaned)!r}, 'w').close())\n"
+        "def work(emit):\n"
+        "    raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
+        "try:\n"
+        "    list(model_lock.ModelLock().stream(work, threading.Event()))\n"
+        "except Exception as error:\n"
+        "    print('user saw:', error, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPACES_ZERO_GPU": "true"}  # this child never imports spaces
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 70
+    assert "fresh GPU" in result.stdout and "restarting" not in result.stdout
+    assert not cleaned.exists(), "a worker must not remove the server's cache folder"
+
+
+def test_a_closed_stream_waits_a_bounded_time_for_the_step_in_flight():
+    """The GPU function returns (and ZeroGPU takes the GPU back) only once the model thread has left its step,
+    or after JOIN_S at most."""
+    finished = threading.Event()
+
+    def work(emit):
+        emit("first")
+        time.sleep(0.2)  # a step in flight when the consumer leaves
+        finished.set()
+
+    stream = ModelLock().stream(work, threading.Event())
+    assert next(stream) == "first"
+    started = time.monotonic()
+    stream.close()
+    assert finished.is_set() and time.monotonic() - started < 0.45
+
+    def endless(emit):
+        emit("first")
+        time.sleep(3)  # a step that outlasts the bound
+
+    stream = ModelLock().stream(endless, threading.Event())
+    next(stream)
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < model_lock.JOIN_S + 0.3
 
 
 # --- the line: first come, first served, with a place and an estimate ----------------------------
