@@ -1,6 +1,7 @@
 """Turn an untrusted uploaded file into a safe, upright, 8-bit RGB PIL image.
 
     image = load_image(path)                      # one upload; raises InputError for the user
+    mask = load_image(path, background=BLACK)     # a mask: transparent pixels become black (keep)
     images = load_images(paths, max_images=4)     # several, with a per-request count cap
 
 Gradio hands us whatever was uploaded (or fetched from a URL) as a file path: any bytes, any
@@ -37,6 +38,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WEBP, GIF, BMP or TIFF"  # what the user is told
 JPEG_FORMATS = ("JPEG", "MPO")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+BLACK = (0, 0, 0)  # ... or onto black, for masks (transparent: not painted)
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +78,21 @@ class ImageLimits:
 # --- public API
 
 
-def load_image(path: str | os.PathLike[str], limits: ImageLimits = ImageLimits()) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str], limits: ImageLimits = ImageLimits(), background: tuple[int, int, int] = BACKGROUND
+) -> Image.Image:
     """Return the uploaded image at `path` as a detached, upright 8-bit RGB image, or raise InputError.
 
     `path` may also be a `data:` URL (base64; how MCP clients attach images): it is decoded in memory.
+    Transparent pixels are composited onto `background`.
     """
     if isinstance(path, str) and path.startswith("data:"):
-        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits)
+        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits, background)
     _check_file(path, limits)
     try:
         with open(path, "rb") as file:
             _check_file_size(os.fstat(file.fileno()).st_size, limits)
-            return _read(file, limits)
+            return _read(file, limits, background)
     except OSError as exc:  # the file vanished or cannot be read (not a decoding problem: those are handled)
         raise InputError("The uploaded file could not be read; please upload it again.") from exc
 
@@ -173,7 +178,7 @@ def _shrink_jpeg(image: Image.Image, limits: ImageLimits) -> None:
 # --- decoding
 
 
-def _read(file: BinaryIO, limits: ImageLimits) -> Image.Image:
+def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Sniff, size-check, decode and normalise the image in the open `file`."""
     try:
         with Image.open(file, formats=ALLOWED_FORMATS) as image:
@@ -181,7 +186,7 @@ def _read(file: BinaryIO, limits: ImageLimits) -> Image.Image:
             _check_dimensions(*image.size, limits)
             image.load()  # frame 0 only; raises on truncated or corrupt data
             orientation = _orientation(image)
-            rgb = to_rgb(image)
+            rgb = to_rgb(image, background)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -214,8 +219,8 @@ def _upright(image: Image.Image, orientation: int) -> Image.Image:
 # --- colour conversion
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Return a new 8-bit RGB copy of a loaded image of any Pillow mode; transparency goes onto white.
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+    """Return a new 8-bit RGB copy of a loaded image of any Pillow mode; transparency goes onto `background`.
 
     16-bit data is scaled (65535 -> 255); 32-bit integer and float data are scaled by the range they
     appear to use (see `_scale_to_l`), so a mid-grey stays mid-grey instead of clipping to white.
@@ -223,18 +228,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_l(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
-        return _flatten(image)
+        return _flatten(image, background)
     if image.mode == "LAB":
         return _lab_to_rgb(image)
     return image.convert("RGB")
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite an image with alpha (or a transparent colour/palette entry) onto a white background."""
+def _flatten(image: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+    """Composite an image with alpha (or a transparent colour/palette entry) onto a plain background."""
     rgba = image.convert("RGBA")
-    background = Image.new("RGB", rgba.size, BACKGROUND)
-    background.paste(rgba, mask=rgba)
-    return background
+    canvas = Image.new("RGB", rgba.size, background)
+    canvas.paste(rgba, mask=rgba)
+    return canvas
 
 
 def _scale_to_l(image: Image.Image) -> Image.Image:
