@@ -16,6 +16,7 @@ import gradio as gr
 
 from janus_demo.service.backend import Backend
 from janus_demo.web.chat_tab import build_chat_tab
+from janus_demo.web.edit_tab import build_edit_tab
 from janus_demo.web.images_tab import build_images_tab
 from janus_demo.web.model_panel import model_table
 
@@ -36,7 +37,7 @@ def describe_model(info: dict[str, Any]) -> str:
 
 
 def build_demo(backend: Backend) -> gr.Blocks:
-    """Both tabs, the model panel and the `/model_info` endpoint."""
+    """The tabs (Chat, Text to image, Edit), the model panel and the `/model_info` endpoint."""
     info = backend.info()
     # The example photographs are served from assets/ as they are: copies in gradio's cache would be swept
     # (`delete_cache`) an hour after start-up, leaving the chat's examples without their pictures.
@@ -53,12 +54,14 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     chat = build_chat_tab(backend)
             with gr.Tab("Text to image", id="images", elem_id="tab-images"):
                 image_events = build_images_tab(backend, chat.textbox if chat else None, tabs)
+            with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+                edit_events = build_edit_tab(backend)
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
             gr.Markdown(model_table(info), elem_id="model-info")
             model_json = gr.JSON(value=info, visible=False)  # /model_info's output
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
     # Only the model's work takes a place in a client's share of the line (not, say, a field's own check).
-    backend.clients.job_events = frozenset(image_events + (chat.model_events if chat else []))
+    backend.clients.job_events = frozenset(image_events + edit_events + (chat.model_events if chat else []))
     return demo
 
 

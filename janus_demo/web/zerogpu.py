@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from janus_demo.service.backend import ImageRequest, PreparedChat
+from janus_demo.service.backend import ImageRequest, PreparedChat, PreparedEdit
 from janus_demo.service.requests import IMAGE_TOKENS
 
 try:
@@ -42,6 +42,7 @@ IMAGE_BASE_S = 10.0
 IMAGE_STEP_S = 0.05  # one decoding step of the whole batch at batch size 1
 IMAGE_BATCH_GROWTH = 0.15  # each extra row in the batch (images x 2 with guidance) adds this much of a step
 IMAGE_PREVIEW_S = 0.3  # one preview through the VQ decoder
+EDIT_ENCODE_S = 2.0  # an edit's photo through the VQ encoder
 
 
 def on_gpu(duration: Callable[..., float]) -> Callable[[F], F]:
@@ -64,6 +65,11 @@ def images_duration(request: ImageRequest) -> int:
     every = request.preview_every
     previews = 0 if every < 1 or request.preview_mode == "off" else (IMAGE_TOKENS - 1) // every
     return _seconds(IMAGE_BASE_S + steps_s + previews * IMAGE_PREVIEW_S * request.num_images)
+
+
+def edit_duration(prepared: PreparedEdit) -> int:
+    """GPU seconds for an edit (completion, redraw, variations' images): its photo encoded, then as a batch."""
+    return _seconds(images_duration(prepared.request) + EDIT_ENCODE_S)
 
 
 def _seconds(estimate: float) -> int:
