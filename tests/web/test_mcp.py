@@ -10,7 +10,7 @@ from support import ASSETS
 from janus_demo.launch.server import configure_queue, launch_kwargs
 from janus_demo.launch.settings import Settings
 
-TOOLS = {"chat", "generate_images", "model_info"}
+TOOLS = {"chat", "generate_images", "complete_image", "redraw_region", "variations", "model_info"}
 
 
 @pytest.fixture(scope="module")
