@@ -274,7 +274,8 @@ def build_edit_tab(backend: Backend) -> list[int]:
     complete, redraw, vary = schemas.complete, schemas.redraw, schemas.variations
     with gr.Row(equal_height=False, elem_id="edit-layout"):
         with gr.Column(scale=2, min_width=300, elem_id="edit-compose"):
-            mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", elem_id="edit-mode")
+            offered = MODES if backend.can_chat else MODES[:2]  # variations need the model's description
+            mode = gr.Radio(list(offered), value=MODES[0], label="Mode", elem_id="edit-mode")
             with gr.Group(elem_id="edit-complete-group") as complete_group:
                 complete_image = photo_input("edit-complete-image")
                 complete_prompt = prompt_box(complete, "What the whole picture shows…", "edit-complete-prompt")
