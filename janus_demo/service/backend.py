@@ -32,7 +32,7 @@ from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
-from janus_demo.service import edits, intake
+from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, FieldError, InputError
@@ -59,6 +59,13 @@ NO_DESCRIPTIONS = (
     "the photo, which is off."
 )
 COLUMNS = IMAGE_TOKENS // IMAGE_ROWS
+# What the model is asked before it draws variations: a prompt in the style text-to-image models read.
+DESCRIBE_INSTRUCTION = (
+    "Write a prompt for a text-to-image model that would recreate this image. In one paragraph, describe the "
+    "subject, the setting, the composition, the colours, the lighting and the style. Answer with the prompt only."
+)
+DESCRIBE_TOKENS = 160  # the longest description asked for
+DESCRIBE_TEMPERATURE = 0.1  # DeepSeek's chat default: faithful descriptions
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
 # allowed token is refused before it is tokenized (real text averages about 4 characters per token).
 MAX_CHARS_PER_TOKEN = 16
@@ -229,8 +236,8 @@ class Backend:
         """Check a `/complete_image` request and crop its photo (CPU); the first `keep_rows` rows are kept."""
         values = self.schemas.complete.check(self.schemas.complete.bind(*settings, **named))
         image = self._load_field(values, "image")
-        crop, _ = edits.square_crop(image)
-        keep = edits.kept_rows_mask(values["keep_rows"], IMAGE_ROWS, COLUMNS)
+        crop, _ = intake.square_crop(image)
+        keep = intake.kept_rows_mask(values["keep_rows"], IMAGE_ROWS, COLUMNS)
         request = self._image_request(_drawing_values(values), forced_mask=keep)
         about = {"mode": "complete", "keep_rows": str(values["keep_rows"]), "source_size": _size(image)}
         return PreparedEdit(request, crop, tuple(about.items()))
@@ -241,12 +248,12 @@ class Backend:
         values = self.schemas.redraw.check(self.schemas.redraw.bind(*settings, **named))
         image = self._load_field(values, "image")
         mask = self._load_field(values, "mask", background=intake.BLACK)
-        edits.check_mask(mask, image.size)
-        crop, box = edits.square_crop(image)
-        redraw = edits.mask_grid(mask, box, IMAGE_ROWS, COLUMNS)
-        edits.check_mask(mask, image.size, redraw)
+        intake.check_mask(mask, image.size)
+        crop, box = intake.square_crop(image)
+        redraw = intake.mask_grid(mask, box, IMAGE_ROWS, COLUMNS)
+        intake.check_mask(mask, image.size, redraw)
         request = self._image_request(_drawing_values(values), forced_mask=~redraw)
-        about = {"mode": "redraw", "mask": edits.mask_summary(redraw, COLUMNS), "source_size": _size(image)}
+        about = {"mode": "redraw", "mask": intake.mask_summary(redraw, COLUMNS), "source_size": _size(image)}
         return PreparedEdit(request, crop, tuple(about.items()))
 
     def prepare_variations(self, *settings: object, **named: object) -> PreparedVariations:
@@ -256,17 +263,15 @@ class Backend:
             raise InputError(NO_DESCRIPTIONS)
         values = self.schemas.variations.check(self.schemas.variations.bind(*settings, **named))
         image = self._load_field(values, "image")
-        crop, _ = edits.square_crop(image)
+        crop, _ = intake.square_crop(image)
         values["seed"] = self._seed(values)
-        question = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": edits.DESCRIBE_INSTRUCTION}]}
-        ]
+        question = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_INSTRUCTION}]}]
         inputs = chat.encode_conversation(self.loaded, question, [crop])
-        options = ChatOptions(edits.DESCRIBE_TOKENS, edits.DESCRIBE_TEMPERATURE, 0.95, values["seed"])
+        options = ChatOptions(DESCRIBE_TOKENS, DESCRIBE_TEMPERATURE, 0.95, values["seed"])
         problem = memory.image_memory_problem(  # the images' request, with the longest description
             self.loaded,
             values["num_images"],
-            edits.DESCRIBE_TOKENS + 32,
+            DESCRIBE_TOKENS + 32,
             values["guidance_scale"] > 1,
             memory.DECODE_CHUNK,
         )
@@ -286,9 +291,7 @@ class Backend:
         schema = Schema(schema.endpoint, tuple(field for field in schema if field.name != "image"))
         values = schema.check(schema.bind(*settings, **named))
         field = prompt_field(self.limits)
-        text = (
-            description if not isinstance(description, str) else edits.clean_description(description, field.max_chars)
-        )
+        text = description if not isinstance(description, str) else clean_description(description, field.max_chars)
         try:
             values["prompt"] = field.check(text)
         except FieldError as error:
@@ -408,6 +411,12 @@ def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:
         "top_p": str(request.top_p),
         "model": model_id,
     }
+
+
+def clean_description(text: str, max_chars: int) -> str:
+    """The model's description as a prompt: one line, no surrounding quotes, at most `max_chars`."""
+    line = " ".join(text.split()).strip().strip('"').strip()
+    return line[:max_chars].rstrip()
 
 
 def _drawing_values(values: Mapping[str, Any]) -> dict[str, Any]:

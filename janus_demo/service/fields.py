@@ -113,8 +113,8 @@ class ImageField:
     def check(self, value: object) -> str:
         """`value` if it is a non-empty string, else FieldError (the file itself is judged by intake)."""
         if not isinstance(value, str) or not value:
-            got = "nothing" if value in (None, "") else f"a {type(value).__name__}"
-            raise FieldError(self.name, f"{self.label} is missing: upload an image file (got {got}).")
+            got = "" if value in (None, "") else f" (got a {type(value).__name__})"
+            raise FieldError(self.name, f"{self.label} is missing: upload an image file{got}.")
         return value
 
 

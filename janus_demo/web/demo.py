@@ -44,7 +44,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
     gr.set_static_paths([ASSETS])
     # Every streamed image lands in gradio's cache: sweep files older than an hour, hourly.
     with gr.Blocks(title=f"{TITLE} demo", fill_width=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {TITLE}\nChat about images, or turn words into pictures. {describe_model(info)}")
+        about = "Chat about images, turn words into pictures, or complete and redraw a photo."
+        gr.Markdown(f"# {TITLE}\n{about} {describe_model(info)}")
         if info["random_weights"]:
             gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
         with gr.Tabs(elem_id="tabs") as tabs:

@@ -6,8 +6,8 @@ import math
 import pytest
 from PIL import Image
 
-from janus_demo.service.edits import mask_grid, mask_summary, square_crop
 from janus_demo.service.errors import FieldError
+from janus_demo.service.intake import mask_grid, mask_summary, square_crop
 
 PHOTO = "assets/chelsea.png"  # 451x300
 

@@ -100,7 +100,7 @@ def zerogpu_findings(tiny_dir, tmp_path_factory):
 
 def test_exactly_the_model_work_borrows_a_gpu(zerogpu_findings):
     decorated = {entry["name"]: entry for entry in zerogpu_findings["decorated"]}
-    assert set(decorated) == {"answer_on_gpu", "draw_on_gpu"}
+    assert set(decorated) == {"answer_on_gpu", "draw_on_gpu", "edit_on_gpu"}
     for entry in decorated.values():
         assert entry["duration_params"] == entry["params"], "duration must take the function's own parameters"
 
