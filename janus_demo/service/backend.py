@@ -183,7 +183,7 @@ class Backend:
         problem = memory.image_memory_problem(
             self.loaded,
             request.num_images,
-            request.prompt_ids.shape[1],
+            request.prompt_ids.shape[1] + image_loop.forced_prefix(forced_mask, IMAGE_TOKENS),  # fed with the prompt
             request.guided,
             memory.DECODE_CHUNK,
             reclaimable=cuda_graphs.held_bytes(self.loaded.model),  # kept CUDA graphs make way for a new request

@@ -48,9 +48,9 @@ def test_forced_tokens_equal_the_encoded_tokens_in_both_guidance_rows(loaded_tin
     assert torch.equal(out[:, :kept], source[:kept].expand(2, kept))
     assert not torch.equal(out[0, kept:], out[1, kept:]), "the rest is sampled, per image"
     assert not torch.equal(out[0, kept:], source[kept:])
-    assert len(fed) == 576
-    for step in range(kept):
-        assert fed[step].flatten().tolist() == [int(source[step])] * 4, "guided and unguided rows see the same token"
+    assert fed[0].shape == (4, kept), "the kept rows go in with the prompt, in one forward"
+    assert torch.equal(fed[0], source[:kept].expand(4, kept)), "guided and unguided rows see the same tokens"
+    assert len(fed) == 1 + 576 - kept
 
 
 def test_with_every_row_kept_the_output_is_the_input_whatever_the_seed(loaded_tiny):
@@ -61,12 +61,17 @@ def test_with_every_row_kept_the_output_is_the_input_whatever_the_seed(loaded_ti
     assert torch.equal(generate_image_tokens(loaded_tiny, other)[0], source)
 
 
-def test_previews_show_the_forced_tokens_as_they_come(loaded_tiny):
+def test_previews_show_the_kept_rows_at_once_and_forced_tokens_as_they_come(loaded_tiny):
     mask = torch.zeros(576, dtype=torch.bool)
     mask[: 6 * ROW] = True  # the top quarter kept
-    source, request = forcing(loaded_tiny, mask, preview_every=96, preview_mode="palette", guidance_scale=1.0)
-    shown = [p for p in iter_image_generation(loaded_tiny, request) if p.previews]
-    first = shown[0]  # at step 96: four rows, all of them the source's
-    assert first.step == 96
-    expected = palette_previews(loaded_tiny.model, source[None], 96)[0]
-    assert first.previews[0].tobytes() == expected.tobytes()
+    mask[20 * ROW :] = True  # and the bottom rows, forced as the loop reaches them
+    source, request = forcing(loaded_tiny, mask, preview_every=48, preview_mode="palette", guidance_scale=1.0)
+    updates = list(iter_image_generation(loaded_tiny, request))
+    assert updates[0].step == 6 * ROW + 1, "the kept rows come with the first update"
+    shown = {p.step: p.previews[0] for p in updates if p.previews}
+    kept = palette_previews(loaded_tiny.model, source[None], 6 * ROW)[0]
+    assert shown[192].crop((0, 0, 384, 96)).tobytes() == kept.crop((0, 0, 384, 96)).tobytes()
+    final = generate_image_tokens(loaded_tiny, request)
+    assert torch.equal(final[0, 20 * ROW :], source[20 * ROW :])
+    late = palette_previews(loaded_tiny.model, final, 528)[0]  # rows 20-21 forced: as the source's
+    assert shown[528].tobytes() == late.tobytes()
