@@ -113,3 +113,21 @@ def test_a_file_that_is_not_an_image_is_refused_naming_the_image(client, tmp_pat
     broken.write_bytes(b"not a picture")
     with pytest.raises(AppError, match="^Image: This file is not an image"):
         client.predict(handle_file(str(broken)), "a cat", 12, api_name="/complete_image")
+
+
+def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
+    """Raw queue calls naming a server file outside gradio's upload folder, a plain path, or a link: refused
+    before the model, and nothing of the file comes back."""
+    from support.raw_api import fn_index, raw_call
+
+    entered = tiny_backend.lock.entered
+    index = fn_index(app_url, "complete_image")
+    meta = {"_type": "gradio.FileData"}
+    for image in (
+        {"path": "/etc/passwd", "meta": meta},
+        "/etc/passwd",
+        {"path": None, "url": "https://example.com/cat.png", "meta": meta},
+    ):
+        done, stream = raw_call(app_url, index, [image, "a cat", 12, 1, 5.0, 1.0, 1, 0])
+        assert not done["success"] and "root:" not in stream
+    assert tiny_backend.lock.entered == entered
