@@ -65,6 +65,7 @@ DESCRIBE_INSTRUCTION = (
     "subject, the setting, the composition, the colours, the lighting and the style. Answer with the prompt only."
 )
 DESCRIBE_TOKENS = 160  # the longest description asked for
+TEMPLATE_TOKENS = 32  # the chat template around a prompt, more than enough
 DESCRIBE_TEMPERATURE = 0.1  # DeepSeek's chat default: faithful descriptions
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
 # allowed token is refused before it is tokenized (real text averages about 4 characters per token).
@@ -258,7 +259,8 @@ class Backend:
 
     def prepare_variations(self, *settings: object, **named: object) -> PreparedVariations:
         """Check a `/variations` request (CPU): the photo cropped, the question that asks for its description
-        tokenized; the images are prepared from the description (`prepare_described`)."""
+        tokenized (run it as a chat turn: `run_chat(prepared.describe)`); the images are then prepared from the
+        description (`prepare_described`)."""
         if not self.can_chat:
             raise InputError(NO_DESCRIPTIONS)
         values = self.schemas.variations.check(self.schemas.variations.bind(*settings, **named))
@@ -271,7 +273,7 @@ class Backend:
         problem = memory.image_memory_problem(  # the images' request, with the longest description
             self.loaded,
             values["num_images"],
-            DESCRIBE_TOKENS + 32,
+            DESCRIBE_TOKENS + TEMPLATE_TOKENS,
             values["guidance_scale"] > 1,
             memory.DECODE_CHUNK,
         )
@@ -311,12 +313,6 @@ class Backend:
             return replace(prepared.request, forced_tokens=self._encode_source(prepared.crop))
 
         return self._run_drawing(request, dict(prepared.metadata), stop)
-
-    def describe(
-        self, prepared: PreparedVariations, stop: threading.Event | None = None
-    ) -> Iterator[ChatChunk | Heartbeat]:
-        """The photo's description, streamed under the model lock (a chat answer)."""
-        return self.run_chat(prepared.describe, stop)
 
     def _load_field(self, values: Mapping[str, Any], name: str, **options: Any) -> Image.Image:
         """The image file of field `name`, loaded safely; its problems are FieldErrors naming the field."""

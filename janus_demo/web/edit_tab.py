@@ -28,6 +28,7 @@ import gradio as gr
 
 from janus_demo.service.backend import Backend, ImageProgress, PreparedEdit, PreparedVariations
 from janus_demo.service.model_lock import Heartbeat
+from janus_demo.service.requests import IMAGE_TOKENS
 from janus_demo.web.chat_tab import AnswerFn, answer_updates, make_answer_fn
 from janus_demo.web.images_tab import (
     ADVANCED,
@@ -193,7 +194,8 @@ def make_api_fns(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu: AnswerFn)
 # --- the browser -----------------------------------------------------------------------------------------
 
 
-def crop_shown(prepared: PreparedEdit) -> Any:
+def crop_shown(prepared: PreparedEdit | PreparedVariations) -> Any:
+    """The crop the model starts from, shown beside the results (nothing to show for a description)."""
     return gr.skip() if prepared.crop is None else gr.update(value=prepared.crop, visible=True)
 
 
@@ -236,10 +238,10 @@ def make_browser_variations(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu
         except Exception as error:  # noqa: BLE001
             yield problem_outputs(error)
             return
-        skip, hide = gr.skip(), gr.update(value=None, visible=False)
-        run_state = {"running": True, "step": 0, "total": 576}
+        skip, hide, locked = gr.skip(), gr.update(value=None, visible=False), gr.update(interactive=False)
+        run_state = {"running": True, "step": 0, "total": IMAGE_TOKENS}
         seed_used = gr.update(value=prepared.settings["seed"], visible=True)
-        yield [], seed_used, STARTING, run_state, hide, hide, skip, gr.update(interactive=False), crop_of(prepared), ""
+        yield [], seed_used, STARTING, run_state, hide, hide, skip, locked, crop_shown(prepared), ""
         description = ""
         try:
             for description, status in description_updates(answer_on_gpu, prepared):
@@ -247,16 +249,13 @@ def make_browser_variations(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu
             drawing = backend.prepare_described(
                 description, *described_settings(prepared), source_size=prepared.source_size
             )
-            for frame in edit_frames(edit_on_gpu, drawing):
-                yield (*browser_frame(frame, drawing.request), skip, skip)
+            for frame in edit_frames(edit_on_gpu, drawing):  # the description as the prompt it became
+                prompt = drawing.request.prompt if frame.status == STARTING else skip
+                yield (*browser_frame(frame, drawing.request), skip, prompt)
         except Exception as error:  # noqa: BLE001
             yield problem_outputs(error)
 
     return run
-
-
-def crop_of(prepared: PreparedVariations) -> Any:
-    return gr.update(value=prepared.crop, visible=True)
 
 
 def clear_results() -> tuple[Any, ...]:
