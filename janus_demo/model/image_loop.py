@@ -7,6 +7,12 @@
         if progress.previews: show(progress.previews)       # every `preview_every` steps
         if progress.done: save(progress.images)             # PIL RGB, 384x384
 
+Completion and region redraw force tokens: `ImageRequest(..., forced_tokens=encode_image(loaded, crop),
+forced_mask=mask)` takes the source image's token wherever `mask` (576 booleans, raster order) is True, in
+the guided and unguided rows alike, and samples the rest; forced tokens fill the grid (and the previews) as
+the loop reaches them. The leading forced tokens (a completion's kept rows) go in with the prompt, in one
+forward, so the first update already shows them.
+
 `loaded` comes from `janus_demo.model.loading.load_janus`. The loop is our own, written over the model's
 public pieces, because `model.generate(generation_mode="image")` has no streamer, no Stop, uses the
 global RNG and crashes without guidance. For the same seed it yields the same tokens as `generate`
@@ -27,7 +33,7 @@ import torch
 from PIL import Image
 from transformers import StaticCache
 
-from janus_demo.model import cuda_graphs, memory, previews
+from janus_demo.model import cuda_graphs, internals, memory, previews
 from janus_demo.model.chat_template import literal_text
 from janus_demo.model.loading import LoadedJanus
 from janus_demo.model.memory import DECODE_CHUNK
@@ -50,6 +56,8 @@ class ImageRequest:
     num_images: int
     preview_every: int
     preview_mode: str
+    forced_tokens: torch.Tensor | None = None  # (576,) codebook ids: `encode_image(loaded, crop)`
+    forced_mask: torch.Tensor | None = None  # (576,) bool: the positions that take `forced_tokens`
 
     @property
     def guided(self) -> bool:
@@ -113,6 +121,24 @@ def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, p
     return torch.cat([cond, uncond])
 
 
+@torch.inference_mode()
+def encode_image(loaded: LoadedJanus, image: Image.Image) -> torch.Tensor:
+    """A 384x384 RGB image as Janus' 576 codebook ids (raster order), normalised by the processor first."""
+    pixels = loaded.processor.image_processor(image, return_tensors="pt")["pixel_values"]
+    return internals.encode_image_tokens(loaded.model, pixels)[0].cpu()
+
+
+def forced_prefix(forced_mask: torch.Tensor | None, total: int) -> int:
+    """How many of the first tokens `forced_mask` forces (fed with the prompt in one forward), at most
+    `total - 1`."""
+    if forced_mask is None:
+        return 0
+    mask = forced_mask.bool()
+    unforced = (~mask).nonzero()
+    leading = int(unforced[0]) if unforced.numel() else mask.numel()
+    return min(leading, total - 1)
+
+
 # --- sampling --------------------------------------------------------------------------------
 
 
@@ -165,6 +191,10 @@ class ImageTokenLoop:
         self.total = self.model.config.vision_config.num_image_tokens
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
+        self.forced = None if request.forced_tokens is None else request.forced_tokens.to(self.device)
+        mask = request.forced_mask
+        self.forced_at = [False] * self.total if mask is None or self.forced is None else mask.bool().tolist()
+        self.prefix = 0 if self.forced is None else forced_prefix(mask, self.total)
         self._prefill_inputs(loaded)
 
     @torch.inference_mode()
@@ -175,12 +205,16 @@ class ImageTokenLoop:
         cache_len = memory.cache_length(prompt_len, self.total)  # bucketed, so requests can share a CUDA graph
         self.fast = cuda_graphs.maybe_graphed_decode(
             self.model, self._forward, (batch, cache_len), lambda: self._new_cache(cache_len), self.device,
-            needed_bytes=self._needed_bytes(loaded, prompt_len),
+            needed_bytes=self._needed_bytes(loaded, prompt_len + self.prefix),
         )  # fmt: skip
         self.cache = self.fast.cache if self.fast else self._new_cache(cache_len)
         self.inputs_embeds = self.model.get_input_embeddings()(rows)
+        if self.prefix:  # the leading forced tokens go in with the prompt, in one forward
+            kept = self.forced[: self.prefix].expand(batch, self.prefix)
+            kept = self.model.prepare_embeddings_for_image_generation(kept).to(self.inputs_embeds.dtype)
+            self.inputs_embeds = torch.cat([self.inputs_embeds, kept], dim=1)
         self.attention_mask = torch.ones((batch, cache_len), dtype=torch.long, device=self.device)
-        self.length = prompt_len
+        self.length = prompt_len + self.prefix
         self.tokens = torch.zeros((self.request.num_images, self.total), dtype=torch.long, device=self.device)
 
     def _new_cache(self, cache_len: int) -> StaticCache:
@@ -211,8 +245,14 @@ class ImageTokenLoop:
             scores = self._eager_scores()
         else:
             scores = self.fast.scores(self.inputs_embeds, self.length, self._eager_scores)
-        logits = guided_logits(scores, self.request.num_images, self.request.guidance_scale)
-        next_tokens = pick_tokens(logits, self.request.temperature, self.request.top_p, self.generator)
+        if self.step == 0 and self.prefix:  # the prefill took the forced first tokens too
+            self.tokens[:, : self.prefix] = self.forced[: self.prefix]
+            self.step = self.prefix
+        if self.forced_at[self.step]:  # the source image's token, for every image (its scores are not used)
+            next_tokens = self.forced[self.step].expand(self.request.num_images)
+        else:
+            logits = guided_logits(scores, self.request.num_images, self.request.guidance_scale)
+            next_tokens = pick_tokens(logits, self.request.temperature, self.request.top_p, self.generator)
         self.tokens[:, self.step] = next_tokens
         feed = torch.cat([next_tokens, next_tokens]) if self.guided else next_tokens
         self.inputs_embeds = self.model.prepare_embeddings_for_image_generation(feed.unsqueeze(-1))

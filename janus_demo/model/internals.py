@@ -2,6 +2,7 @@
 
     rows, columns = token_grid(model)                  # (24, 24) for Janus-Pro
     pixels = decode_token_rows(model, tokens, rows=3)  # the VQ decoder on the first 3 token rows
+    tokens = encode_image_tokens(model, pixel_values)  # the VQ encoder: (B, 3, 384, 384) -> (B, 576) ids
     positions = cache_write_positions(cache)           # per-layer device tensors of a StaticCache
     layer = bitsandbytes_linear(linear, config)        # a Linear quantized as from_pretrained would
 
@@ -45,6 +46,22 @@ def decode_token_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor
     """
     _, columns = token_grid(model)
     return _decode_grid(model, tokens[:, : rows * columns], rows, columns)
+
+
+def encode_image_tokens(model: JanusForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The VQ encoder: (B, 3, H, W) pixels normalised as the processor does -> (B, rows*columns) codebook ids.
+
+    `vqmodel.encoder` and `vqmodel.quant_conv`, then the nearest code by cosine similarity. Janus' VQ model
+    (LlamaGen's, `codebook_l2_norm=True`) compares l2-normalised latents with l2-normalised codes, as its
+    decoder (`get_codebook_entry`) normalises the codes it reads; `vqmodel.encode` in transformers 5.23
+    compares them unnormalised, which picks other codes, so it is not used.
+    """
+    vq = model.model.vqmodel
+    codes = F.normalize(vq.quantize.embedding.weight.float(), p=2, dim=-1)
+    pixels = pixel_values.to(device=codes.device, dtype=vq.quant_conv.weight.dtype)
+    latent = vq.quant_conv(vq.encoder(pixels)).permute(0, 2, 3, 1).float()  # (B, rows, columns, embed dim)
+    similarity = F.normalize(latent, p=2, dim=-1) @ codes.T
+    return similarity.argmax(dim=-1).flatten(1)
 
 
 def decode_codes_alone(model: JanusForConditionalGeneration, codes: torch.Tensor) -> torch.Tensor:

@@ -39,12 +39,35 @@ from janus_demo.service.errors import BusyError, FieldError, InputError
 from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.preview_sheet import preview_sheet
-from janus_demo.service.requests import IMAGE_TOKENS, RANDOM_SEED, SEED_MAX, GpuBudget, Limits, schemas_for
+from janus_demo.service.requests import (
+    IMAGE_ROWS,
+    IMAGE_TOKENS,
+    RANDOM_SEED,
+    SEED_MAX,
+    GpuBudget,
+    Limits,
+    Schema,
+    prompt_field,
+    schemas_for,
+)
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
 CONVERSATION_TOO_LONG = "This conversation is too long; clear it and start again."
 IMAGES_ONLY = "This server only draws images (it was started with --images-only): chat is off."
+NO_DESCRIPTIONS = (
+    "This server only draws images (it was started with --images-only): variations need the model to describe "
+    "the photo, which is off."
+)
+COLUMNS = IMAGE_TOKENS // IMAGE_ROWS
+# What the model is asked before it draws variations: a prompt in the style text-to-image models read.
+DESCRIBE_INSTRUCTION = (
+    "Write a prompt for a text-to-image model that would recreate this image. In one paragraph, describe the "
+    "subject, the setting, the composition, the colours, the lighting and the style. Answer with the prompt only."
+)
+DESCRIBE_TOKENS = 160  # the longest description asked for
+TEMPLATE_TOKENS = 32  # the chat template around a prompt, more than enough
+DESCRIBE_TEMPERATURE = 0.1  # DeepSeek's chat default: faithful descriptions
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
 # allowed token is refused before it is tokenized (real text averages about 4 characters per token).
 MAX_CHARS_PER_TOKEN = 16
@@ -58,6 +81,27 @@ class PreparedChat:
     options: ChatOptions  # the seed is concrete; the deadline is set when the run starts
     images: int  # images in the conversation
     notes: tuple[str, ...] = ()  # e.g. older turns left out
+
+
+@dataclass(frozen=True)
+class PreparedEdit:
+    """A checked edit of a photo, or a drawing from its description (`crop` None): the request to draw (for an
+    edit its `forced_mask` marks the photo's tokens to keep; they are encoded from `crop` when it runs, on the
+    model's device), the crop the user is shown, and what the PNGs record about it."""
+
+    request: ImageRequest
+    crop: Image.Image | None
+    metadata: tuple[tuple[str, str], ...]  # mode, kept rows or mask summary, source image size
+
+
+@dataclass(frozen=True)
+class PreparedVariations:
+    """A checked `/variations` request: the description to ask for first, then the images' settings."""
+
+    describe: PreparedChat
+    crop: Image.Image
+    settings: dict[str, Any]  # num_images, seed (concrete), guidance_scale, temperature, preview_every
+    source_size: tuple[int, int]
 
 
 class Backend:
@@ -141,14 +185,19 @@ class Backend:
         `settings` are the `/generate_images` parameters, positional in API order or by name; seed -1
         becomes a random seed (the request carries the one used).
         """
-        values = self.schemas.images.check(self.schemas.images.bind(*settings, **named))
+        return self._image_request(self.schemas.images.check(self.schemas.images.bind(*settings, **named)))
+
+    def _image_request(self, values: dict[str, Any], forced_mask: Any = None) -> ImageRequest:
+        """The model's request for checked `values` (seed drawn, previews widened, prompt tokenized), refused
+        when it would not fit in the GPU's free memory."""
         values["seed"] = self._seed(values)
         values["preview_every"] = self._preview_every(values["preview_every"])
-        request = ImageRequest(prompt_ids=image_loop.encode_prompt(self.loaded, values["prompt"]), **values)
+        prompt_ids = image_loop.encode_prompt(self.loaded, values["prompt"])
+        request = ImageRequest(prompt_ids=prompt_ids, forced_mask=forced_mask, **values)
         problem = memory.image_memory_problem(
             self.loaded,
             request.num_images,
-            request.prompt_ids.shape[1],
+            request.prompt_ids.shape[1] + image_loop.forced_prefix(forced_mask, IMAGE_TOKENS),  # fed with the prompt
             request.guided,
             memory.DECODE_CHUNK,
             reclaimable=cuda_graphs.held_bytes(self.loaded.model),  # kept CUDA graphs make way for a new request
@@ -164,18 +213,29 @@ class Backend:
         """Draw a prepared request under the model lock: progress, previews, then the final images (their
         PNG metadata holds the settings that reproduce them). It stops with BusyError after `deadline_s`
         seconds (default `limits.request_deadline_s`)."""
+        return self._run_drawing(lambda: request, {}, stop, deadline_s)
+
+    def _run_drawing(
+        self,
+        make_request: Callable[[], ImageRequest],
+        metadata: Mapping[str, str],
+        stop: threading.Event | None,
+        deadline_s: float | None = None,
+    ) -> Iterator[ImageProgress | Heartbeat]:
+        """Under the model lock: `make_request()`, then its drawing streamed, with `metadata` in the PNGs too."""
         stop = stop or threading.Event()
         limit_s = deadline_s or self.limits.request_deadline_s
 
         def work(emit: Callable[[ImageProgress], None]) -> None:
             deadline = time.monotonic() + limit_s
+            request = make_request()
             spaced = _spaced_previews(self.limits.preview_interval_s)
             for progress in map(spaced, self._draw(request, stop)):
                 if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
                     progress.previews = [preview_sheet(progress.previews)]
                 if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
                     for image in progress.images:
-                        image.info.update(image_metadata(request, self.loaded.model_id))
+                        image.info.update(image_metadata(request, self.loaded.model_id) | dict(metadata))
                 emit(progress)
                 self.lock.expect_done_in(progress.eta)  # what those waiting behind this request are told
                 if time.monotonic() > deadline and not progress.done:
@@ -205,6 +265,14 @@ class Backend:
     def images_duration(self, request: ImageRequest) -> int:
         """Seconds a prepared text-to-image request borrows a ZeroGPU GPU for."""
         return self.budget.image_duration(self.billions, request.num_images, request.guided, _previews(request))
+
+    def edit_duration(self, prepared: PreparedEdit) -> int:
+        """Seconds a prepared edit borrows a ZeroGPU GPU for: its photo encoded, then drawn as a batch."""
+        request, encode = prepared.request, self.budget.encode_s if prepared.crop is not None else 0.0
+        previews = _previews(request)
+        return self.budget.duration(
+            encode + self.budget.image_seconds(self.billions, request.num_images, request.guided, previews)
+        )
 
     def run_deadline(self, duration_s: float) -> float:
         """Seconds a run may take inside a loan of `duration_s`: it stops itself before the loan ends."""
@@ -252,6 +320,97 @@ class Backend:
             f"{fewer}. Ask for fewer images{instead}.",
         )
 
+    # --- edits of a photo: completion, region redraw, variations
+
+    def prepare_complete(self, *settings: object, **named: object) -> PreparedEdit:
+        """Check a `/complete_image` request and crop its photo (CPU); the first `keep_rows` rows are kept."""
+        values = self.schemas.complete.check(self.schemas.complete.bind(*settings, **named))
+        image = self._load_field(values, "image")
+        crop, _ = intake.square_crop(image)
+        keep = intake.kept_rows_mask(values["keep_rows"], IMAGE_ROWS, COLUMNS)
+        request = self._image_request(_drawing_values(values), forced_mask=keep)
+        about = {"mode": "complete", "keep_rows": str(values["keep_rows"]), "source_size": _size(image)}
+        return PreparedEdit(request, crop, tuple(about.items()))
+
+    def prepare_redraw(self, *settings: object, **named: object) -> PreparedEdit:
+        """Check a `/redraw_region` request (CPU): its photo cropped, its mask the photo's size and not empty,
+        reduced to the token grid; the tokens it does not touch are kept."""
+        values = self.schemas.redraw.check(self.schemas.redraw.bind(*settings, **named))
+        image = self._load_field(values, "image")
+        mask = self._load_field(values, "mask", background=intake.BLACK)
+        intake.check_mask(mask, image.size)
+        crop, box = intake.square_crop(image)
+        redraw = intake.mask_grid(mask, box, IMAGE_ROWS, COLUMNS)
+        intake.check_mask(mask, image.size, redraw)
+        request = self._image_request(_drawing_values(values), forced_mask=~redraw)
+        about = {"mode": "redraw", "mask": intake.mask_summary(redraw, COLUMNS), "source_size": _size(image)}
+        return PreparedEdit(request, crop, tuple(about.items()))
+
+    def prepare_variations(self, *settings: object, **named: object) -> PreparedVariations:
+        """Check a `/variations` request (CPU): the photo cropped, the question that asks for its description
+        tokenized (run it as a chat turn: `run_chat(prepared.describe)`); the images are then prepared from the
+        description (`prepare_described`)."""
+        if not self.can_chat:
+            raise InputError(NO_DESCRIPTIONS)
+        values = self.schemas.variations.check(self.schemas.variations.bind(*settings, **named))
+        image = self._load_field(values, "image")
+        crop, _ = intake.square_crop(image)
+        values["seed"] = self._seed(values)
+        question = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_INSTRUCTION}]}]
+        inputs = chat.encode_conversation(self.loaded, question, [crop])
+        options = ChatOptions(DESCRIBE_TOKENS, DESCRIBE_TEMPERATURE, 0.95, values["seed"])
+        problem = memory.image_memory_problem(  # the images' request, with the longest description
+            self.loaded,
+            values["num_images"],
+            DESCRIBE_TOKENS + TEMPLATE_TOKENS,
+            values["guidance_scale"] > 1,
+            memory.DECODE_CHUNK,
+        )
+        if problem:
+            raise InputError(problem)
+        settings = {
+            name: values[name] for name in ("num_images", "seed", "guidance_scale", "temperature", "preview_every")
+        }
+        return PreparedVariations(PreparedChat(inputs, options, 1), crop, settings, image.size)
+
+    def prepare_described(
+        self, description: object, *settings: object, source_size: tuple[int, int] | None = None, **named: object
+    ) -> PreparedEdit:
+        """Images drawn from a description (the model's, or the user's edit of it): `settings` are
+        `/variations`' after the image (num_images, seed, guidance_scale, temperature, preview_every)."""
+        schema = self.schemas.variations
+        schema = Schema(schema.endpoint, tuple(field for field in schema if field.name != "image"))
+        values = schema.check(schema.bind(*settings, **named))
+        field = prompt_field(self.limits)
+        text = description if not isinstance(description, str) else clean_description(description, field.max_chars)
+        try:
+            values["prompt"] = field.check(text)
+        except FieldError as error:
+            raise FieldError("description", f"The description is empty or not text: {error}") from None
+        about = {"mode": "variations"} | ({"source_size": _size_of(source_size)} if source_size else {})
+        return PreparedEdit(self._image_request(_drawing_values(values)), None, tuple(about.items()))
+
+    def run_edit(
+        self, prepared: PreparedEdit, stop: threading.Event | None = None, deadline_s: float | None = None
+    ) -> Iterator[ImageProgress | Heartbeat]:
+        """Draw a prepared edit under the model lock: the crop's tokens are encoded first (on the model's device)
+        and forced where the request keeps them; then as `run_images`."""
+
+        def request() -> ImageRequest:
+            if prepared.crop is None:
+                return prepared.request
+            return replace(prepared.request, forced_tokens=self._encode_source(prepared.crop))
+
+        return self._run_drawing(request, dict(prepared.metadata), stop, deadline_s)
+
+    def _load_field(self, values: Mapping[str, Any], name: str, **options: Any) -> Image.Image:
+        """The image file of field `name`, loaded safely; its problems are FieldErrors naming the field."""
+        try:
+            return intake.load_image(values[name], self.image_limits, **options)
+        except InputError as error:
+            label = self.schemas.redraw[name].label
+            raise FieldError(name, f"{label}: {error}") from None
+
     # --- the model work (runs under the lock; tests replace these two with fakes)
 
     def _answer(self, inputs: dict[str, Any], options: ChatOptions, stop: threading.Event, emit: Callable) -> None:
@@ -259,6 +418,9 @@ class Backend:
 
     def _draw(self, request: ImageRequest, stop: threading.Event) -> Iterator[ImageProgress]:
         return image_loop.iter_image_generation(self.loaded, request, stop)
+
+    def _encode_source(self, crop: Image.Image) -> Any:
+        return image_loop.encode_image(self.loaded, crop)
 
     # --- helpers
 
@@ -358,6 +520,26 @@ def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:
         "top_p": str(request.top_p),
         "model": model_id,
     }
+
+
+def clean_description(text: str, max_chars: int) -> str:
+    """The model's description as a prompt: one line, no surrounding quotes, at most `max_chars`."""
+    line = " ".join(text.split()).strip().strip('"').strip()
+    return line[:max_chars].rstrip()
+
+
+def _drawing_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An edit's checked values as a text-to-image request's: full-distribution sampling, previews by device."""
+    names = ("prompt", "seed", "guidance_scale", "temperature", "num_images", "preview_every")
+    return {name: values[name] for name in names} | {"top_p": 1.0, "preview_mode": "auto"}
+
+
+def _size(image: Image.Image) -> str:
+    return _size_of(image.size)
+
+
+def _size_of(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _with_note(stream: Iterator[ChatChunk | Heartbeat], note: str) -> Iterator[ChatChunk | Heartbeat]:

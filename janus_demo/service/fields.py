@@ -1,4 +1,5 @@
-"""Field declarations and their one check: a number, a text or a choice, each with its API name and UI label.
+"""Field declarations and their one check: a number, a text, a choice or an image file, each with its API name
+and UI label.
 
     steps = NumberField("max_new_tokens", "Max new tokens", default=512, minimum=1, maximum=2048, step=1, integer=True)
     steps.check(64)          # -> 64
@@ -103,7 +104,24 @@ class ChoiceField:
         return value
 
 
-Field = NumberField | TextField | ChoiceField
+@dataclass(frozen=True)
+class ImageField:
+    """An image file: a path or a `data:` URL (`janus_demo.service.intake` reads it); no default."""
+
+    name: str
+    label: str
+    help: str = ""
+    default: None = None
+
+    def check(self, value: object) -> str:
+        """`value` if it is a non-empty string, else FieldError (the file itself is judged by intake)."""
+        if not isinstance(value, str) or not value:
+            got = "" if value in (None, "") else f" (got a {type(value).__name__})"
+            raise FieldError(self.name, f"{self.label} is missing: upload an image file{got}.")
+        return value
+
+
+Field = NumberField | TextField | ChoiceField | ImageField
 
 
 def clean_text(text: str) -> str:

@@ -1,6 +1,9 @@
 """Turn an untrusted uploaded file into a safe, upright, 8-bit RGB PIL image.
 
     image = load_image(path)                      # one upload; raises InputError for the user
+    mask = load_image(path, background=BLACK)     # a mask: transparent pixels become black (keep)
+    crop, box = square_crop(image)                # the centre square at 384x384, Janus' size
+    redraw = mask_grid(mask, box, rows=24, columns=24)   # (576,) bool: the tokens a white mask touches
     images = load_images(paths, max_images=4)     # several, with a per-request count cap
 
 Gradio hands us whatever was uploaded (or fetched from a URL) as a file path: any bytes, any
@@ -11,6 +14,10 @@ are reduced to their first frame, turned upright by their EXIF orientation and c
 (transparency onto white, 16-bit and float data scaled, not clipped). The result is detached from
 the file, which is closed. Every problem a user can cause becomes an `InputError` whose message
 names no server path.
+
+For the Edit tab, a photo becomes what Janus sees: its centre square resized to 384x384 (24x24 tokens of
+16x16 pixels; the crop the user is shown), and a mask, white where to redraw, the photo's size, goes
+through the same crop; any token it touches (a pixel of 128 or brighter) is redrawn.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
-from janus_demo.service.errors import InputError
+from janus_demo.service.errors import FieldError, InputError
 
 # Pillow openers we let sniff the content. The JPEG opener also returns MPO (the multi-picture JPEG
 # cameras write); MPO has no opener of its own, and naming it here would make Image.open raise KeyError.
@@ -37,6 +46,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WEBP, GIF, BMP or TIFF"  # what the user is told
 JPEG_FORMATS = ("JPEG", "MPO")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+BLACK = (0, 0, 0)  # ... or onto black, for masks (transparent: not painted)
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +86,21 @@ class ImageLimits:
 # --- public API
 
 
-def load_image(path: str | os.PathLike[str], limits: ImageLimits = ImageLimits()) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str], limits: ImageLimits = ImageLimits(), background: tuple[int, int, int] = BACKGROUND
+) -> Image.Image:
     """Return the uploaded image at `path` as a detached, upright 8-bit RGB image, or raise InputError.
 
     `path` may also be a `data:` URL (base64; how MCP clients attach images): it is decoded in memory.
+    Transparent pixels are composited onto `background`.
     """
     if isinstance(path, str) and path.startswith("data:"):
-        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits)
+        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits, background)
     _check_file(path, limits)
     try:
         with open(path, "rb") as file:
             _check_file_size(os.fstat(file.fileno()).st_size, limits)
-            return _read(file, limits)
+            return _read(file, limits, background)
     except OSError as exc:  # the file vanished or cannot be read (not a decoding problem: those are handled)
         raise InputError("The uploaded file could not be read; please upload it again.") from exc
 
@@ -173,7 +186,7 @@ def _shrink_jpeg(image: Image.Image, limits: ImageLimits) -> None:
 # --- decoding
 
 
-def _read(file: BinaryIO, limits: ImageLimits) -> Image.Image:
+def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Sniff, size-check, decode and normalise the image in the open `file`."""
     try:
         with Image.open(file, formats=ALLOWED_FORMATS) as image:
@@ -181,7 +194,7 @@ def _read(file: BinaryIO, limits: ImageLimits) -> Image.Image:
             _check_dimensions(*image.size, limits)
             image.load()  # frame 0 only; raises on truncated or corrupt data
             orientation = _orientation(image)
-            rgb = to_rgb(image)
+            rgb = to_rgb(image, background)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -214,8 +227,8 @@ def _upright(image: Image.Image, orientation: int) -> Image.Image:
 # --- colour conversion
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Return a new 8-bit RGB copy of a loaded image of any Pillow mode; transparency goes onto white.
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+    """Return a new 8-bit RGB copy of a loaded image of any Pillow mode; transparency goes onto `background`.
 
     16-bit data is scaled (65535 -> 255); 32-bit integer and float data are scaled by the range they
     appear to use (see `_scale_to_l`), so a mid-grey stays mid-grey instead of clipping to white.
@@ -223,18 +236,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_l(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
-        return _flatten(image)
+        return _flatten(image, background)
     if image.mode == "LAB":
         return _lab_to_rgb(image)
     return image.convert("RGB")
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite an image with alpha (or a transparent colour/palette entry) onto a white background."""
+def _flatten(image: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+    """Composite an image with alpha (or a transparent colour/palette entry) onto a plain background."""
     rgba = image.convert("RGBA")
-    background = Image.new("RGB", rgba.size, BACKGROUND)
-    background.paste(rgba, mask=rgba)
-    return background
+    canvas = Image.new("RGB", rgba.size, background)
+    canvas.paste(rgba, mask=rgba)
+    return canvas
 
 
 def _scale_to_l(image: Image.Image) -> Image.Image:
@@ -283,3 +296,69 @@ def _bomb_message(pillow_message: str, limits: ImageLimits) -> str:
     match = re.search(r"\((\d+) pixels\)", pillow_message)
     size = f"{round(int(match.group(1)) / 1_000_000)} megapixels" if match else "too many pixels"
     return f"The image has {size}; the limit is {_megapixels(limits.max_pixels)} megapixels."
+
+
+# --- a photo as Janus sees it, and a mask on its token grid
+
+SIDE = 384  # Janus' image size
+PAINTED = 128  # mask pixels this bright or brighter mean "redraw"
+Box = tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
+
+
+def square_box(size: tuple[int, int]) -> Box:
+    """The centre square of an image of `size` (width, height)."""
+    width, height = size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def square_crop(image: Image.Image) -> tuple[Image.Image, Box]:
+    """The centre square of `image` resized to 384x384 (Lanczos), and the square's box in `image`."""
+    box = square_box(image.size)
+    return image.resize((SIDE, SIDE), Image.Resampling.LANCZOS, box=box), box
+
+
+def mask_grid(mask: Image.Image, box: Box, rows: int, columns: int) -> torch.Tensor:
+    """(rows*columns,) bool in raster order: True for each token whose cell of the cropped `mask` has a pixel
+    of PAINTED brightness or more. The cells split the square `box` as the resized crop does."""
+    painted = np.asarray(mask.convert("L").crop(box)) >= PAINTED
+    side = painted.shape[0]
+    grid = np.zeros((rows, columns), dtype=bool)
+    for row in range(rows):
+        top, bottom = row * side // rows, -(-(row + 1) * side // rows)
+        for column in range(columns):
+            left, right = column * side // columns, -(-(column + 1) * side // columns)
+            grid[row, column] = painted[top:bottom, left:right].any()
+    return torch.from_numpy(grid.reshape(-1))
+
+
+def check_mask(mask: Image.Image, image_size: tuple[int, int], redraw: torch.Tensor | None = None) -> None:
+    """FieldError("mask") for a mask not the image's size, or one that marks nothing to redraw."""
+    if mask.size != image_size:
+        raise FieldError(
+            "mask",
+            f"The mask is {mask.size[0]}x{mask.size[1]} pixels but the image is {image_size[0]}x{image_size[1]}: "
+            "draw the mask on the image itself, at its size.",
+        )
+    if redraw is not None and not bool(redraw.any()):
+        raise FieldError(
+            "mask", "The mask is empty: paint the part to redraw in white (black or transparent parts are kept)."
+        )
+
+
+def kept_rows_mask(keep_rows: int, rows: int, columns: int) -> torch.Tensor:
+    """(rows*columns,) bool: True for the tokens of the first `keep_rows` rows."""
+    keep = torch.zeros(rows * columns, dtype=torch.bool)
+    keep[: keep_rows * columns] = True
+    return keep
+
+
+def mask_summary(redraw: torch.Tensor, columns: int) -> str:
+    """'37 of 576 tokens (rows 3-8, columns 5-12)': how much is redrawn, and where (1-based, inclusive)."""
+    where = redraw.view(-1, columns).nonzero()
+    count, total = int(redraw.sum()), redraw.numel()
+    if not count:
+        return f"0 of {total} tokens"
+    (top, left), (bottom, right) = where.min(dim=0).values.tolist(), where.max(dim=0).values.tolist()
+    return f"{count} of {total} tokens (rows {top + 1}-{bottom + 1}, columns {left + 1}-{right + 1})"

@@ -1,4 +1,5 @@
-"""One declaration per request: the fields of `/chat` and `/generate_images`, in API parameter order.
+"""One declaration per request: the fields of `/chat`, `/generate_images` and the edits (`/complete_image`,
+`/redraw_region`, `/variations`), in API parameter order.
 
     schemas = schemas_for(Limits(), gpu=False)
     schemas.images["num_images"].maximum        # 16: what the slider offers is what the server accepts
@@ -29,11 +30,13 @@ from typing import Any, NamedTuple
 from janus_demo.model.memory import GPU_DEFAULT_IMAGES
 from janus_demo.model.previews import PREVIEW_MODES
 from janus_demo.service.errors import InputError
-from janus_demo.service.fields import ChoiceField, Field, NumberField, TextField
+from janus_demo.service.fields import ChoiceField, Field, ImageField, NumberField, TextField
+from janus_demo.service.intake import FORMAT_NAMES
 
 RANDOM_SEED = -1  # "pick a random seed": the service draws one before the model sees the request
 SEED_MAX = 2**32 - 1
 IMAGE_TOKENS = 576  # one 384x384 Janus image is 24x24 tokens
+IMAGE_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ def describe(field: Field) -> str:
         return f"{help_text}{_number(field.minimum)} to {_number(field.maximum)}; default {_number(field.default)}."
     if isinstance(field, ChoiceField):
         return f"{help_text}one of {', '.join(field.choices)}; default {field.default}."
+    if isinstance(field, ImageField):
+        return f"{help_text}An image file ({FORMAT_NAMES})."
     return f"{help_text}at most {field.max_chars:,} characters."
 
 
@@ -206,6 +211,48 @@ def chat_schema(limits: Limits) -> Schema:
     )
 
 
+def prompt_field(limits: Limits, help_text: str = "What to draw.") -> TextField:
+    return TextField("prompt", "Prompt", limits.max_prompt_chars, help=help_text)
+
+
+def guidance_field() -> NumberField:
+    return NumberField(
+        "guidance_scale", "Guidance scale", 5.0, 1.0, 10.0, 0.5, help="Classifier-free guidance; 1 turns it off."
+    )
+
+
+def num_images_field(limits: Limits, gpu: bool) -> NumberField:
+    return NumberField(
+        "num_images",
+        "Number of images",
+        min(GPU_DEFAULT_IMAGES if gpu else 1, limits.max_num_images),
+        1,
+        limits.max_num_images,
+        1,
+        integer=True,
+        help=_joined("Images drawn in one batch.", limits.why_capped("num_images")),
+        over_max=limits.why_capped("num_images"),
+    )
+
+
+def preview_every_field(limits: Limits) -> NumberField:
+    return NumberField(
+        "preview_every",
+        "Preview every",
+        48,
+        0,
+        IMAGE_TOKENS,
+        1,
+        integer=True,
+        help=f"Image tokens between previews ({IMAGE_TOKENS} in all, at most {limits.max_preview_updates} "
+        f"previews{_spacing(limits)}); 0 turns previews off.",
+    )
+
+
+def source_field() -> ImageField:
+    return ImageField("image", "Image", help="The photo to start from; turned upright, cropped to its centre square.")
+
+
 def image_schema(limits: Limits, gpu: bool) -> Schema:
     """`/generate_images`: the prompt, DeepSeek's sampling settings (guidance 5, temperature 1) and previews.
 
@@ -214,41 +261,13 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
     return Schema(
         "/generate_images",
         (
-            TextField("prompt", "Prompt", limits.max_prompt_chars, help="What to draw."),
+            prompt_field(limits),
             seed_field(RANDOM_SEED),
-            NumberField(
-                "guidance_scale",
-                "Guidance scale",
-                5.0,
-                1.0,
-                10.0,
-                0.5,
-                help="Classifier-free guidance; 1 turns it off.",
-            ),  # fmt: skip
+            guidance_field(),
             temperature_field(1.0),
-            NumberField(
-                "num_images",
-                "Number of images",
-                min(GPU_DEFAULT_IMAGES if gpu else 1, limits.max_num_images),
-                1,
-                limits.max_num_images,
-                1,
-                integer=True,
-                help=_joined("Images drawn in one batch.", limits.why_capped("num_images")),
-                over_max=limits.why_capped("num_images"),
-            ),  # fmt: skip
+            num_images_field(limits, gpu),
             top_p_field(1.0, "Nucleus sampling threshold; 1 samples the full distribution."),
-            NumberField(
-                "preview_every",
-                "Preview every",
-                48,
-                0,
-                IMAGE_TOKENS,
-                1,
-                integer=True,
-                help=f"Image tokens between previews ({IMAGE_TOKENS} in all, at most {limits.max_preview_updates} "
-                f"previews{_spacing(limits)}); 0 turns previews off.",
-            ),  # fmt: skip
+            preview_every_field(limits),
             ChoiceField(
                 "preview_mode",
                 "Preview mode",
@@ -260,15 +279,87 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
     )
 
 
+def complete_schema(limits: Limits, gpu: bool) -> Schema:
+    """`/complete_image`: keep the top rows of a photo's 24 token rows and draw the rest."""
+    return Schema(
+        "/complete_image",
+        (
+            source_field(),
+            prompt_field(limits, "What the whole image shows."),
+            NumberField(
+                "keep_rows",
+                "Rows to keep",
+                12,
+                1,
+                IMAGE_ROWS - 1,
+                1,
+                integer=True,
+                help=f"Token rows kept from the top (of {IMAGE_ROWS}, 16 px each); the rest is drawn.",
+            ),  # fmt: skip
+            seed_field(RANDOM_SEED),
+            guidance_field(),
+            temperature_field(1.0),
+            num_images_field(limits, gpu),
+            preview_every_field(limits),
+        ),
+    )
+
+
+def redraw_schema(limits: Limits, gpu: bool) -> Schema:
+    """`/redraw_region`: draw again the tokens under a mask, keep the others."""
+    return Schema(
+        "/redraw_region",
+        (
+            source_field(),
+            ImageField(
+                "mask",
+                "Mask",
+                help="White where to redraw, black (or transparent) where to keep; the image's size. Every token "
+                "it touches is redrawn.",
+            ),  # fmt: skip
+            prompt_field(limits, "What the whole image shows, the new part included."),
+            seed_field(RANDOM_SEED),
+            guidance_field(),
+            temperature_field(1.0),
+            num_images_field(limits, gpu),
+            preview_every_field(limits),
+        ),
+    )
+
+
+def variations_schema(limits: Limits, gpu: bool) -> Schema:
+    """`/variations`: the model describes the photo as a prompt, then draws from its description."""
+    return Schema(
+        "/variations",
+        (
+            source_field(),
+            num_images_field(limits, gpu),
+            seed_field(RANDOM_SEED),
+            guidance_field(),
+            temperature_field(1.0),
+            preview_every_field(limits),
+        ),
+    )
+
+
 class Schemas(NamedTuple):
     """Every request's schema for one set of limits."""
 
     chat: Schema
     images: Schema
+    complete: Schema
+    redraw: Schema
+    variations: Schema
 
 
 def schemas_for(limits: Limits, gpu: bool) -> Schemas:
-    return Schemas(chat_schema(limits), image_schema(limits, gpu))
+    return Schemas(
+        chat_schema(limits),
+        image_schema(limits, gpu),
+        complete_schema(limits, gpu),
+        redraw_schema(limits, gpu),
+        variations_schema(limits, gpu),
+    )
 
 
 # --- GPU time on ZeroGPU ----------------------------------------------------------------------------------
@@ -304,6 +395,7 @@ class GpuBudget:
     step_s_per_b: float = 0.004
     row_growth: float = 0.06  # each extra row of the batch (images x 2 with guidance) adds this share of a step
     preview_s: float = 0.02  # one image decoded by the VQ decoder for a preview
+    encode_s: float = 1.0  # an edit's photo through the VQ encoder (one 384x384 image, like a preview's decode)
     preview_interval_s: float = 0.5  # previews closer together than this are dropped (Stop stays fast)
 
     # --- estimates of the model's work (no margin)

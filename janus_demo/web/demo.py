@@ -16,6 +16,7 @@ import gradio as gr
 
 from janus_demo.service.backend import Backend
 from janus_demo.web.chat_tab import build_chat_tab
+from janus_demo.web.edit_tab import build_edit_tab
 from janus_demo.web.images_tab import build_images_tab
 from janus_demo.web.model_panel import model_table
 
@@ -36,14 +37,15 @@ def describe_model(info: dict[str, Any]) -> str:
 
 
 def build_demo(backend: Backend) -> gr.Blocks:
-    """Both tabs, the model panel and the `/model_info` endpoint."""
+    """The tabs (Chat, Text to image, Edit), the model panel and the `/model_info` endpoint."""
     info = backend.info()
     # The example photographs are served from assets/ as they are: copies in gradio's cache would be swept
     # (`delete_cache`) an hour after start-up, leaving the chat's examples without their pictures.
     gr.set_static_paths([ASSETS])
     # Every streamed image lands in gradio's cache: sweep files older than an hour, hourly.
     with gr.Blocks(title=f"{TITLE} demo", fill_width=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {TITLE}\nChat about images, or turn words into pictures. {describe_model(info)}")
+        about = "Chat about images, turn words into pictures, or complete and redraw a photo."
+        gr.Markdown(f"# {TITLE}\n{about} {describe_model(info)}")
         if info["random_weights"]:
             gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -53,6 +55,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     chat = build_chat_tab(backend)
             with gr.Tab("Text to image", id="images", elem_id="tab-images"):
                 image_events = build_images_tab(backend, chat.textbox if chat else None, tabs)
+            with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+                edit_events = build_edit_tab(backend)
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
             gr.Markdown(model_table(info), elem_id="model-info")
             model_json = gr.JSON(value=info, visible=False)  # /model_info's output
@@ -60,7 +64,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
         if chat:
             chat.on_load(demo)  # the browser's saved chats come back
     # Only the model's work takes a place in a client's share of the line (not, say, a field's own check).
-    backend.clients.job_events = frozenset(image_events + (chat.model_events if chat else []))
+    backend.clients.job_events = frozenset(image_events + edit_events + (chat.model_events if chat else []))
     return demo
 
 

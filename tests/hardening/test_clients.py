@@ -144,8 +144,11 @@ def test_only_the_models_work_takes_a_place_in_line(fake):
     for dependency in config["dependencies"]:
         for _, trigger in dependency["targets"]:
             by_trigger.setdefault(trigger, set()).add(dependency["id"])
-    named = {d["id"] for d in config["dependencies"] if d.get("api_name") in ("chat", "generate_images")}
+    public = ("chat", "generate_images", "complete_image", "redraw_region", "variations")
+    named = {d["id"] for d in config["dependencies"] if d.get("api_name") in public}
     jobs = fake.clients.job_events
     assert named <= jobs
     assert not (by_trigger.get("blur", set()) | by_trigger.get("release", set())) & jobs
-    assert len(jobs) == 6  # /chat, /generate_images, and the browser's send, retry, example and generate
+    # /chat, /generate_images, the browser's send, retry, example and generate; the three edit endpoints and the
+    # Edit tab's complete, redraw, variations and "Generate from this"
+    assert len(jobs) == 13

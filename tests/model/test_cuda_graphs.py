@@ -236,6 +236,24 @@ def test_whole_request_with_the_graph_path_matches_eager(loaded_tiny, pretend_cu
     assert torch.equal(fast, generate_image_tokens(loaded_tiny, request(loaded_tiny, num_images=1)))
 
 
+def forced_request(loaded, **overrides) -> ImageRequest:
+    """A redraw-like request: rows 0-3 and 10-12 forced to fixed codes, the rest sampled."""
+    mask = torch.zeros(576, dtype=torch.bool)
+    mask[: 4 * 24], mask[10 * 24 : 13 * 24] = True, True
+    codes = torch.randint(0, 16384, (576,), generator=torch.Generator().manual_seed(0))
+    return request(loaded, forced_tokens=codes, forced_mask=mask, **overrides)
+
+
+def test_forced_tokens_take_the_graph_path_as_the_eager_one(loaded_tiny, pretend_cuda, monkeypatch):
+    captures, _ = pretend_cuda
+    forced = forced_request(loaded_tiny)
+    fast = generate_image_tokens(loaded_tiny, forced)
+    assert captures and cuda_graphs.status(loaded_tiny.model) == cuda_graphs.VERIFIED
+    assert torch.equal(fast[:, forced.forced_mask], forced.forced_tokens[forced.forced_mask].expand(2, -1))
+    monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
+    assert torch.equal(fast, generate_image_tokens(loaded_tiny, forced_request(loaded_tiny)))
+
+
 # --- real CUDA graphs ----------------------------------------------------------------------------
 
 
@@ -255,6 +273,17 @@ def test_cuda_graphs_give_the_eager_tokens(loaded_tiny_cuda, monkeypatch, overri
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
     eager = generate_image_tokens(loaded_tiny_cuda, request(loaded_tiny_cuda, **overrides))
     assert torch.equal(fast, eager)
+
+
+@needs_cuda
+def test_cuda_graphs_force_tokens_as_eager_steps_do(loaded_tiny_cuda, monkeypatch):
+    forget(loaded_tiny_cuda.model)
+    forced = forced_request(loaded_tiny_cuda)
+    fast = generate_image_tokens(loaded_tiny_cuda, forced)
+    assert cuda_graphs.status(loaded_tiny_cuda.model) == cuda_graphs.VERIFIED, "the fast path fell back"
+    assert torch.equal(fast[:, forced.forced_mask].cpu(), forced.forced_tokens[forced.forced_mask].expand(2, -1))
+    monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
+    assert torch.equal(fast, generate_image_tokens(loaded_tiny_cuda, forced_request(loaded_tiny_cuda)))
 
 
 @needs_cuda

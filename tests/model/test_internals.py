@@ -37,6 +37,23 @@ def test_decoding_every_row_equals_the_models_own_decode(loaded_tiny):
     assert internals.decode_token_rows(loaded_tiny.model, tokens, rows=3).shape == (1, 48, 384, 3)
 
 
+@torch.inference_mode()
+def test_encoding_runs_the_vq_encoder_and_picks_the_nearest_normalised_code(loaded_tiny):
+    """`vqmodel.encoder` and `quant_conv` as transformers' own `vqmodel.encode` runs them; the code nearest to
+    each latent once both are l2-normalised (Janus' `codebook_l2_norm`)."""
+    model = loaded_tiny.model
+    vq = model.model.vqmodel
+    pixels = torch.rand((2, 3, 384, 384), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tokens = internals.encode_image_tokens(model, pixels)
+    assert tokens.shape == (2, 576) and tokens.dtype == torch.long
+    latent = vq.quant_conv(vq.encode(pixels).last_hidden_state).permute(0, 2, 3, 1).reshape(2, 576, -1)
+    codes = internals.codebook(model)
+    distances = torch.cdist(
+        torch.nn.functional.normalize(latent, dim=-1), torch.nn.functional.normalize(codes, dim=-1)[None]
+    )
+    assert torch.equal(tokens, distances.argmin(dim=-1))
+
+
 def test_cache_write_positions_are_device_tensors_that_advance(loaded_tiny):
     loop = ImageTokenLoop(loaded_tiny, image_request(loaded_tiny, guidance_scale=1.0, preview_mode="off"))
     assert isinstance(loop.cache, StaticCache)

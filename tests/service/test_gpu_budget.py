@@ -3,6 +3,7 @@ that keep every request within the longest loan (lowered fields say why; a reque
 refused naming its field, before any GPU is borrowed)."""
 
 import pytest
+from support import ROOT
 from support.fake_backend import FakeBackend
 
 from janus_demo.model.image_loop import ImageProgress
@@ -107,3 +108,17 @@ def test_previews_closer_than_the_interval_are_dropped_and_the_images_still_come
     assert previews_and_images(0.0) == (40, 1)
     spaced, images = previews_and_images(0.1)
     assert 2 <= spaced <= 6 and images == 1
+
+
+def test_an_edit_borrows_as_long_as_its_drawing_plus_encoding_its_photo(tight):
+    photo = str(ROOT / "assets" / "chelsea.png")
+    settings = {"guidance_scale": 1.0, "num_images": 2, "preview_every": 0}
+    edit = tight.prepare_complete(photo, "a cat", 12, 1, **settings)
+    drawing = tight.prepare_images("a cat", 1, **settings)
+    expected = TIGHT.duration(TIGHT.encode_s + TIGHT.image_seconds(tight.billions, 2, False))
+    assert tight.edit_duration(edit) == expected >= tight.images_duration(drawing)
+    many = tight.prepare_complete(photo, "a cat", 12, 1, **settings | {"num_images": 4})
+    assert tight.edit_duration(edit) < tight.edit_duration(many)
+    with pytest.raises(FieldError, match="Ask for fewer images"):  # edits are refused on their field too
+        most = TIGHT.max_images(tight.billions, guided=True)
+        tight.prepare_complete(photo, "a cat", 12, 1, guidance_scale=5.0, num_images=most + 1, preview_every=0)

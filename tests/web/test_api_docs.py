@@ -25,7 +25,7 @@ SNIPPETS = python_snippets(readme_section("API"))
 
 def test_the_api_section_covers_every_endpoint():
     text = "\n".join(SNIPPETS)
-    for endpoint in ("/model_info", "/chat", "/generate_images"):
+    for endpoint in ("/model_info", "/chat", "/generate_images", "/complete_image", "/redraw_region", "/variations"):
         assert f'api_name="{endpoint}"' in text
     assert "client.submit(" in text and "for " in text, "show streaming with submit and iteration"
     assert all(DOCUMENTED_URL in snippet for snippet in SNIPPETS)
@@ -60,6 +60,14 @@ def test_view_api_describes_the_endpoints(client):
         "preview_mode",
     ]
     assert len(api["/chat"]["returns"]) == 2  # the answer so far and the status line
+    edits = {
+        "/complete_image": ["image", "prompt", "keep_rows", *images_params[1:5], "preview_every"],
+        "/redraw_region": ["image", "mask", "prompt", *images_params[1:5], "preview_every"],
+        "/variations": ["image", "num_images", "seed", "guidance_scale", "temperature", "preview_every"],
+    }
+    for endpoint, names in edits.items():
+        assert [p["parameter_name"] for p in api[endpoint]["parameters"]] == names
+    assert len(api["/variations"]["returns"]) == 4  # gallery, seed used, status, description
 
 
 def test_the_readme_tables_are_the_schemas_and_caps():

@@ -10,7 +10,7 @@ from support import ASSETS
 from janus_demo.launch.server import configure_queue, launch_kwargs
 from janus_demo.launch.settings import Settings
 
-TOOLS = {"chat", "generate_images", "model_info"}
+TOOLS = {"chat", "generate_images", "complete_image", "redraw_region", "variations", "model_info"}
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,14 @@ def test_the_chat_tool_says_how_to_attach_images(schema):
     message = schema["chat"]["inputSchema"]["properties"]["message"]
     assert "data:image/" in message["description"]
     assert "$ref" not in str(message) and "$defs" not in str(message)
+
+
+def test_an_mcp_client_completes_a_photo_sent_as_a_data_url(mcp_url):
+    arguments = {"image": data_url(ASSETS / "chelsea.png"), "prompt": "a cat", "keep_rows": 20, "preview_every": 0}
+    _, (done, refused) = call_tools(
+        mcp_url,
+        [("complete_image", arguments, True), ("complete_image", {**arguments, "keep_rows": 24}, True)],
+    )
+    text = str([block.text for block in done.content])
+    assert not done.isError and "janus-" in text and "Done: 576 tokens" in text
+    assert refused.isError and "Rows to keep must be a whole number between 1 and 23" in refused.content[0].text

@@ -177,7 +177,7 @@ def read_start(process: subprocess.Popen) -> tuple[str, dict]:
 
 @pytest.mark.slow
 def test_exactly_the_model_work_borrows_a_gpu_and_nothing_at_start_up(space):
-    assert space.info["decorated"] == ["answer_on_gpu", "draw_on_gpu"]
+    assert space.info["decorated"] == ["answer_on_gpu", "draw_on_gpu", "edit_on_gpu"]
     assert space.info["gradio_zero_gpu_mode"], "gradio should see a ZeroGPU Space"
     assert space.info["queue_max_size"] == 32, "the queue keeps its explicit size (gradio would cut it to 1)"
     assert space.loans_at_start == 0, "examples must not be run or cached at start-up"

@@ -1,0 +1,142 @@
+"""Edits of a photo, prepared on the CPU: the crop, the mask reduced to the token grid, and every refusal naming
+its field (an empty mask, a mask of another size, an unreadable image, keep_rows outside 1-23)."""
+
+import math
+
+import pytest
+from PIL import Image
+
+from janus_demo.service.errors import FieldError
+from janus_demo.service.intake import mask_grid, mask_summary, square_crop
+
+PHOTO = "assets/chelsea.png"  # 451x300
+
+
+def save(image: Image.Image, path) -> str:
+    image.save(path)
+    return str(path)
+
+
+def mask_file(tmp_path, size, boxes=(), mode="L", name="mask.png"):
+    mask = Image.new(mode, size, 0)
+    for box in boxes:
+        mask.paste(255 if mode == "L" else (255, 255, 255, 255), box)
+    return save(mask, tmp_path / name)
+
+
+def test_the_crop_is_the_centre_square_at_384():
+    crop, box = square_crop(Image.new("RGB", (451, 300)))
+    assert crop.size == (384, 384) and box == (75, 0, 375, 300)
+    assert square_crop(Image.new("RGB", (200, 500)))[1] == (0, 150, 200, 350)
+
+
+def test_a_mask_touching_a_token_redraws_it_and_only_it():
+    mask = Image.new("L", (768, 768), 0)
+    mask.putpixel((32 * 5 + 31, 32 * 2), 255)  # the last pixel column of token (row 2, column 5)
+    grid = mask_grid(mask, (0, 0, 768, 768), 24, 24)
+    assert grid.sum() == 1 and grid.view(24, 24)[2, 5]
+    assert mask_summary(grid, 24) == "1 of 576 tokens (rows 3-3, columns 6-6)"
+    faint = Image.new("L", (384, 384), 100)  # darker than half: not painted
+    assert not mask_grid(faint, (0, 0, 384, 384), 24, 24).any()
+
+
+def test_the_mask_follows_the_crop_of_a_wide_photo():
+    mask = Image.new("L", (451, 300), 0)
+    mask.paste(255, (0, 0, 75, 300))  # only the part the crop cuts away
+    assert not mask_grid(mask, square_crop(mask)[1], 24, 24).any()
+    mask.paste(255, (75, 0, 76, 300))  # the crop's first pixel column: the first token column
+    grid = mask_grid(mask, square_crop(mask)[1], 24, 24).view(24, 24)
+    assert grid[:, 0].all() and grid.sum() == 24
+
+
+def test_redraw_keeps_the_tokens_outside_the_mask(tiny_backend, tmp_path):
+    mask = mask_file(tmp_path, (451, 300), [(75, 0, 375, 50)])  # the top sixth of the crop
+    prepared = tiny_backend.prepare_redraw(PHOTO, mask, "a cat", 3, 5.0, 1.0, 1, 0)
+    keep = prepared.request.forced_mask.view(24, 24)
+    assert not keep[:4].any() and keep[4:].all()
+    assert prepared.crop.size == (384, 384) and prepared.request.seed == 3
+    about = dict(prepared.metadata)
+    assert about["mode"] == "redraw" and about["source_size"] == "451x300"
+    assert about["mask"] == "96 of 576 tokens (rows 1-4, columns 1-24)"
+
+
+def test_complete_keeps_the_first_rows(tiny_backend):
+    prepared = tiny_backend.prepare_complete(PHOTO, "a cat", 5, 1, 5.0, 1.0, 2, 0)
+    assert prepared.request.forced_mask.tolist() == [True] * 120 + [False] * 456
+    assert dict(prepared.metadata) == {"mode": "complete", "keep_rows": "5", "source_size": "451x300"}
+    assert prepared.request.forced_tokens is None, "encoded when it runs, on the model's device"
+
+
+def test_an_exif_rotated_photo_is_turned_upright_before_the_crop(tiny_backend, tmp_path):
+    photo = Image.new("RGB", (300, 200), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees to show
+    path = tmp_path / "rotated.jpg"
+    photo.save(path, exif=exif)
+    prepared = tiny_backend.prepare_complete(str(path), "a red square", 12)
+    assert dict(prepared.metadata)["source_size"] == "200x300"
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ("black", "The mask is empty"),
+        ("transparent", "The mask is empty"),
+        ("smaller", "The mask is 225x150 pixels but the image is 451x300"),
+        ("broken", "Mask: This file is not an image"),
+    ],
+)
+def test_masks_that_cannot_be_used_are_refused_naming_the_mask(tiny_backend, tmp_path, mask, message):
+    paths = {
+        "black": lambda: mask_file(tmp_path, (451, 300)),
+        "transparent": lambda: save(Image.new("RGBA", (451, 300), (255, 255, 255, 0)), tmp_path / "clear.png"),
+        "smaller": lambda: mask_file(tmp_path, (225, 150), [(0, 0, 50, 50)]),
+        "broken": lambda: save_bytes(tmp_path / "broken.png", b"not a picture"),
+    }
+    with pytest.raises(FieldError) as caught:
+        tiny_backend.prepare_redraw(PHOTO, paths[mask](), "a cat")
+    assert caught.value.field == "mask" and str(caught.value).startswith(message)
+
+
+def save_bytes(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("keep_rows", [0, 24, 1.5, math.nan, None, "12"])
+def test_keep_rows_outside_1_to_23_is_refused(tiny_backend, keep_rows):
+    with pytest.raises(FieldError, match=r"^Rows to keep must be a whole number between 1 and 23") as caught:
+        tiny_backend.prepare_complete(PHOTO, "a cat", keep_rows)
+    assert caught.value.field == "keep_rows"
+
+
+@pytest.mark.parametrize("image", [None, "", 7, "/no/such/file.png"])
+def test_a_missing_or_unreadable_image_is_refused_naming_the_image(tiny_backend, image):
+    for prepare in (tiny_backend.prepare_complete, tiny_backend.prepare_variations):
+        with pytest.raises(FieldError) as caught:
+            prepare(image) if prepare == tiny_backend.prepare_variations else prepare(image, "a cat", 12)
+        assert caught.value.field == "image" and "/no/such" not in str(caught.value)
+
+
+def test_preparing_an_edit_never_enters_the_model(tiny_backend, tmp_path):
+    entered = tiny_backend.lock.entered
+    tiny_backend.prepare_complete(PHOTO, "a cat", 12)
+    tiny_backend.prepare_redraw(PHOTO, mask_file(tmp_path, (451, 300), [(200, 100, 210, 110)]), "a cat")
+    tiny_backend.prepare_variations(PHOTO, 2, 5)
+    assert tiny_backend.lock.entered == entered
+
+
+def test_a_description_becomes_the_images_prompt(tiny_backend):
+    prepared = tiny_backend.prepare_described('  "A cat\n on a  sofa." ', 2, 9, source_size=(451, 300))
+    assert prepared.request.prompt == "A cat on a sofa." and prepared.request.num_images == 2
+    assert dict(prepared.metadata) == {"mode": "variations", "source_size": "451x300"}
+    with pytest.raises(FieldError) as caught:
+        tiny_backend.prepare_described("   ", 1)
+    assert caught.value.field == "description"
+
+
+def test_the_variations_question_asks_for_a_prompt_about_the_crop(tiny_backend):
+    prepared = tiny_backend.prepare_variations(PHOTO, 1, 4)
+    assert prepared.settings["seed"] == 4 and prepared.describe.images == 1
+    assert prepared.describe.options.seed == 4
+    assert "pixel_values" in prepared.describe.inputs

@@ -1,0 +1,126 @@
+"""/complete_image, /redraw_region and /variations through gradio_client on the tiny model: what is kept stays,
+what is drawn varies with the seed, variations come with their description, PNGs say how they were made.
+
+Pixel differences are measured between two seeds of the same request (guidance off, to halve the work). The
+tiny model's VQ decoder has random weights and attention over the whole image, so a kept token's pixels still
+move a little when other tokens change; kept regions move several times less than drawn ones.
+"""
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from support import ASSETS
+from support.png import read_png_metadata
+
+PHOTO = str(ASSETS / "chelsea.png")  # 451x300
+
+
+def draw(client, api_name, *values):
+    job = client.submit(*values, api_name=api_name)
+    job.result(timeout=120)
+    return job.outputs()
+
+
+def final_paths(outputs):
+    gallery, seed, status = outputs[-1][:3]
+    assert status.startswith("Done"), status
+    return [item["image"] for item in gallery], seed
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=float)
+
+
+def seed_difference(client, api_name, *values_before_seed) -> tuple[float, dict[str, str]]:
+    """Mean absolute pixel difference between the images of seeds 1 and 2 of the same request, and the second
+    image's PNG metadata."""
+    images = []
+    for seed in (1, 2):
+        paths, used = final_paths(draw(client, api_name, *values_before_seed, seed, 1.0, 1.0, 1, 0))
+        assert used == seed
+        images.append(pixels(paths[0]))
+    return float(np.abs(images[0] - images[1]).mean()), read_png_metadata(paths[0])
+
+
+def mask_file(folder, box=None) -> str:
+    """A mask the photo's size: white inside `box` (everything when None), black elsewhere."""
+    mask = Image.new("L", (451, 300), 255 if box is None else 0)
+    if box:
+        mask.paste(255, box)
+    path = folder / ("full.png" if box is None else "small.png")
+    mask.save(path)
+    return str(path)
+
+
+def test_keeping_23_rows_varies_far_less_across_seeds_than_keeping_1(client):
+    photo = handle_file(PHOTO)
+    few, _ = seed_difference(client, "/complete_image", photo, "a cat", 1)
+    most, meta = seed_difference(client, "/complete_image", photo, "a cat", 23)
+    assert most < few / 3, (most, few)
+    assert (meta["mode"], meta["keep_rows"], meta["source_size"], meta["seed"]) == ("complete", "23", "451x300", "2")
+
+
+def test_a_small_mask_varies_far_less_across_seeds_than_a_full_one(client, tmp_path):
+    photo = handle_file(PHOTO)
+    small_mask = handle_file(mask_file(tmp_path, (200, 100, 230, 130)))
+    small, meta = seed_difference(client, "/redraw_region", photo, small_mask, "a cat")
+    full, _ = seed_difference(client, "/redraw_region", photo, handle_file(mask_file(tmp_path)), "a cat")
+    assert small < full / 3, (small, full)
+    assert meta["mode"] == "redraw" and meta["mask"] == "9 of 576 tokens (rows 9-11, columns 11-13)"
+
+
+def test_variations_return_the_description_and_the_images(client):
+    outputs = draw(client, "/variations", handle_file(PHOTO), 2, 5, 1.0, 1.0, 0)
+    gallery, seed, status, description = outputs[-1]
+    assert status.startswith("Done") and seed == 5
+    assert isinstance(description, str) and description.strip()
+    assert len(gallery) == 2
+    streamed = [out[3] for out in outputs if isinstance(out[2], str) and out[2].startswith("Describing")]
+    assert streamed, "the description streams before the images"
+    meta = read_png_metadata(gallery[0]["image"])
+    assert meta["mode"] == "variations" and meta["prompt"] == description and meta["source_size"] == "451x300"
+
+
+@pytest.mark.parametrize(
+    ("api_name", "values", "message"),
+    [
+        ("/complete_image", ("a cat", 24), "Rows to keep must be a whole number between 1 and 23"),
+        ("/redraw_region", ("black", "a cat"), "The mask is empty"),
+        ("/redraw_region", ("wrong size", "a cat"), "The mask is 64x64 pixels but the image is 451x300"),
+        ("/variations", (17,), "Number of images must be"),
+    ],
+)
+def test_bad_edits_are_refused_with_a_message_naming_the_field(client, tmp_path, api_name, values, message):
+    masks = {"black": Image.new("L", (451, 300)), "wrong size": Image.new("L", (64, 64), 255)}
+    if values[0] in masks:
+        masks[values[0]].save(tmp_path / "mask.png")
+        values = (handle_file(str(tmp_path / "mask.png")), *values[1:])
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(PHOTO), *values, api_name=api_name)
+
+
+def test_a_file_that_is_not_an_image_is_refused_naming_the_image(client, tmp_path):
+    broken = tmp_path / "photo.png"
+    broken.write_bytes(b"not a picture")
+    with pytest.raises(AppError, match="^Image: This file is not an image"):
+        client.predict(handle_file(str(broken)), "a cat", 12, api_name="/complete_image")
+
+
+def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
+    """Raw queue calls naming a server file outside gradio's upload folder, a plain path, or a link: refused
+    before the model, and nothing of the file comes back."""
+    from support.raw_api import fn_index, raw_call
+
+    entered = tiny_backend.lock.entered
+    index = fn_index(app_url, "complete_image")
+    meta = {"_type": "gradio.FileData"}
+    for image in (
+        {"path": "/etc/passwd", "meta": meta},
+        "/etc/passwd",
+        {"path": None, "url": "https://example.com/cat.png", "meta": meta},
+    ):
+        done, stream = raw_call(app_url, index, [image, "a cat", 12, 1, 5.0, 1.0, 1, 0])
+        assert not done["success"] and "root:" not in stream
+    assert tiny_backend.lock.entered == entered
