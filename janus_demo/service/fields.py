@@ -100,7 +100,30 @@ class ChoiceField:
         return value
 
 
-Field = NumberField | TextField | ChoiceField
+@dataclass(frozen=True)
+class ImageField:
+    """An image file: a path, a `data:image/...` URL, or gradio's file data ({"path": ...} or {"url": ...}).
+
+    The check only takes the reference; `janus_demo.service.intake` reads the file and judges the image.
+    """
+
+    name: str
+    label: str
+    help: str = ""
+
+    def check(self, value: object) -> str:
+        """The path or data URL `value` refers to, else FieldError."""
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("url")
+        if not isinstance(value, str) or not value.strip():
+            got = "nothing" if value is None else f"a {type(value).__name__}"
+            raise FieldError(self.name, f"{self.label} must be an image file (got {got}).")
+        if "\0" in value:
+            raise FieldError(self.name, f"{self.label} must be an image file (got an invalid file name).")
+        return value
+
+
+Field = NumberField | TextField | ChoiceField | ImageField
 
 
 def clean_text(text: str) -> str:

@@ -6,7 +6,7 @@ python -m janus_demo.service.reference      # print the tables to paste into REA
 from __future__ import annotations
 
 from janus_demo.service.clients import ClientLimits, cap_fields
-from janus_demo.service.fields import ChoiceField, NumberField
+from janus_demo.service.fields import ChoiceField, ImageField, NumberField
 from janus_demo.service.intake import ImageLimits
 from janus_demo.service.requests import Limits, Schema, schemas_for
 
@@ -20,6 +20,8 @@ def parameters_table(schema: Schema) -> str:
             accepts, default = f"{kind}, {_n(field.minimum)} to {_n(field.maximum)}", _n(field.default)
         elif isinstance(field, ChoiceField):
             accepts, default = ", ".join(f"`{choice}`" for choice in field.choices), f"`{field.default}`"
+        elif isinstance(field, ImageField):
+            accepts, default = "image file", "(required)"
         else:
             accepts, default = f"text, at most {field.max_chars:,} characters", "(required)"
         if field.help:
@@ -86,9 +88,8 @@ def _n(value: float) -> str:
 
 
 def main() -> None:
-    chat, images = schemas_for(Limits(), gpu=False)
-    for title, text in [("/chat", parameters_table(chat)), ("/generate_images", parameters_table(images))]:
-        print(f"{title}:\n\n{text}\n")
+    for schema in schemas_for(Limits(), gpu=False):
+        print(f"{schema.endpoint}:\n\n{parameters_table(schema)}\n")
     print(f"Caps:\n\n{caps_table(Limits(), ImageLimits())}\n")
     print(f"Per client:\n\n{client_caps_table(ClientLimits(), Limits(), ImageLimits())}")
 

@@ -109,7 +109,7 @@ def test_tiny_temperature_means_greedy_instead_of_overflowing():
 
 def test_limits_change_the_caps():
     limits = Limits(max_new_tokens=64, max_num_images=32, max_prompt_chars=10)
-    chat, images = schemas_for(limits, gpu=False)
+    chat, images, _ = schemas_for(limits, gpu=False)
     assert chat["max_new_tokens"].maximum == 64 and images["num_images"].maximum == 32
     with pytest.raises(InputError, match="between 1 and 64"):
         chat.check({**GOOD_CHAT, "max_new_tokens": 65})
