@@ -124,8 +124,8 @@ class Upscaler:
 
     def place(self, device: torch.device, dtype: torch.dtype | None = None) -> Upscaler:
         """Move to `device`: float32 on the CPU; on CUDA `dtype` if it is a half type, else float16."""
-        half = (torch.float16, torch.bfloat16)
-        self.device, self.dtype = device, (dtype if dtype in half else torch.float16) if device.type == "cuda" else torch.float32
+        half = dtype if dtype in (torch.float16, torch.bfloat16) else torch.float16
+        self.device, self.dtype = device, half if device.type == "cuda" else torch.float32
         self.net.to(device, self.dtype)
         return self
 
