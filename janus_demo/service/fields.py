@@ -110,6 +110,7 @@ class ImageField:
     name: str
     label: str
     help: str = ""
+    default: None = None  # required: a missing image is refused by the check
 
     def check(self, value: object) -> str:
         """The path or data URL `value` refers to, else FieldError."""

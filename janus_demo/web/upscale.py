@@ -116,7 +116,7 @@ def add_upscale(
     )
     download = gr.DownloadButton("Download 2x PNG", visible=False, size="sm", elem_classes=["upscale-download"])
 
-    def upscale(request: gr.Request, items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
+    def upscale_selected(request: gr.Request, items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
         yield from watched(browser_run(items, index, run), request, backend.clients)
 
     def browser_run(items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
@@ -136,7 +136,7 @@ def add_upscale(
             yield gr.skip(), gr.skip(), PROBLEM + problem_text(error)
 
     event = button.click(
-        upscale,
+        upscale_selected,  # not "upscale": gradio names events after their function, and /upscale is the API's
         [gallery, selected, run_state] if run_state is not None else [gallery, selected, gr.State(None)],
         [result, download, status],
         api_visibility="private",
