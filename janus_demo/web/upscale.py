@@ -108,6 +108,7 @@ def add_upscale(
     result = gr.Image(
         label="Upscaled 2x",
         type="filepath",
+        height=420,  # the 768x768 result whole, not a page of its own (fullscreen shows it large)
         format="png",
         interactive=False,
         visible=False,

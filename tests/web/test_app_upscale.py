@@ -5,8 +5,10 @@ The app is a FakeBackend (real checks and model lock) given a real, tiny random-
 """
 
 import json
+import re
 import threading
 import urllib.request
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +22,8 @@ from support.serving import image_args, new_client, served
 from support.upscaler import tiny_upscaler
 
 from janus_demo.service.errors import FieldError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,14 @@ def test_without_an_upscaler_neither_the_button_nor_the_endpoint_exists(fake):
     with pytest.raises(Exception, match="no upscaler"):
         fake.prepare_upscale("anything.png")
     client.close()
+
+
+def test_the_readme_example_runs(upscaling, monkeypatch, capsys):
+    """The README's Upscale 2x section: its gradio_client example, against this app."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Upscale 2x \(optional\)\n(.*?)(?=^## )", readme, re.MULTILINE | re.DOTALL).group(1)
+    snippets = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(snippets) == 1 and 'api_name="/upscale"' in snippets[0]
+    monkeypatch.chdir(ROOT)
+    exec(compile(snippets[0].replace("http://127.0.0.1:7860/", upscaling.url), "README.md", "exec"), {})
+    assert "\nUpscaled 451×300 → 902×600 in " in capsys.readouterr().out
