@@ -90,7 +90,7 @@ def add_upscale_api(backend: Backend) -> int:
         api_name="upscale",
         show_progress="hidden",
         preprocess=False,  # the value reaches the schema's check as sent
-        concurrency_id="images",
+        concurrency_id="upscale",  # its own line: a waiting upscale hears its place at the model lock
     )
     return api["id"]
 
@@ -121,30 +121,38 @@ def add_upscale(
         yield from watched(browser_run(items, index, run), request, backend.clients)
 
     def browser_run(items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
+        """(result, download, status, busy) updates; `busy` stays True only if the run is cut off (Stop)."""
+        skip = gr.skip()
         path = chosen_image(items, index, run)
         if path is None:
-            yield gr.skip(), gr.skip(), NOTHING_TO_UPSCALE
+            yield skip, skip, NOTHING_TO_UPSCALE, False
             return
         try:
             prepared = backend.prepare_upscale(path)
             for file, text in upscale_frames(upscale_on_gpu, prepared):
                 if file is None:
-                    yield gr.skip(), gr.skip(), _either(text)
+                    yield skip, skip, _either(text), True
                 else:
-                    shown = gr.update(value=str(file), visible=True)
-                    yield shown, gr.update(value=str(file), visible=True), text
+                    yield (
+                        gr.update(value=str(file), visible=True),
+                        gr.update(value=str(file), visible=True),
+                        text,
+                        False,
+                    )
         except Exception as error:  # noqa: BLE001 - said in the status line, as the images tab does
-            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error)
+            yield skip, skip, PROBLEM + problem_text(error), False
 
+    busy = gr.State(False)
     event = button.click(
         upscale_selected,  # not "upscale": gradio names events after their function, and /upscale is the API's
         [gallery, selected, run_state] if run_state is not None else [gallery, selected, gr.State(None)],
-        [result, download, status],
+        [result, download, status, busy],
         api_visibility="private",
         show_progress="minimal",
         show_progress_on=[status],
-        concurrency_id="images",
+        concurrency_id="upscale",  # its own line: a waiting upscale hears its place at the model lock
     )
+    event.then(after_upscale, busy, [status, busy], api_visibility="private", queue=False)
     gallery.select(_pick, None, selected, api_visibility="private", queue=False)
     hide = gr.update(value=None, visible=False)
     gallery.change(
@@ -157,6 +165,11 @@ def add_upscale(
     if stop is not None:
         stop.click(None, None, None, cancels=[event], api_visibility="private")
     return [event["id"]]
+
+
+def after_upscale(busy: bool) -> tuple[Any, bool]:
+    """After every upscale however it ended: one cut off mid-run (Stop) says so."""
+    return ("Stopped." if busy else gr.skip()), False
 
 
 def chosen_image(items: list[Any] | None, index: int | None, run: dict[str, Any] | None) -> str | None:
