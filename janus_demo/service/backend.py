@@ -29,10 +29,11 @@ from typing import Any
 
 from PIL import Image
 
-from janus_demo.model import chat, cuda_graphs, image_loop, memory, upscaler
+from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
+from janus_demo.model.upscaler import Stopped, Upscaler, memory_problem
 from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
@@ -88,7 +89,7 @@ class Backend:
         limits: Limits | None = None,
         image_limits: intake.ImageLimits | None = None,
         client_limits: ClientLimits | None = None,
-        upscaler: upscaler.Upscaler | None = None,
+        upscaler: Upscaler | None = None,
     ) -> None:
         self.loaded = loaded
         self.upscaler = upscaler
@@ -219,7 +220,7 @@ class Backend:
             raise FieldError(
                 "image", f"Image is {image.width}x{image.height} pixels; upscaling takes at most {side} a side."
             )
-        if problem := upscaler.memory_problem(self.upscaler, image.width, image.height):
+        if problem := memory_problem(self.upscaler, image.width, image.height):
             raise InputError(problem)
         name = "image" if source.startswith("data:") else Path(source).stem
         return PreparedUpscale(image, png_text(image), name)
@@ -236,7 +237,7 @@ class Backend:
             start = time.perf_counter()
             try:
                 image = up.upscale(prepared.image, stop)
-            except upscaler.Stopped:
+            except Stopped:
                 return
             note = f"{up.scale}x from {prepared.image.width}x{prepared.image.height} with {up.source}"
             image.info.update(prepared.metadata | {"upscaled": note})

@@ -99,13 +99,18 @@ def test_a_data_url_works_and_stop_ends_a_run(upscaling, tmp_path):
     assert [item for item in upscaling.run_upscale(prepared, stop) if hasattr(item, "image")] == []
 
 
-def test_without_an_upscaler_neither_the_button_nor_the_endpoint_exists(fake):
-    client = new_client(fake.url)
-    assert "/upscale" not in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert "Upscale 2x" not in buttons(fake.url) and "Generate" in buttons(fake.url)
+def test_without_an_upscaler_neither_the_button_nor_the_endpoint_exists(loaded_tiny):
+    """The app's config (what /config serves) has no Upscale 2x button and no /upscale endpoint."""
+    from janus_demo.web.demo import build_demo
+
+    backend = FakeBackend(loaded_tiny)
+    config = build_demo(backend).get_config_file()
+    names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"}
+    assert names == {"chat", "generate_images", "model_info"}
+    labels = [c["props"].get("value") for c in config["components"] if c["type"] == "button"]
+    assert "Upscale 2x" not in labels and "Generate" in labels
     with pytest.raises(Exception, match="no upscaler"):
-        fake.prepare_upscale("anything.png")
-    client.close()
+        backend.prepare_upscale("anything.png")
 
 
 def test_the_readme_example_runs(upscaling, monkeypatch, capsys):
