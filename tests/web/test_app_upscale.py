@@ -5,6 +5,7 @@ The app is a FakeBackend (real checks and model lock) given a real, tiny random-
 """
 
 import json
+import pickle
 import re
 import threading
 import urllib.request
@@ -94,6 +95,9 @@ def test_a_data_url_works_and_stop_ends_a_run(upscaling, tmp_path):
     assert prepared.name == "image" and prepared.metadata == {"note": "kept"}
     results = [item for item in upscaling.run_upscale(prepared) if hasattr(item, "image")]
     assert results[0].image.size == (80, 60) and results[0].image.info["note"] == "kept"
+    # on ZeroGPU the prepared request and the result are pickled across the worker's process boundary
+    assert pickle.loads(pickle.dumps(results[0])).image.tobytes() == results[0].image.tobytes()
+    assert pickle.loads(pickle.dumps(prepared)).metadata == {"note": "kept"}
     stop = threading.Event()
     stop.set()
     assert [item for item in upscaling.run_upscale(prepared, stop) if hasattr(item, "image")] == []
