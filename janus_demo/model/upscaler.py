@@ -15,7 +15,7 @@ parameter names follow xinntao's Real-ESRGAN / BasicSR, so official checkpoints 
 Tiling: not needed for our images. A 384x384 Janus image is one 192x192 feature map after the unshuffle
 (0.66 TMAC, 16.7 M parameters); the largest activation is the 768x768x64 map after the second
 upsampling, 150 MB in fp32 (75 MB in fp16), and the whole CPU process peaks near 0.85 GiB. The service
-layer caps the input at 1024 a side (2048x2048 out: about 7x the work and memory of 384, 1.1 GB of
+layer caps the input at 1024 a side (2048x2048 out: about 7x the work and memory of 384, some 2 GB of
 activations in fp16), so no tiling is done.
 """
 
