@@ -10,6 +10,7 @@ import sys
 from typing import NoReturn
 
 import gradio as gr
+import torch
 import transformers
 
 from janus_demo.launch import access
@@ -17,6 +18,7 @@ from janus_demo.launch.cache import CacheDir
 from janus_demo.launch.guard import GuardConfig, guard_app_kwargs
 from janus_demo.launch.settings import Settings
 from janus_demo.model.loading import ModelLoadError, load_janus, on_zero_gpu
+from janus_demo.model.upscaler import Upscaler, UpscalerError, load_upscaler
 from janus_demo.service.backend import Backend
 from janus_demo.service.clients import parse_size
 from janus_demo.web.demo import launch_options
@@ -30,8 +32,10 @@ def configure_logging() -> None:
 
 
 def load_backend_or_exit(settings: Settings) -> Backend:
-    """Load the model; on failure print one actionable line and exit with status 2."""
+    """Load the upscaler (if any, first: it fails in seconds) and the model; on failure print one actionable
+    line and exit with status 2."""
     log = logging.getLogger("janus_demo")
+    upscaler = load_upscaler_or_exit(settings)
     log.info("Loading %s (quantization=%s, device=%s)…", settings.model, settings.quantization, settings.device)
     try:
         loaded = load_janus(
@@ -42,7 +46,20 @@ def load_backend_or_exit(settings: Settings) -> Backend:
         raise SystemExit(2) from None
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
-    return Backend(loaded, client_limits=settings.client_limits())
+    if upscaler:
+        upscaler.place(loaded.device, loaded.dtype)
+        log.info("Upscaler %s on %s in %s", settings.upscaler, upscaler.device, upscaler.dtype)
+    return Backend(loaded, client_limits=settings.client_limits(), upscaler=upscaler)
+
+
+def load_upscaler_or_exit(settings: Settings) -> Upscaler | None:
+    """The --upscaler checkpoint, on the CPU for now (None without one); on failure one line, exit status 2."""
+    if not settings.upscaler:
+        return None
+    try:
+        return load_upscaler(settings.upscaler, torch.device("cpu"))
+    except UpscalerError as error:
+        _exit_with(str(error))
 
 
 def configure_queue(demo: gr.Blocks, max_size: int = 32, zerogpu_concurrency: int = 1) -> gr.Blocks:

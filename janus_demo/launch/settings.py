@@ -41,6 +41,7 @@ class Settings:
     share_without_auth: bool = False
     mcp: bool = False
     images_only: bool = False
+    upscaler: str | None = None
     # per client, for a public server (declared in janus_demo.service.clients.ClientLimits)
     max_body_size: str = size_text(_LIMITS.max_body_bytes)
     jobs_per_session: int = _LIMITS.jobs_per_session
@@ -169,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_flag("JANUS_IMAGES_ONLY"),
         help="text-to-image only: leave out the vision tower, aligner, lm_head and the Chat tab, so 7B in "
         "4-bit fits an 8 GB card [JANUS_IMAGES_ONLY] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--upscaler",
+        metavar="PATH_OR_HUB_ID",
+        default=_env("JANUS_UPSCALER", "") or None,
+        help="a 2x Real-ESRGAN (RRDBNet) checkpoint: a local .pth/.safetensors file, or a hub repo_id[:filename] "
+        "such as nateraw/real-esrgan:RealESRGAN_x2plus.pth; adds 'Upscale 2x' and /upscale [JANUS_UPSCALER] "
+        "(default: none)",
     )
     add_access_flags(parser)
     add_client_flags(parser)

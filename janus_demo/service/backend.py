@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -32,6 +33,7 @@ from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus, on_zero_gpu
+from janus_demo.model.upscaler import Stopped, Upscaler, memory_problem
 from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
@@ -54,6 +56,7 @@ from janus_demo.service.requests import (
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
 CONVERSATION_TOO_LONG = "This conversation is too long; clear it and start again."
+NO_UPSCALER = "This server has no upscaler (start it with --upscaler to offer Upscale 2x)."
 IMAGES_ONLY = "This server only draws images (it was started with --images-only): chat is off."
 NO_DESCRIPTIONS = (
     "This server only draws images (it was started with --images-only): variations need the model to describe "
@@ -104,6 +107,23 @@ class PreparedVariations:
     source_size: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class PreparedUpscale:
+    """A checked image to enlarge, with the PNG text it came with (kept in the result)."""
+
+    image: Image.Image
+    metadata: dict[str, str]
+    name: str  # the source file's name without its extension ("image" for a data URL)
+
+
+@dataclass(frozen=True)
+class Upscaled:
+    """An upscale's result: the larger image (its `info` holds the source's PNG text and an "upscaled" note)."""
+
+    image: Image.Image
+    seconds: float
+
+
 class Backend:
     """A loaded model, its lock, the request limits and the schemas they give.
 
@@ -119,8 +139,10 @@ class Backend:
         image_limits: intake.ImageLimits | None = None,
         client_limits: ClientLimits | None = None,
         gpu_budget: GpuBudget | None = None,
+        upscaler: Upscaler | None = None,
     ) -> None:
         self.loaded = loaded
+        self.upscaler = upscaler
         self.gpu_budget = gpu_budget or (GpuBudget() if on_zero_gpu() else None)
         self.billions = loaded.language_billions
         self.limits = self._fit_budget(limits or Limits())
@@ -274,6 +296,11 @@ class Backend:
             encode + self.budget.image_seconds(self.billions, request.num_images, request.guided, previews)
         )
 
+    def upscale_duration(self, prepared: PreparedUpscale) -> int:
+        """Seconds a prepared upscale borrows a ZeroGPU GPU for (its work grows with the image's area)."""
+        area = prepared.image.width * prepared.image.height / (384 * 384)
+        return self.budget.duration(self.budget.upscale_s * area)
+
     def run_deadline(self, duration_s: float) -> float:
         """Seconds a run may take inside a loan of `duration_s`: it stops itself before the loan ends."""
         return self.budget.run_deadline(duration_s)
@@ -411,6 +438,58 @@ class Backend:
             label = self.schemas.redraw[name].label
             raise FieldError(name, f"{label}: {error}") from None
 
+    # --- 2x upscale
+
+    @property
+    def can_upscale(self) -> bool:
+        """True when the server was started with an upscaler (--upscaler)."""
+        return self.upscaler is not None
+
+    def prepare_upscale(self, *settings: object, **named: object) -> PreparedUpscale:
+        """Check an `/upscale` request and read its image (CPU); InputError (FieldError "image") says why not."""
+        if self.upscaler is None:
+            raise InputError(NO_UPSCALER)
+        values = self.schemas.upscale.check(self.schemas.upscale.bind(*settings, **named))
+        source = values["image"]
+        try:
+            image = intake.load_image(source, self.image_limits)
+        except InputError as error:
+            raise FieldError("image", f"Image: {error}") from None
+        side = self.limits.max_upscale_side
+        if max(image.size) > side:
+            raise FieldError(
+                "image", f"Image is {image.width}x{image.height} pixels; upscaling takes at most {side} a side."
+            )
+        if problem := memory_problem(self.upscaler, image.width, image.height):
+            raise InputError(problem)
+        name = "image" if source.startswith("data:") else Path(source).stem
+        return PreparedUpscale(image, png_text(image), name)
+
+    def run_upscale(self, prepared: PreparedUpscale, stop: threading.Event | None = None) -> Iterator[Any]:
+        """Enlarge a prepared image under the model lock: Heartbeats while waiting, then one `Upscaled`
+        (nothing if stopped)."""
+        stop = stop or threading.Event()
+        up = self.upscaler
+        if up is None:
+            raise InputError(NO_UPSCALER)
+
+        def work(emit: Callable[[Upscaled], None]) -> None:
+            start = time.perf_counter()
+            try:
+                image = up.upscale(prepared.image, stop)
+            except Stopped:
+                return
+            note = f"{up.scale}x from {prepared.image.width}x{prepared.image.height} with {up.source}"
+            image.info.update(prepared.metadata | {"upscaled": note})
+            emit(Upscaled(image, time.perf_counter() - start))
+
+        return self._stream(work, stop, "upscale")
+
+    def upscale(self, *settings: object, **named: Any) -> Iterator[Any]:
+        """`prepare_upscale` then `run_upscale` (`stop=` an Event to stop it from outside)."""
+        stop = named.pop("stop", None)
+        return self.run_upscale(self.prepare_upscale(*settings, **named), stop)
+
     # --- the model work (runs under the lock; tests replace these two with fakes)
 
     def _answer(self, inputs: dict[str, Any], options: ChatOptions, stop: threading.Event, emit: Callable) -> None:
@@ -540,6 +619,15 @@ def _size(image: Image.Image) -> str:
 
 def _size_of(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
+
+
+def png_text(image: Image.Image, max_chars: int = 20_000) -> dict[str, str]:
+    """The text chunks an uploaded PNG came with (intake keeps them), at most `max_chars` in all."""
+    kept, total = {}, 0
+    for key, value in image.info.get("text", {}).items():
+        if isinstance(key, str) and isinstance(value, str) and total + len(key) + len(value) <= max_chars:
+            kept[key], total = value, total + len(key) + len(value)
+    return kept
 
 
 def _with_note(stream: Iterator[ChatChunk | Heartbeat], note: str) -> Iterator[ChatChunk | Heartbeat]:

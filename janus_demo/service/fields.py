@@ -106,18 +106,25 @@ class ChoiceField:
 
 @dataclass(frozen=True)
 class ImageField:
-    """An image file: a path or a `data:` URL (`janus_demo.service.intake` reads it); no default."""
+    """An image file: a path, a `data:image/...` URL, or gradio's file data ({"path": ...} or {"url": ...}).
+
+    The check only takes the reference; `janus_demo.service.intake` reads the file and judges the image.
+    """
 
     name: str
     label: str
     help: str = ""
-    default: None = None
+    default: None = None  # required: a missing image is refused by the check
 
     def check(self, value: object) -> str:
-        """`value` if it is a non-empty string, else FieldError (the file itself is judged by intake)."""
-        if not isinstance(value, str) or not value:
+        """The path or data URL `value` refers to, else FieldError (the file itself is judged by intake)."""
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("url")
+        if not isinstance(value, str) or not value.strip():
             got = "" if value in (None, "") else f" (got a {type(value).__name__})"
             raise FieldError(self.name, f"{self.label} is missing: upload an image file{got}.")
+        if "\0" in value:
+            raise FieldError(self.name, f"{self.label} must be an image file (got an invalid file name).")
         return value
 
 

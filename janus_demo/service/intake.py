@@ -195,6 +195,7 @@ def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] 
             image.load()  # frame 0 only; raises on truncated or corrupt data
             orientation = _orientation(image)
             rgb = to_rgb(image, background)
+            text = dict(getattr(image, "text", {}))  # a PNG's text chunks (our images' prompt, seed, ...)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -207,7 +208,9 @@ def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] 
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... on bad data
         log.info("refused an image that did not decode: %r", exc)
         raise InputError(DAMAGED) from exc
-    return _upright(rgb, orientation)
+    upright = _upright(rgb, orientation)
+    upright.info["text"] = text
+    return upright
 
 
 def _orientation(image: Image.Image) -> int:

@@ -62,6 +62,8 @@ class Limits:
     capped: fields whose maximum was lowered to fit a time budget (ZeroGPU), and `cap_reason` says why.
     preview_interval_s: previews closer together are dropped (ZeroGPU: each one is pickled to the server
         process and written to its cache; faster ones pile up there, and Stop waits for the pile).
+    max_upscale_side: longest side of an image `/upscale` accepts (Janus draws 384x384; 1024 -> 2048 is
+        about 7x the work and memory of 384 -> 768, still without tiling).
     """
 
     max_prompt_chars: int = 4000
@@ -84,6 +86,8 @@ class Limits:
     def why_capped(self, name: str) -> str:
         """A sentence for a capped field's help and refusals ('' when it is not capped)."""
         return f"Lower than usual here: {self.cap_reason}." if name in self.capped and self.cap_reason else ""
+
+    max_upscale_side: int = 1024
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,21 @@ def variations_schema(limits: Limits, gpu: bool) -> Schema:
     )
 
 
+def upscale_schema(limits: Limits) -> Schema:
+    """`/upscale` (offered when the server has an upscaler): one image, twice as large."""
+    return Schema(
+        "/upscale",
+        (
+            ImageField(
+                "image",
+                "Image",
+                help=f"The image to enlarge 2x, at most {limits.max_upscale_side} pixels a side: a file, or a "
+                '"data:image/...;base64," URL.',
+            ),
+        ),
+    )
+
+
 class Schemas(NamedTuple):
     """Every request's schema for one set of limits."""
 
@@ -350,6 +369,7 @@ class Schemas(NamedTuple):
     complete: Schema
     redraw: Schema
     variations: Schema
+    upscale: Schema
 
 
 def schemas_for(limits: Limits, gpu: bool) -> Schemas:
@@ -359,6 +379,7 @@ def schemas_for(limits: Limits, gpu: bool) -> Schemas:
         complete_schema(limits, gpu),
         redraw_schema(limits, gpu),
         variations_schema(limits, gpu),
+        upscale_schema(limits),
     )
 
 
@@ -396,6 +417,7 @@ class GpuBudget:
     row_growth: float = 0.06  # each extra row of the batch (images x 2 with guidance) adds this share of a step
     preview_s: float = 0.02  # one image decoded by the VQ decoder for a preview
     encode_s: float = 1.0  # an edit's photo through the VQ encoder (one 384x384 image, like a preview's decode)
+    upscale_s: float = 1.0  # one 384x384 image enlarged 2x (~0.7 TMAC; well under a second on a GPU), per its area
     preview_interval_s: float = 0.5  # previews closer together than this are dropped (Stop stays fast)
 
     # --- estimates of the model's work (no margin)

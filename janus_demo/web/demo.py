@@ -19,6 +19,7 @@ from janus_demo.web.chat_tab import build_chat_tab
 from janus_demo.web.edit_tab import build_edit_tab
 from janus_demo.web.images_tab import build_images_tab
 from janus_demo.web.model_panel import model_table
+from janus_demo.web.upscale import add_upscale_api
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TITLE = "Janus-Pro"
@@ -61,6 +62,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
             gr.Markdown(model_table(info), elem_id="model-info")
             model_json = gr.JSON(value=info, visible=False)  # /model_info's output
         demo.load(model_info_fn(backend), None, model_json, api_name="model_info", queue=False)
+        if backend.can_upscale:  # /upscale exists only with an upscaler
+            image_events.append(add_upscale_api(backend))
         if chat:
             chat.on_load(demo)  # the browser's saved chats come back
     # Only the model's work takes a place in a client's share of the line (not, say, a field's own check).

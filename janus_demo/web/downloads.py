@@ -38,16 +38,17 @@ def png_name(seed: int, index: int) -> str:
 
 def save_pngs(images: Sequence[Image.Image], seed: int, folder: Path) -> list[Path]:
     """Each image as a PNG whose text chunks hold its `info` (prompt, seed, guidance, ... from the backend)."""
-    paths = []
-    for index, image in enumerate(images, start=1):
-        metadata = PngImagePlugin.PngInfo()
-        for key, value in image.info.items():
-            if isinstance(value, str):
-                metadata.add_text(key, value)  # iTXt when the text is not Latin-1, so any prompt survives
-        path = folder / png_name(seed, index)
-        image.save(path, format="PNG", pnginfo=metadata)
-        paths.append(path)
-    return paths
+    return [save_png(image, folder / png_name(seed, index)) for index, image in enumerate(images, start=1)]
+
+
+def save_png(image: Image.Image, path: Path) -> Path:
+    """`image` as a PNG at `path`, the text values of its `info` as text chunks."""
+    metadata = PngImagePlugin.PngInfo()
+    for key, value in image.info.items():
+        if isinstance(value, str):
+            metadata.add_text(key, value)  # iTXt when the text is not Latin-1, so any prompt survives
+    image.save(path, format="PNG", pnginfo=metadata)
+    return path
 
 
 def zip_files(paths: Sequence[Path], archive: Path) -> Path:

@@ -41,6 +41,7 @@ from janus_demo.web.images_tab import (
 )
 from janus_demo.web.messages import STARTING, user_facing_errors
 from janus_demo.web.refusals import validator
+from janus_demo.web.upscale import add_upscale
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import kept_warm, on_gpu
@@ -274,6 +275,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
     """Render the tab into the current Blocks context; return the ids of the events that run the model."""
     schemas = backend.schemas
     complete, redraw, vary = schemas.complete, schemas.redraw, schemas.variations
+    run_state = gr.State(IDLE)
     with gr.Row(equal_height=False, elem_id="edit-layout"):
         with gr.Column(scale=2, min_width=300, elem_id="edit-compose"):
             offered = MODES if backend.can_chat else MODES[:2]  # variations need the model's description
@@ -350,6 +352,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
                     None, label="Seed used", precision=0, interactive=False, visible=False, elem_id="edit-seed-used"
                 )
                 reuse = gr.Button("Reuse this seed", size="sm", interactive=False, elem_id="edit-reuse")
+            upscale_events = add_upscale(backend, gallery, run_state, stop) if backend.can_upscale else []
         with gr.Column(scale=2, min_width=300, elem_id="edit-settings"):
             field = lambda name: widget(complete[name], elem_id=f"edit-field-{name}")  # noqa: E731
             with gr.Row():
@@ -358,7 +361,6 @@ def build_edit_tab(backend: Backend) -> list[int]:
                 guidance, temperature = field("guidance_scale"), field("temperature")
             with gr.Accordion(ADVANCED, open=False, elem_id="edit-advanced"):
                 preview_every = field("preview_every")
-    run_state = gr.State(IDLE)
     groups_by_mode = [complete_group, redraw_group, vary_group]
     mode.change(
         lambda chosen: [gr.update(visible=chosen == name) for name in MODES],
@@ -468,7 +470,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
             **api,
         ),
     ]
-    return [event["id"] for event in (*runs, *apis)]
+    return [event["id"] for event in (*runs, *apis)] + upscale_events
 
 
 def photo_input(elem_id: str) -> gr.Image:

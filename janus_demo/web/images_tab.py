@@ -28,6 +28,7 @@ from janus_demo.service.model_lock import Heartbeat
 from janus_demo.web.downloads import download_folder, save_pngs, zip_files
 from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
 from janus_demo.web.refusals import validator
+from janus_demo.web.upscale import UNFINISHED, add_upscale
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
@@ -35,7 +36,6 @@ from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 ADVANCED = "Advanced"
 IDLE: dict[str, Any] = {"running": False}  # the run state between requests
-UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line says where it stopped)
 
 EXAMPLE_PROMPTS = [
     "A close-up photo of a tabby cat with green eyes, soft window light",
@@ -252,6 +252,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
     """Render the tab into the current Blocks context; "Ask about this image" fills `chat_input` (no such
     button without a chat). Returns the ids of the events that run the model."""
     schema = backend.schemas.images
+    selected, run_state = gr.State(None), gr.State(IDLE)
     with gr.Row(equal_height=False, elem_id="t2i-layout"):
         with gr.Column(scale=2, min_width=300, elem_id="t2i-compose"):
             prompt_field = schema["prompt"]
@@ -301,6 +302,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
                 )
                 reuse = gr.Button("Reuse this seed", size="sm", interactive=False, elem_id="t2i-reuse")
                 ask = gr.Button("Ask about this image", size="sm", elem_id="t2i-ask", visible=chat_input is not None)
+            upscale_events = add_upscale(backend, gallery, run_state, stop) if backend.can_upscale else []
         with gr.Column(scale=2, min_width=300, elem_id="t2i-settings"):
             with gr.Row():
                 seed, num_images = widget(schema["seed"]), widget(schema["num_images"])
@@ -311,7 +313,6 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
                 preview_mode = widget(schema["preview_mode"])
             # Only fill the prompt: nothing runs or is cached at start-up (on ZeroGPU that would spend GPU time).
             gr.Examples(EXAMPLE_PROMPTS, inputs=[prompt], label="Example prompts", cache_examples=False)
-    selected, run_state = gr.State(None), gr.State(IDLE)
     api_button = gr.Button(visible=False)
 
     inputs = [prompt, seed, guidance, temperature, num_images, top_p, preview_every, preview_mode]
@@ -357,7 +358,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
         preprocess=False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
         concurrency_id="images",
     )
-    model_events = [run["id"], api["id"]]
+    model_events = [run["id"], api["id"], *upscale_events]
     if chat_input is None:
         return model_events
     ask.click(

@@ -1,0 +1,85 @@
+"""Upscale 2x in a real browser, on a FakeBackend app with a tiny random-weight upscaler: the button upscales
+the selected result, shows it and downloads a 2x PNG that keeps the original's metadata."""
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+from support.browser import IMAGES_STATUS, no_error_badge, shots
+from support.fake_backend import FakeBackend
+from support.meters import wait_until
+from support.png import read_png_metadata
+from support.serving import image_args, new_client, served
+from support.upscaler import tiny_upscaler
+
+UPSCALE_STATUS = ".upscale-status [data-testid=markdown]"
+
+
+@pytest.fixture(scope="module")
+def upscaling(loaded_tiny, tmp_path_factory):
+    backend = FakeBackend(loaded_tiny, upscaler=tiny_upscaler(tmp_path_factory.mktemp("upscaler")))
+    with served(backend) as (_, url):
+        backend.url = url
+        yield backend
+
+
+def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp_path):
+    page = pages(upscaling.url, accept_downloads=True)
+    page.get_by_role("tab", name="Text to image").click()
+    upscale = page.get_by_role("button", name="Upscale 2x")
+    upscale.click()  # nothing to upscale yet: said, nothing breaks
+    expect(page.locator(UPSCALE_STATUS)).to_have_text("Generate an image first, then upscale it.")
+    no_error_badge(page)
+    shots(page, "upscale-without-image")
+
+    page.locator("#field-num_images input[type=number]").fill("2")
+    page.locator("#field-seed input").fill("7")
+    page.locator("#t2i-prompt textarea").fill("A fox in the snow")
+    page.locator("#t2i-generate").click()
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images", timeout=30_000)
+    page.locator("#t2i-gallery .grid-container img").nth(1).click()  # select the second image
+    page.keyboard.press("Escape")
+    upscale.click()
+    expect(page.locator(UPSCALE_STATUS)).to_contain_text("Upscaled 384×384 → 768×768", timeout=30_000)
+    expect(page.locator(".upscale-result img")).to_be_visible()
+    no_error_badge(page)
+    shots(page, "upscale-result")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download 2x PNG").click()
+    assert download.value.suggested_filename == "janus-7-2-2x.png"
+    download.value.save_as(tmp_path / "big.png")
+    assert Image.open(tmp_path / "big.png").size == (768, 768)
+    metadata = read_png_metadata(tmp_path / "big.png")
+    assert metadata["prompt"] == "A fox in the snow" and metadata["seed"] == "7"
+    assert metadata["upscaled"].startswith("2x from 384x384")
+
+    page.locator("#t2i-generate").click()  # a new run: the last upscale goes away with its images
+    expect(page.locator(".upscale-result")).to_be_hidden()
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images", timeout=30_000)
+
+
+def test_stop_ends_an_upscale_waiting_for_the_model(pages, upscaling):
+    page = pages(upscaling.url)
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#t2i-prompt textarea").fill("A fox in the snow")
+    page.locator("#t2i-generate").click()
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 1 image", timeout=30_000)
+    upscaling.reset()
+    upscaling.gate.clear()  # another user's request holds the model
+    other = new_client(upscaling.url)
+    job = other.submit("A cat", *image_args(), api_name="/generate_images")
+    try:
+        wait_until(lambda: upscaling.inside == 1, timeout=30)
+        page.get_by_role("button", name="Upscale 2x").click()
+        expect(page.locator(UPSCALE_STATUS)).to_contain_text("Waiting for the model", timeout=30_000)
+        page.locator("#t2i-stop").click()
+        expect(page.locator(UPSCALE_STATUS)).to_have_text("Stopped.")
+        no_error_badge(page)
+        shots(page, "upscale-stopped")
+    finally:
+        upscaling.gate.set()
+        job.result(timeout=60)
+        other.close()
+    page.wait_for_timeout(500)
+    assert upscaling.lock.entered == 1, "the stopped upscale never ran"
+    expect(page.locator(".upscale-result")).to_be_hidden()
