@@ -465,9 +465,11 @@ class Backend:
         name = "image" if source.startswith("data:") else Path(source).stem
         return PreparedUpscale(image, png_text(image), name)
 
-    def run_upscale(self, prepared: PreparedUpscale, stop: threading.Event | None = None) -> Iterator[Any]:
-        """Enlarge a prepared image under the model lock: Heartbeats while waiting, then one `Upscaled`
-        (nothing if stopped)."""
+    def run_upscale(
+        self, prepared: PreparedUpscale, stop: threading.Event | None = None, deadline_s: float | None = None
+    ) -> Iterator[Any]:
+        """Enlarge a prepared image under the model lock: Heartbeats while waiting (at most `deadline_s`, default
+        `limits.request_deadline_s`), then one `Upscaled` (nothing if stopped)."""
         stop = stop or threading.Event()
         up = self.upscaler
         if up is None:
@@ -483,7 +485,7 @@ class Backend:
             image.info.update(prepared.metadata | {"upscaled": note})
             emit(Upscaled(image, time.perf_counter() - start))
 
-        return self._stream(work, stop, "upscale")
+        return self._stream(work, stop, "upscale", deadline_s)
 
     def upscale(self, *settings: object, **named: Any) -> Iterator[Any]:
         """`prepare_upscale` then `run_upscale` (`stop=` an Event to stop it from outside)."""
@@ -503,9 +505,15 @@ class Backend:
 
     # --- helpers
 
-    def _stream(self, work: Callable[[Callable[[Any], None]], None], stop: threading.Event, kind: str) -> Iterator[Any]:
+    def _stream(
+        self,
+        work: Callable[[Callable[[Any], None]], None],
+        stop: threading.Event,
+        kind: str,
+        deadline_s: float | None = None,
+    ) -> Iterator[Any]:
         """Run `work` under the model lock: wait at most the deadline for it, with heartbeats (place in line)."""
-        limit = self.limits.request_deadline_s
+        limit = deadline_s or self.limits.request_deadline_s
         return self.lock.stream(work, stop, wait_timeout=limit, heartbeat=HEARTBEAT_S, kind=kind)
 
     @staticmethod

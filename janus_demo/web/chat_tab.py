@@ -32,7 +32,7 @@ from janus_demo.web.refusals import validator
 from janus_demo.web.saved_chats import build_saved_chats, wire_saved_chats
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
+from janus_demo.web.zerogpu import gpu_function, raised
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -85,19 +85,9 @@ def status_line(chunk: ChatChunk) -> str:
 
 
 def make_answer_fn(backend: Backend) -> AnswerFn:
-    """The one function that borrows a GPU for chat: it runs an already prepared turn (its errors end it as a
-    `Failed` marker, see janus_demo/web/zerogpu.py)."""
-
-    def chat_duration(prepared: PreparedChat) -> int:
-        return backend.chat_duration(prepared)
-
-    @on_gpu(duration=chat_duration)
-    def answer_on_gpu(prepared: PreparedChat) -> Iterator[ChatChunk | Heartbeat]:
-        """Run a prepared turn under the model lock (borrows a GPU on ZeroGPU, and stops before the loan ends)."""
-        deadline = backend.run_deadline(chat_duration(prepared)) if backend.gpu_budget else None
-        yield from kept_warm(backend.run_chat(prepared, deadline_s=deadline))
-
-    return answer_on_gpu
+    """The one function that borrows a GPU for chat: it runs an already prepared turn under the model lock."""
+    deadline = backend.run_deadline if backend.gpu_budget else None
+    return gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, deadline)
 
 
 def answer_updates(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[Update]:

@@ -44,7 +44,7 @@ from janus_demo.web.refusals import validator
 from janus_demo.web.upscale import add_upscale
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import kept_warm, on_gpu
+from janus_demo.web.zerogpu import gpu_function
 
 EditFn = Callable[[PreparedEdit], Iterator[ImageProgress | Heartbeat]]
 SETTINGS = ("seed", "guidance_scale", "temperature", "num_images", "preview_every")  # shared by the three modes
@@ -80,19 +80,9 @@ def editor_files(value: Any) -> tuple[str | None, str | None]:
 
 
 def make_edit_fn(backend: Backend) -> EditFn:
-    """The one function that borrows a GPU for an edit: it runs an already prepared one (its errors end it as a
-    `Failed` marker, see janus_demo/web/zerogpu.py)."""
-
-    def edit_duration(prepared: PreparedEdit) -> int:
-        return backend.edit_duration(prepared)
-
-    @on_gpu(duration=edit_duration)
-    def edit_on_gpu(prepared: PreparedEdit) -> Iterator[ImageProgress | Heartbeat]:
-        """Run a prepared edit under the model lock (borrows a GPU on ZeroGPU, and stops before the loan ends)."""
-        deadline = backend.run_deadline(edit_duration(prepared)) if backend.gpu_budget else None
-        yield from kept_warm(backend.run_edit(prepared, deadline_s=deadline))
-
-    return edit_on_gpu
+    """The one function that borrows a GPU for an edit: it runs an already prepared one under the model lock."""
+    deadline = backend.run_deadline if backend.gpu_budget else None
+    return gpu_function("edit_on_gpu", backend.run_edit, backend.edit_duration, deadline)
 
 
 def edit_frames(edit_on_gpu: EditFn, prepared: PreparedEdit) -> Iterator[Frame]:

@@ -31,7 +31,7 @@ from janus_demo.web.refusals import validator
 from janus_demo.web.upscale import UNFINISHED, add_upscale
 from janus_demo.web.watch import watched
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
+from janus_demo.web.zerogpu import gpu_function, raised
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 ADVANCED = "Advanced"
@@ -141,19 +141,9 @@ def frames(draw_on_gpu: DrawFn, request: ImageRequest) -> Iterator[Frame]:
 
 
 def make_draw_fn(backend: Backend) -> DrawFn:
-    """The one function that borrows a GPU for images: it runs an already prepared request (its errors end it
-    as a `Failed` marker, see janus_demo/web/zerogpu.py)."""
-
-    def images_duration(request: ImageRequest) -> int:
-        return backend.images_duration(request)
-
-    @on_gpu(duration=images_duration)
-    def draw_on_gpu(request: ImageRequest) -> Iterator[ImageProgress | Heartbeat]:
-        """Run a prepared request under the model lock (borrows a GPU on ZeroGPU, and stops before the loan ends)."""
-        deadline = backend.run_deadline(images_duration(request)) if backend.gpu_budget else None
-        yield from kept_warm(backend.run_images(request, deadline_s=deadline))
-
-    return draw_on_gpu
+    """The one function that borrows a GPU for images: it runs an already prepared request under the model lock."""
+    deadline = backend.run_deadline if backend.gpu_budget else None
+    return gpu_function("draw_on_gpu", backend.run_images, backend.images_duration, deadline)
 
 
 def make_generate_fn(backend: Backend, draw_on_gpu: DrawFn | None = None):

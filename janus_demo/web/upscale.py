@@ -26,7 +26,7 @@ from janus_demo.service.model_lock import Heartbeat
 from janus_demo.web.downloads import download_folder, save_png
 from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
 from janus_demo.web.watch import watched
-from janus_demo.web.zerogpu import kept_warm, on_gpu, raised
+from janus_demo.web.zerogpu import gpu_function, raised
 
 UpscaleFn = Callable[[PreparedUpscale], Iterator[Upscaled | Heartbeat]]
 NOTHING_TO_UPSCALE = "Generate an image first, then upscale it."
@@ -34,18 +34,9 @@ UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line 
 
 
 def make_upscale_on_gpu(backend: Backend) -> UpscaleFn:
-    """The one function that borrows a GPU to upscale: it runs an already prepared request (its errors end it
-    as a `Failed` marker, see janus_demo/web/zerogpu.py)."""
-
-    def upscale_duration(prepared: PreparedUpscale) -> int:
-        return backend.upscale_duration(prepared)
-
-    @on_gpu(duration=upscale_duration)
-    def upscale_on_gpu(prepared: PreparedUpscale) -> Iterator[Upscaled | Heartbeat]:
-        """Run a prepared upscale under the model lock (borrows a GPU on ZeroGPU)."""
-        yield from kept_warm(backend.run_upscale(prepared))
-
-    return upscale_on_gpu
+    """The one function that borrows a GPU to upscale: it runs an already prepared request under the model lock."""
+    deadline = backend.run_deadline if backend.gpu_budget else None
+    return gpu_function("upscale_on_gpu", backend.run_upscale, backend.upscale_duration, deadline)
 
 
 def upscale_frames(upscale_on_gpu: UpscaleFn, prepared: PreparedUpscale) -> Iterator[tuple[Path | None, str | None]]:

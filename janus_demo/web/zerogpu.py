@@ -1,9 +1,7 @@
-"""ZeroGPU glue: `@on_gpu(duration=...)` is `@spaces.GPU(duration=...)`, or nothing without `spaces`.
+"""ZeroGPU glue: `@on_gpu(duration=...)` is `@spaces.GPU(duration=...)`, or nothing without `spaces`; every
+function that borrows a GPU is made by `gpu_function`.
 
-    @on_gpu(duration=backend.chat_duration)
-    def answer_on_gpu(prepared: PreparedChat):
-        yield from kept_warm(backend.run_chat(prepared, deadline_s=...))
-
+    answer_on_gpu = gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend.run_deadline)
     for chunk in raised(answer_on_gpu(prepared)): ...      # in the server process
 
 On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borrows a GPU in a worker
@@ -49,6 +47,27 @@ def on_gpu(duration: Callable[..., float]) -> Callable[[F], F]:
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
+
+
+def gpu_function(
+    name: str,
+    run: Callable[..., Iterator[T]],
+    duration: Callable[[Any], int],
+    deadline: Callable[[float], float] | None = None,
+) -> Callable[[Any], Iterator[T | Failed]]:
+    """A function `name` that borrows a GPU on ZeroGPU for `duration(prepared)` seconds to run
+    `run(prepared, deadline_s=...)`: the run stops itself at `deadline(duration)` (None: the request's own
+    limit), and its errors end the stream as a `Failed` marker. It takes one prepared request."""
+
+    def borrowed(prepared: Any) -> Iterator[T | Failed]:
+        limit = deadline(duration(prepared)) if deadline else None
+        yield from kept_warm(run(prepared, deadline_s=limit))
+
+    def sized(prepared: Any) -> int:  # spaces calls it with the function's own arguments
+        return duration(prepared)
+
+    borrowed.__name__ = borrowed.__qualname__ = name
+    return on_gpu(duration=sized)(borrowed)
 
 
 @dataclass(frozen=True)
