@@ -35,6 +35,8 @@ def upload(page, selector: str) -> None:
         page.wait_for_timeout(1500)
         files.set_input_files(PHOTO)
         expect(page.locator(selector).get_by_text("Upload an image")).to_be_hidden(timeout=10_000)
+        expect(page.locator(selector).get_by_role("button", name="Undo")).to_be_enabled()  # the photo is a step
+        page.wait_for_timeout(500)  # the canvas settles (once in ~20 runs a click right after it sent nothing)
     page.wait_for_timeout(300)  # the value reaches the app's state
 
 
@@ -92,7 +94,9 @@ def test_an_unpainted_photo_and_a_missing_photo_are_refused_next_to_them(fake_pa
     upload(page, EDITOR)
     page.locator("#edit-redraw-prompt textarea").fill("a cat")
     page.locator("#edit-redraw").click()
-    expect(validation_message(page, EDITOR)).to_contain_text("The mask is empty")
+    # the click first uploads the editor's layers (a full-size PNG each), then the check runs: on a loaded
+    # 2-core machine that can take longer than expect's default 5 s
+    expect(validation_message(page, EDITOR)).to_contain_text("The mask is empty", timeout=20_000)
     expect(page.locator("#edit-redraw-prompt textarea")).to_have_value("a cat")
     shots(page, "edit-refused-empty-mask")
 
