@@ -36,6 +36,7 @@ class ChatOptions:
     top_p: float
     seed: int
     deadline: float | None = None  # time.monotonic() after which generation stops
+    min_new_tokens: int = 0  # the end-of-text token is held back until this many tokens are out
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def generate_answer(
         loaded.model.generate(
             **inputs,
             max_new_tokens=options.max_new_tokens,
+            min_new_tokens=options.min_new_tokens or None,
             do_sample=sample,
             temperature=options.temperature if sample else None,
             top_p=options.top_p if sample else None,

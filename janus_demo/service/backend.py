@@ -69,6 +69,7 @@ DESCRIBE_INSTRUCTION = (
     "subject, the setting, the composition, the colours, the lighting and the style. Answer with the prompt only."
 )
 DESCRIBE_TOKENS = 160  # the longest description asked for
+DESCRIBE_MIN_TOKENS = 8  # a description that ends at once would leave nothing to draw from
 TEMPLATE_TOKENS = 32  # the chat template around a prompt, more than enough
 DESCRIBE_TEMPERATURE = 0.1  # DeepSeek's chat default: faithful descriptions
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
@@ -385,7 +386,9 @@ class Backend:
         values["seed"] = self._seed(values)
         question = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_INSTRUCTION}]}]
         inputs = chat.encode_conversation(self.loaded, question, [crop])
-        options = ChatOptions(DESCRIBE_TOKENS, DESCRIBE_TEMPERATURE, 0.95, values["seed"])
+        options = ChatOptions(
+            DESCRIBE_TOKENS, DESCRIBE_TEMPERATURE, 0.95, values["seed"], min_new_tokens=DESCRIBE_MIN_TOKENS
+        )
         problem = memory.image_memory_problem(  # the images' request, with the longest description
             self.loaded,
             values["num_images"],

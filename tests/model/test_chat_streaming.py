@@ -52,3 +52,23 @@ def test_a_set_stop_event_ends_generation_at_the_next_token(loaded_tiny):
     generate_answer(loaded_tiny, inputs, chat_options(max_new_tokens=500, temperature=0.0), stop, emit)
     assert chunks[-1].stop_reason == "stopped"
     assert chunks[-1].new_tokens <= chunks[-2].new_tokens + 1, "at most one more token after the stop"
+
+
+def test_min_new_tokens_holds_back_the_end_of_text(loaded_tiny, monkeypatch):
+    """A variations description must not end at once: with the first greedy token made the end-of-text token,
+    an answer ends right away, unless `min_new_tokens` holds the end back."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Describe it"}]}]
+    inputs = encode_conversation(loaded_tiny, messages, [])
+    tokenizer = loaded_tiny.processor.tokenizer
+    first = []
+    generate_answer(
+        loaded_tiny, inputs, chat_options(max_new_tokens=1, temperature=0.0), threading.Event(), first.append
+    )
+    token = tokenizer(first[-1].text, add_special_tokens=False)["input_ids"][0]
+    monkeypatch.setattr(tokenizer, "eos_token", tokenizer.convert_ids_to_tokens(token))
+    for least, fewest in ((0, 0), (6, 6)):
+        chunks = []
+        options = chat_options(max_new_tokens=10, temperature=0.0)
+        options = type(options)(**{**options.__dict__, "min_new_tokens": least})
+        generate_answer(loaded_tiny, inputs, options, threading.Event(), chunks.append)
+        assert chunks[-1].new_tokens >= fewest and (least or chunks[-1].new_tokens <= 1), (least, chunks[-1])
