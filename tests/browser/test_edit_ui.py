@@ -92,6 +92,8 @@ def test_an_unpainted_photo_and_a_missing_photo_are_refused_next_to_them(fake_pa
     edit_tab(page, "Redraw a region")
     watch_badges(page)
     upload(page, EDITOR)
+    paint(page)  # a stroke, taken back: nothing is painted
+    page.locator(EDITOR).get_by_role("button", name="Undo").click()
     page.locator("#edit-redraw-prompt textarea").fill("a cat")
     page.locator("#edit-redraw").click()
     # the click first uploads the editor's layers (a full-size PNG each), then the check runs: on a loaded
