@@ -87,3 +87,16 @@ def fake(fake_app):
     backend.url = url
     yield backend
     backend.reset()
+
+
+@pytest.fixture(scope="module")
+def upscaling(loaded_tiny, tmp_path_factory):
+    """A served FakeBackend with a tiny 2x upscaler (support.upscaler), per module; its URL is `.url`."""
+    from support.fake_backend import FakeBackend
+    from support.serving import served
+    from support.upscaler import tiny_upscaler
+
+    backend = FakeBackend(loaded_tiny, upscaler=tiny_upscaler(tmp_path_factory.mktemp("upscaler")))
+    with served(backend) as (_, url):
+        backend.url = url
+        yield backend

@@ -1,25 +1,14 @@
 """Upscale 2x in a real browser, on a FakeBackend app with a tiny random-weight upscaler: the button upscales
 the selected result, shows it and downloads a 2x PNG that keeps the original's metadata."""
 
-import pytest
 from PIL import Image
 from playwright.sync_api import expect
 from support.browser import IMAGES_STATUS, no_error_badge, shots
-from support.fake_backend import FakeBackend
 from support.meters import wait_until
 from support.png import read_png_metadata
-from support.serving import image_args, new_client, served
-from support.upscaler import tiny_upscaler
+from support.serving import image_args, new_client
 
 UPSCALE_STATUS = ".upscale-status [data-testid=markdown]"
-
-
-@pytest.fixture(scope="module")
-def upscaling(loaded_tiny, tmp_path_factory):
-    backend = FakeBackend(loaded_tiny, upscaler=tiny_upscaler(tmp_path_factory.mktemp("upscaler")))
-    with served(backend) as (_, url):
-        backend.url = url
-        yield backend
 
 
 def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp_path):

@@ -9,31 +9,19 @@ import pickle
 import re
 import threading
 import urllib.request
-from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from support import ROOT
 from support.fake_backend import FakeBackend
 from support.png import read_png_metadata, save_png
 from support.raw_api import fn_index, raw_call
-from support.serving import image_args, new_client, served
-from support.upscaler import tiny_upscaler
+from support.serving import image_args, new_client
 
 from janus_demo.service.errors import FieldError
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def upscaling(loaded_tiny, tmp_path_factory):
-    """A served FakeBackend with a tiny 2x upscaler; its URL is `.url`."""
-    backend = FakeBackend(loaded_tiny, upscaler=tiny_upscaler(tmp_path_factory.mktemp("upscaler")))
-    with served(backend) as (_, url):
-        backend.url = url
-        yield backend
 
 
 def config(url):
