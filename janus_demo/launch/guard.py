@@ -89,16 +89,22 @@ class BodyTooLarge(Exception):
     """Raised from `receive` when a streamed body passes its cap."""
 
 
-def guard_app_kwargs(config: GuardConfig, ledger: ClientLedger) -> dict[str, Any]:
-    """`launch(app_kwargs=...)`: gradio's FastAPI app gets the guard as its own middleware."""
-    return {"middleware": [Middleware(Guard, config=config, ledger=ledger)]}
+CacheRoom = Callable[[int, int], "str | None"]  # (bytes, files) about to be written -> a refusal, or None
+
+
+def guard_app_kwargs(config: GuardConfig, ledger: ClientLedger, cache_room: CacheRoom | None = None) -> dict[str, Any]:
+    """`launch(app_kwargs=...)`: gradio's FastAPI app gets the guard as its own middleware; `cache_room` says
+    whether the app's cache folder has room for an upload."""
+    return {"middleware": [Middleware(Guard, config=config, ledger=ledger, cache_room=cache_room)]}
 
 
 class Guard:
     """The ASGI middleware; see the module docstring."""
 
-    def __init__(self, app: Callable, config: GuardConfig, ledger: ClientLedger) -> None:
-        self.app, self.config, self.ledger = app, config, ledger
+    def __init__(
+        self, app: Callable, config: GuardConfig, ledger: ClientLedger, cache_room: CacheRoom | None = None
+    ) -> None:
+        self.app, self.config, self.ledger, self.cache_room = app, config, ledger, cache_room
         self._tokens: OrderedDict[str, str] = OrderedDict()  # login cookie value -> user name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,6 +176,10 @@ class Guard:
         if upload and (refusal := self.ledger.admit_upload(client, declared or limit)):
             log.info("refused an upload from %s: %s", client.ip, refusal)
             await _respond(send, 429, refusal, [(b"retry-after", b"60")])
+            return
+        if upload and self.cache_room and (refusal := self.cache_room(declared or limit, 1)):
+            log.warning("refused an upload: %s", refusal)
+            await _respond(send, 507, refusal, [(b"retry-after", b"60")])
             return
         await self.app(scope, _counting(receive, limit), send)
 
