@@ -13,7 +13,7 @@ In the browser (saved chats), so that the Chat tab's conversations survive a rel
 
     chats = restore(stored, roots=[cache_dir, assets_dir], limits=Limits())   # whatever the browser sent
     chat_id, chats = remember(chats, chat_id, chatbot_messages, limits)       # after each answer
-    messages = shown(chats[0], roots)                                         # into the Chatbot again
+    messages = shown(chats[0], roots, limits)                                 # into the Chatbot again
     stored = to_storage(chats)                                                 # back to the browser
 
 The browser keeps a list of conversations, newest first, each {"id": "3fa2c1d0", "messages": [gradio 6
@@ -25,11 +25,14 @@ process starts with an empty one), becomes a note in the message instead of an i
 
 The list is bounded (`Limits.max_saved_chats` conversations, `max_saved_messages` newest messages each,
 `max_saved_chars` characters of text in all), so the browser's storage and the requests that carry it
-cannot grow without end.
+cannot grow without end. Reading it back costs time linear in its size: the list is measured before it is
+read (`max_saved_size`), and only a path within `max_path_chars` and `max_path_parts` that is written under a
+root is ever resolved (pathlib's resolve is quadratic in a path's parts: 957 KB of "/../tmp" took 6 s).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -106,10 +109,14 @@ def restore(stored: object, roots: Sequence[str | os.PathLike[str]], limits: Lim
     """The browser's saved chats, read as untrusted data: unreadable conversations and messages are left out,
     images outside `roots` become notes, ids are made unique, and the caps apply (newest kept)."""
     chats: list[SavedChat] = []
+    room = limits.max_saved_size
     for entry in stored[: limits.max_saved_chats] if isinstance(stored, list) else []:
+        room -= size_of(entry, room)
+        if room < 0:  # this one and the older ones are left out unread
+            break
         if not isinstance(entry, Mapping):
             continue
-        messages = tuple(_within(message, roots) for message in stored_messages(entry.get("messages")))
+        messages = tuple(_within(message, roots, limits) for message in stored_messages(entry.get("messages")))
         if not messages:
             continue
         chat_id = entry.get("id")
@@ -141,10 +148,10 @@ def find(chats: Sequence[SavedChat], chat_id: object) -> SavedChat | None:
     return next((chat for chat in chats if chat.id == chat_id), None)
 
 
-def shown(chat: SavedChat | None, roots: Sequence[str | os.PathLike[str]]) -> list[Message]:
+def shown(chat: SavedChat | None, roots: Sequence[str | os.PathLike[str]], limits: Limits) -> list[Message]:
     """The conversation as the Chatbot shows it: each image whose file is gone (or was never under `roots`)
     replaced by a note."""
-    return [_within(message, roots) for message in chat.messages] if chat else []
+    return [_within(message, roots, limits) for message in chat.messages] if chat else []
 
 
 def to_storage(chats: Iterable[SavedChat]) -> list[dict[str, Any]]:
@@ -176,25 +183,57 @@ def _block(block: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"type": "file", "file": {"path": file if isinstance(file, str) else file["path"]}}
 
 
-def _within(message: Message, roots: Sequence[str | os.PathLike[str]]) -> Message:
+def size_of(value: object, limit: int) -> int:
+    """The size of JSON data in characters (a text counts its length, any other value 1), counted only until
+    it passes `limit`. A loop over a stack, not recursion: deeply nested data cannot overflow it."""
+    total, pending = 0, [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        total += len(item) if isinstance(item, str) else 1
+        if isinstance(item, Mapping):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            pending += item
+    return total
+
+
+def _within(message: Message, roots: Sequence[str | os.PathLike[str]], limits: Limits) -> Message:
     """The message with each image that is not a file under `roots` replaced by IMAGE_GONE."""
     content = [
-        block if block["type"] == "text" else _shown_file(block["file"]["path"], roots) for block in message["content"]
+        block if block["type"] == "text" else _shown_file(block["file"]["path"], roots, limits)
+        for block in message["content"]
     ]
     return {**message, "content": content}
 
 
-def _shown_file(path: str, roots: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    return file_block(path) if is_servable(path, roots) else {"type": "text", "text": IMAGE_GONE}
+def _shown_file(path: str, roots: Sequence[str | os.PathLike[str]], limits: Limits) -> dict[str, Any]:
+    return file_block(path) if is_servable(path, roots, limits) else {"type": "text", "text": IMAGE_GONE}
 
 
-def is_servable(path: str, roots: Sequence[str | os.PathLike[str]]) -> bool:
-    """True when `path` is an existing file inside one of `roots` (after resolving links and `..`)."""
+def is_servable(path: str, roots: Sequence[str | os.PathLike[str]], limits: Limits) -> bool:
+    """True when `path` is an existing file inside one of `roots` (after resolving links).
+
+    Only a path within `limits.max_path_chars` and `max_path_parts` that lies under a root as written (no `..`
+    part: gradio writes absolute, normalised paths) is resolved: resolving costs a system call per part and
+    time quadratic in the parts (957 KB of "/../tmp" took 6 s), so any other path costs a string check only."""
+    if len(path) > limits.max_path_chars or path.count(os.sep) > limits.max_path_parts:
+        return False
+    forms = [_root_forms(root) for root in roots]
+    if os.pardir in path.split(os.sep) or not any(path.startswith(written) for written, _ in forms):
+        return False
     try:
         real = Path(path).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return False
-    return real.is_file() and any(real.is_relative_to(Path(root).resolve()) for root in roots)
+    return real.is_file() and any(real.is_relative_to(resolved) for _, resolved in forms)
+
+
+@functools.lru_cache(maxsize=16)
+def _root_forms(root: str | os.PathLike[str]) -> tuple[tuple[str, ...], Path]:
+    """A root's prefixes as a path under it may be written (as given, and with its links resolved), and the
+    resolved root. Cached: roots are the server's own folders, and a saved list may name thousands of paths."""
+    resolved = Path(root).resolve()
+    return (os.path.join(os.path.abspath(root), ""), os.path.join(resolved, "")), resolved
 
 
 def _within_chars(chats: list[SavedChat], limits: Limits) -> list[SavedChat]:

@@ -56,6 +56,10 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         f"| `max_saved_chats` / `max_saved_messages` / `max_saved_chars` | {limits.max_saved_chats} conversations / "
         f"{limits.max_saved_messages} messages each / {limits.max_saved_chars:,} characters of text in all, kept in "
         "the browser | the oldest conversations (or messages) are forgotten |",
+        f"| `max_saved_size` | {limits.max_saved_size:,} characters of the saved list as the browser sends it back "
+        "(texts, image paths, ids and keys) | the oldest conversations past it are left out unread |",
+        f"| `max_path_chars` / `max_path_parts` | {limits.max_path_chars:,} characters / {limits.max_path_parts} parts "
+        "of a saved image's path | the path is never looked at: the image becomes a note in its message |",
     ]
     return "\n".join(rows)
 

@@ -59,6 +59,11 @@ class Limits:
     max_saved_messages: newest messages kept of each saved conversation.
     max_saved_chars: characters of text in all saved conversations together (the oldest are forgotten;
         each request that saves a chat carries them, under the server's body cap).
+    max_saved_size: characters of the whole saved list as the browser sends it back (texts, image paths, ids
+        and keys together); the conversations past it, oldest first, are left out unread.
+    max_path_chars / max_path_parts: the longest file path of a saved chat's image that is looked at, in
+        characters and in parts (resolving a path costs time quadratic in its parts); a longer one is
+        treated as a missing image.
     capped: fields whose maximum was lowered to fit a time budget (ZeroGPU), and `cap_reason` says why.
     preview_interval_s: previews closer together are dropped (ZeroGPU: each one is pickled to the server
         process and written to its cache; faster ones pile up there, and Stop waits for the pile).
@@ -79,6 +84,9 @@ class Limits:
     max_saved_chats: int = 10
     max_saved_messages: int = 100
     max_saved_chars: int = 200_000
+    max_saved_size: int = 500_000
+    max_path_chars: int = 4096
+    max_path_parts: int = 64
     capped: tuple[str, ...] = ()
     cap_reason: str = ""
     preview_interval_s: float = 0.0

@@ -74,7 +74,7 @@ def make_handlers(limits: Limits):
         chats = histories.restore(stored, roots(), limits)
         first = chats[0] if chats else None
         chat_id = first.id if first else None
-        shown = histories.shown(first, roots())
+        shown = histories.shown(first, roots(), limits)
         return histories.to_storage(chats), picker_update(chats, chat_id), chat_id, shown
 
     def save(chatbot: Any, current: Any, stored: Any) -> tuple[Any, ...]:
@@ -96,7 +96,7 @@ def make_handlers(limits: Limits):
         if chat is None:  # gone meanwhile (deleted in another tab)
             return [], None, "", "", picker_update(chats, None), histories.to_storage(chats)
         chat_id, chats = histories.remember(chats, chat.id, chat.messages, limits)
-        shown = histories.shown(chat, roots())
+        shown = histories.shown(chat, roots(), limits)
         return shown, chat_id, "", "", picker_update(chats, chat_id), histories.to_storage(chats)
 
     def new_chat(current: Any, run: Any, stored: Any) -> tuple[Any, ...]:

@@ -4,6 +4,7 @@ forged list never makes the server serve a file outside its cache, and an oversi
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -72,3 +73,32 @@ def test_an_oversized_saved_list_is_cut_to_the_caps(fake):
     assert all(len(chat["messages"]) == fake.limits.max_saved_messages for chat in stored)
     assert len(answer["chatbot"]) == fake.limits.max_saved_messages, "the newest chat is opened"
     assert [choice[1] for choice in answer["dropdown"]["choices"]] == [chat["id"] for chat in stored]
+
+
+def test_a_forged_path_of_a_million_characters_is_never_resolved(fake, monkeypatch):
+    """A saved chat with one path of 957 KB ("/tmp/../tmp/..." 140,000 times) cost 6 s of CPU per request in
+    pathlib's resolve (quadratic in a path's parts), in an event that skips the queue. Now the list is measured
+    before it is read and no path over the cap is resolved: the work is linear in the request's size."""
+    resolved = []
+    resolve = Path.resolve
+
+    def spy(self, strict=False):
+        resolved.append(len(str(self)))
+        return resolve(self, strict=strict)
+
+    monkeypatch.setattr(Path, "resolve", spy)
+    cases = [
+        ("/tmp" + "/../tmp" * 140_000, "the list is over max_saved_size: left out unread", []),
+        ("/tmp" + "/../tmp" * 40_000, "the path is over max_path_chars: a note", [[NOTE, "hi"]]),
+    ]
+    for forged_path, why, expected in cases:
+        started = time.process_time()
+        answer = load_page(fake.url, [{"id": "0123abcd", "messages": [image_message(forged_path)]}])
+        print(
+            f"\nCPU time of one forged saved-chat request ({len(forged_path):,} characters): "
+            f"{time.process_time() - started:.3f} s"
+        )
+
+        assert [[block.get("text") for block in m["content"]] for m in answer["chatbot"]] == expected, why
+        assert forged_path not in str(answer["browserstate"])
+    assert max(resolved, default=0) <= fake.limits.max_path_chars, "no path over the cap was resolved"

@@ -1,6 +1,7 @@
 """Saved chats read back from the browser: the round trip, hostile storage, and the caps."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_a_chat_comes_back_as_it_was_saved_with_its_image(cache):
 
     again = restore(stored, [folder], LIMITS)
     assert [chat.id for chat in again] == [chat_id]
-    messages = shown(find(again, chat_id), [folder])
+    messages = shown(find(again, chat_id), [folder], LIMITS)
     assert texts(messages) == ["What is this?", "A cat."]
     assert files(messages) == [{"path": picture, "mime_type": "image/png"}], "shown as a picture, not a file link"
     assert messages[-1]["metadata"] == {"title": "Stopped", "status": "done"}
@@ -77,7 +78,7 @@ def test_an_image_whose_file_is_gone_becomes_a_note(cache):
     folder, picture = cache
     _, chats = remember([], None, browser_chatbot(picture), LIMITS)
     os.remove(picture)  # gradio swept its cache, or the server restarted
-    messages = shown(restore(to_storage(chats), [folder], LIMITS)[0], [folder])
+    messages = shown(restore(to_storage(chats), [folder], LIMITS)[0], [folder], LIMITS)
     assert files(messages) == []
     assert texts(messages)[0] == IMAGE_GONE
     assert restore(to_storage(chats), [folder], LIMITS)[0].title == "What is this?", "the note is not the title"
@@ -94,7 +95,7 @@ def test_saved_paths_never_name_files_outside_the_cache(cache, tmp_path):
     ]
     forged.append({"role": "user", "content": [{"type": "file", "file": {"path": picture}}]})
     chats = restore([{"id": "0123abcd", "messages": forged}], [folder], LIMITS)
-    messages = shown(chats[0], [folder])
+    messages = shown(chats[0], [folder], LIMITS)
     assert files(messages) == [{"path": picture, "mime_type": "image/png"}], "only the file inside the cache"
     assert texts(messages).count(IMAGE_GONE) == 5
     assert "/etc/passwd" not in str(to_storage(chats)) and "secret" not in str(to_storage(chats))
@@ -182,3 +183,71 @@ def test_a_title_is_the_first_words():
     )
     assert long.title.endswith("…") and len(long.title) == 40
     assert SavedChat("0000000b", ()).title == "Chat"
+
+
+def image_chat(path, chat_id="0123abcd"):
+    return {"id": chat_id, "messages": [{"role": "user", "content": [{"type": "file", "file": {"path": path}}]}]}
+
+
+def test_a_path_over_the_caps_is_never_resolved_and_becomes_a_note(cache, monkeypatch):
+    folder, picture = cache
+    limits = Limits(max_path_chars=len(picture) + 200, max_path_parts=picture.count(os.sep) + 20, max_saved_size=10**6)
+    (folder / ("l" * 230)).symlink_to(folder)  # the same file by a path 231 characters longer, one part deeper
+    too_long = picture.replace(str(folder), str(folder / ("l" * 230)))
+    (folder / "s").symlink_to(folder)  # ... and by one 21 parts deeper, within the length
+    too_deep = picture.replace(str(folder), str(folder) + "/s" * 21)
+    assert len(too_deep) <= limits.max_path_chars
+    assert Path(too_long).resolve() == Path(too_deep).resolve() == Path(picture), "each would be servable"
+    forged = "/tmp" + "/../tmp" * 140_000  # 957 KB: 6 s of resolve before the caps
+    stored = [image_chat(path, f"{n:08x}") for n, path in enumerate([too_long, too_deep, forged, picture])]
+    resolved = spy_on_resolve(monkeypatch)
+
+    chats = restore(stored, [folder], limits)
+
+    assert [texts(chat.messages) for chat in chats[:3]] == [[IMAGE_GONE]] * 3
+    assert files(shown(chats[3], [folder], limits)) == [{"path": picture, "mime_type": "image/png"}]
+    assert resolved == [picture, picture], "only the path within the caps (by restore, then by shown)"
+
+
+def test_only_paths_written_under_a_root_are_resolved(cache, monkeypatch):
+    folder, picture = cache
+    outside = ["/proc/self/root" * 5 + "/etc/passwd", "/tmp/../tmp/../tmp/x.png", f"{folder}/abc123/../abc123/cat.png"]
+    stored = [image_chat(path, f"{n:08x}") for n, path in enumerate([*outside, picture])]
+    resolved = spy_on_resolve(monkeypatch)
+
+    chats = restore(stored, [folder], LIMITS)
+
+    assert [texts(chat.messages) for chat in chats[:3]] == [[IMAGE_GONE]] * 3
+    assert resolved == [picture], "a path not under a root as written (or with a '..' part) costs no system call"
+
+
+def spy_on_resolve(monkeypatch):
+    """The paths Path.resolve is called on, from now on (the roots' own, cached, left out)."""
+    resolved = []
+    resolve = Path.resolve
+
+    def spy(self, strict=False):
+        if strict:
+            resolved.append(str(self))
+        return resolve(self, strict=strict)
+
+    monkeypatch.setattr(Path, "resolve", spy)
+    return resolved
+
+
+def test_the_saved_list_is_measured_before_it_is_read(cache, monkeypatch):
+    folder, _ = cache
+    read = []
+    monkeypatch.setattr("janus_demo.service.histories.stored_messages", lambda m: read.append(m) or [])
+    limits = Limits(max_saved_size=10_000)
+    stored = [chat(2, "x" * 3_000, "0000000a"), chat(2, "y" * 3_000, "0000000b"), chat(2, "z" * 10, "0000000c")]
+    restore(stored, [folder], limits)
+    assert len(read) == 1, "the second chat passes the size: it and the older ones are left out unread"
+
+    monkeypatch.undo()
+    assert [c.id for c in restore(stored, [folder], limits)] == ["0000000a"]
+    assert [c.id for c in restore(stored, [folder], Limits())] == ["0000000a", "0000000b", "0000000c"]
+    nested: list = []
+    for _ in range(100_000):  # deeper than Python's recursion limit
+        nested = [nested]
+    assert restore([{"id": "0000000d", "messages": nested}], [folder], limits) == []
