@@ -484,7 +484,10 @@ class Backend:
                 image = up.upscale(prepared.image, stop)
             except Stopped:
                 return
-            note = f"{up.scale}x from {prepared.image.width}x{prepared.image.height} with {up.source}"
+            note = (  # the checkpoint by its file name only: a server path stays on the server
+                f"{up.scale}x from {prepared.image.width}x{prepared.image.height} "
+                f"with {Path(up.source.rpartition(':')[2]).name}"
+            )
             image.info.update(prepared.metadata | {"upscaled": note})
             emit(Upscaled(image, time.perf_counter() - start))
 

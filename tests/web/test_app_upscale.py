@@ -114,3 +114,24 @@ def test_the_readme_example_runs(upscaling, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     exec(compile(snippets[0].replace("http://127.0.0.1:7860/", upscaling.url), "README.md", "exec"), {})
     assert "\nUpscaled 451×300 → 902×600 in " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "source",
+    [None, "owner/real-esrgan:weights/RealESRGAN_x2plus.pth"],
+    ids=["local file", "hub id"],
+)
+def test_the_metadata_names_the_checkpoint_by_its_file_name_only(upscaling, monkeypatch, tmp_path, source):
+    """An upscaled PNG said "2x from 384x384 with /srv/.../x2.pth": the server's folders, in every download."""
+    if source:
+        monkeypatch.setattr(upscaling.upscaler, "source", source)
+    expected = "RealESRGAN_x2plus.pth" if source else "tiny-x2.pth"
+    save_png(Image.new("RGB", (384, 384), "teal"), tmp_path / "teal.png", {"prompt": "teal"})
+    client = new_client(upscaling.url, tmp_path / "downloads")
+
+    path, _ = client.predict(handle_file(str(tmp_path / "teal.png")), api_name="/upscale")
+
+    note = read_png_metadata(path)["upscaled"]
+    assert note == f"2x from 384x384 with {expected}", note
+    assert "/" not in note and ":" not in note.removeprefix("2x from 384x384 with ")
+    client.close()
