@@ -7,13 +7,14 @@
     ...
     ledger.job_ended("job-1")                      # it ran to its end, failed, or was cancelled
 
-No gradio here: the server's middleware (`janus_demo.launch.guard`) feeds the ledger from what it sees
+No gradio here: the gate in front of gradio (`janus_demo.launch.gate`) feeds the ledger from what it sees
 on the wire (joins, cancels, event streams, uploads, logins), once per request and before the request
 waits for anything; the event functions (`janus_demo.web`) ask it whether their client still reads its
 stream (`abandoned`). A client is a session, an IP address and, behind a login, a user: each of them is
 counted on its own, so many sessions from one address, or many tabs of one user, add up. A loopback
 address is not counted as an address: it is this machine, a share-link tunnel, or a proxy in front whose
-forwarded addresses were not configured (`--proxy-hops`), and every user behind it would share one count.
+forwarded addresses were not configured (`--proxy-hops`), and every user behind it would share one count;
+instead, the jobs of such clients without a login share one bound of their own (`jobs_shared_address`).
 
 Every cap is declared once, below, with the flag and environment variable that tune it: the settings
 (`janus_demo.launch.settings`) and the README's tables (`janus_demo.service.reference`) read them.
@@ -49,6 +50,25 @@ class ClientLimits:
             "bytes",
         ),
     )
+    max_body_depth: int = field(
+        default=32,
+        metadata=_cap(
+            None,
+            None,
+            "nesting of one JSON body (gradio's deepest, a chat history, is under 10)",
+            "refused with HTTP 413",
+        ),
+    )
+    body_read_s: float = field(
+        default=30.0,
+        metadata=_cap(
+            None,
+            None,
+            "time one request body other than an upload may take to arrive (an upload: this plus its size at 64 KB/s)",
+            "refused with HTTP 408",
+            "s",
+        ),
+    )
     max_body_values: int = field(
         default=20_000,
         metadata=_cap(
@@ -73,6 +93,16 @@ class ClientLimits:
             "--jobs-per-ip",
             "JANUS_JOBS_PER_IP",
             "requests one IP address (or one login) may have waiting or running",
+            'refused with HTTP 429: "Too many requests"',
+        ),
+    )
+    jobs_shared_address: int = field(
+        default=8,
+        metadata=_cap(
+            "--jobs-shared-address",
+            "JANUS_JOBS_SHARED_ADDRESS",
+            "requests that clients who cannot be told apart (this machine's own address and no login: a share "
+            "link without auth, a proxy without `--proxy-hops`) may have waiting or running, all together",
             'refused with HTTP 429: "Too many requests"',
         ),
     )
@@ -111,7 +141,20 @@ class ClientLimits:
     login_failures_per_minute: int = field(
         default=10,
         metadata=_cap(
-            None, None, "wrong passwords per minute, per IP address and per user name", "refused with HTTP 429"
+            None,
+            None,
+            "wrong passwords per minute from one IP address, and for one user name from one address",
+            "that address is refused with HTTP 429",
+        ),
+    )
+    login_failures_per_user: int = field(
+        default=100,
+        metadata=_cap(
+            None,
+            None,
+            "wrong passwords per minute for one user name, from all addresses together",
+            "addresses that failed for it are refused with HTTP 429; the right password from any other "
+            "address still logs in",
         ),
     )
     max_job_age_s: float = 900.0  # a job the ledger never heard the end of stops counting after this long
@@ -164,6 +207,12 @@ class Client:
             keys.append(("user", self.user))
         return keys
 
+    def job_keys(self) -> list[tuple[str, str]]:
+        """What this client's jobs are counted as: its keys, and one bucket shared by every client that cannot
+        be told apart from the others (loopback, no login)."""
+        unidentified = _loopback(self.ip) and self.user is None
+        return self.keys() + ([("shared", "loopback")] if unidentified else [])
+
 
 def _loopback(ip: str) -> bool:
     """A local peer: this machine, a share-link tunnel, or a proxy whose forwarded address is not trusted
@@ -191,7 +240,18 @@ TOO_MANY_UPLOADS = (
     "{limit:.0f} MB). Try again in a few minutes."
 )
 TOO_MANY_LOGINS = "Too many failed logins. Try again in a minute."
-WHAT = {"session": "this session", "ip": "your address", "user": "your login"}
+WHAT = {
+    "session": "this session",
+    "ip": "your address",
+    "user": "your login",
+    "shared": "everyone arriving from this server's own address without a login",
+}
+JOB_LIMITS: dict[str, Callable[[ClientLimits], int]] = {
+    "session": lambda limits: limits.jobs_per_session,
+    "ip": lambda limits: limits.jobs_per_ip,
+    "user": lambda limits: limits.jobs_per_ip,
+    "shared": lambda limits: limits.jobs_shared_address,
+}
 
 
 class ClientLedger:
@@ -221,9 +281,9 @@ class ClientLedger:
         """Count `job` against its client, or say why not (a 'Too many requests' message)."""
         with self._lock:
             self._expire_jobs()
-            for kind, value in client.keys():
-                limit = self.limits.jobs_per_session if kind == "session" else self.limits.jobs_per_ip
-                count = sum(1 for other in self._jobs.values() if (kind, value) in other.client.keys())
+            for kind, value in client.job_keys():
+                limit = JOB_LIMITS[kind](self.limits)
+                count = sum(1 for other in self._jobs.values() if (kind, value) in other.client.job_keys())
                 if count >= limit:
                     return TOO_MANY_JOBS.format(what=WHAT[kind], count=count, limit=limit)
             self._jobs[job] = _Job(client, self._clock())
@@ -343,25 +403,33 @@ class ClientLedger:
     # --- logins ----------------------------------------------------------------------------------
 
     def login_refusal(self, ip: str, user: str) -> str | None:
-        """A message when this address or this user name failed too often in the last minute."""
+        """A message when this address failed too often in the last minute (for any user name, or for this
+        one), or when this user name failed too often from everywhere and this address is one that failed for
+        it. An address that has not failed for the user is always heard: nobody can lock a user out."""
         with self._lock:
-            for key in self._login_keys(ip, user):
-                failures = self._login_failures.get(key)
-                while failures and self._clock() - failures[0] > 60:
-                    failures.popleft()
-                if failures and len(failures) >= self.limits.login_failures_per_minute:
-                    return TOO_MANY_LOGINS
+            per_address = self.limits.login_failures_per_minute
+            if not _loopback(ip) and self._failures(("ip", ip)) >= per_address:
+                return TOO_MANY_LOGINS
+            tried_here = self._failures(("pair", f"{ip}|{user}"))
+            if tried_here >= per_address:
+                return TOO_MANY_LOGINS
+            if tried_here and self._failures(("user", user)) >= self.limits.login_failures_per_user:
+                return TOO_MANY_LOGINS
             return None
 
     def login_failed(self, ip: str, user: str) -> None:
         with self._lock:
-            for key in self._login_keys(ip, user):
-                self._login_failures.setdefault(key, deque()).append(self._clock())
+            now = self._clock()
+            for key in [("ip", ip), ("pair", f"{ip}|{user}"), ("user", user)]:
+                self._login_failures.setdefault(key, deque(maxlen=1000)).append(now)
             self._trim(self._login_failures)
 
-    @staticmethod
-    def _login_keys(ip: str, user: str) -> list[tuple[str, str]]:
-        return Client(None, ip, user).keys()
+    def _failures(self, key: tuple[str, str]) -> int:
+        """Failures recorded under `key` in the last minute."""
+        failures = self._login_failures.get(key)
+        while failures and self._clock() - failures[0] > 60:
+            failures.popleft()
+        return len(failures or ())
 
     # --- sessions and logins ---------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
     def generate(request: gr.Request, prompt, ...):
         yield from watched(draw(prompt, ...), request, backend.clients)
 
-The server's middleware (`janus_demo.launch.guard`) counts each request that joins the line against its
+The gate in front of gradio (`janus_demo.launch.gate`) counts each request that joins the line against its
 client and names it in the `x-janus-job` header of its join request; gradio hands that request to the
 event function. `watched` passes the function's stream through, ends it (which stops the generation and
 frees the model) once nobody has read the client's event stream for a while, and tells the ledger when

@@ -12,6 +12,8 @@ import pytest
 from support.meters import ModelUseCounter, lock_idle, wait_until
 from support.serving import chat_args, chat_message, image_args, new_client, served
 
+from janus_demo.launch.settings import Settings
+
 USERS = 50
 TOKENS = 6
 
@@ -27,13 +29,14 @@ def model_use(loaded_tiny, tiny_backend):
 
 @pytest.fixture(scope="module")
 def roomy_app(tiny_backend):
-    """The tiny app with room in the queue for every user of these tests (the full-queue case is tested apart)."""
-    with served(tiny_backend, queue_size=64) as (_, url):
+    """The tiny app with room in the queue for every user of these tests (the full-queue case is tested apart),
+    served as on a Space: each user is a visitor at an address of its own."""
+    with served(tiny_backend, queue_size=64, settings=Settings(proxy_hops=1)) as (_, url):
         yield url
 
 
 def ask(url, download_dir, seed):
-    client = new_client(url, download_dir)
+    client = new_client(url, download_dir, visitor=seed)
     try:
         job = client.submit(chat_message(f"request {seed}"), *chat_args(TOKENS, 1.0, 0.95, seed), api_name="/chat")
         answer, status = job.result(timeout=120)
@@ -68,7 +71,7 @@ def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend,
     """An image holds the model while chats wait; cancelling it frees gradio's slot at once (a second image
     starts) while its last step still runs: the model lock and the forward hooks must still see one at a time."""
     lock, chats = tiny_backend.lock, 6
-    painter_a, painter_b = new_client(roomy_app, tmp_path / "a"), new_client(roomy_app, tmp_path / "b")
+    painter_a, painter_b = new_client(roomy_app, tmp_path / "a", 201), new_client(roomy_app, tmp_path / "b", 202)
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=chats) as pool:
         image_a = painter_a.submit("a red fox", *image_args(seed=1, guidance_scale=1.0), api_name="/generate_images")

@@ -37,11 +37,13 @@ def served(
         demo.close()
 
 
-def new_client(url: str, download_dir: Any = None):
-    """One user: its own gradio_client session and download folder (None: files are not downloaded)."""
+def new_client(url: str, download_dir: Any = None, visitor: int | None = None):
+    """One user: its own gradio_client session and download folder (None: files are not downloaded); a
+    `visitor` number makes it a visitor at its own address behind one proxy (the app served with proxy_hops=1)."""
     from gradio_client import Client
 
-    return Client(url, download_files=str(download_dir) if download_dir else False, verbose=False)
+    headers = {"x-forwarded-for": f"198.51.100.{visitor % 250}"} if visitor is not None else None
+    return Client(url, download_files=str(download_dir) if download_dir else False, verbose=False, headers=headers)
 
 
 def close_all(clients: list[Any]) -> None:
