@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny random-weight Janus built once per session, and the app served on a free port."""
+"""Shared fixtures: a tiny random-weight Janus built once per session, and the app served on a free port.
+
+Two tiny models: `loaded_tiny` keeps Janus-Pro's 24x24 token grid and 384 px images with its real processor
+(for what must hold on the real grid: the loop against transformers' generate, forced tokens, the VQ
+encoder); `loaded_small` draws 8x8 tokens, 128 px, in 64 steps instead of 576 (everything else about images).
+"""
 
 import os
 import threading
@@ -15,6 +20,8 @@ from janus_demo.model.tiny import build_tiny_janus  # noqa: E402
 # On 2 shared cores one intra-op thread is 2-3x faster than two (OpenMP contention; measured).
 torch.set_num_threads(1)
 
+SMALL_GRID = 8  # tokens a side of `loaded_small`
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
@@ -26,6 +33,45 @@ def tiny_dir(tmp_path_factory):
 def loaded_tiny(tiny_dir):
     """The tiny model loaded through from_pretrained, unquantized, on CPU."""
     return load_janus(str(tiny_dir), quantization="none", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_dir(tmp_path_factory):
+    """A tiny checkpoint folder whose images are 8x8 tokens (128 px)."""
+    return build_tiny_janus(tmp_path_factory.mktemp("small"), grid=SMALL_GRID)
+
+
+@pytest.fixture(scope="session")
+def loaded_small(small_dir):
+    """The 8x8 tiny model, loaded as `loaded_tiny` is."""
+    return load_janus(str(small_dir), quantization="none", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_backend(loaded_small):
+    from janus_demo.service.backend import Backend
+
+    return Backend(loaded_small)
+
+
+@pytest.fixture(scope="session")
+def small_url(small_backend, tmp_path_factory):
+    """The full app around the 8x8 model, served on loopback for the whole session."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))
+    from support.serving import served
+
+    with served(small_backend) as (_, url):
+        yield url
+
+
+@pytest.fixture
+def small_client(small_url, tmp_path):
+    """A fresh gradio_client session of the 8x8 app with its own download folder."""
+    from gradio_client import Client
+
+    c = Client(small_url, download_files=str(tmp_path), verbose=False)
+    yield c
+    threading.Thread(target=c.close, daemon=True).start()
 
 
 @pytest.fixture(scope="session")

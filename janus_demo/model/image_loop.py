@@ -5,13 +5,13 @@
                            top_p=1.0, num_images=2, preview_every=48, preview_mode="auto")
     for progress in iter_image_generation(loaded, request, stop=threading.Event()):
         if progress.previews: show(progress.previews)       # every `preview_every` steps
-        if progress.done: save(progress.images)             # PIL RGB, 384x384
+        if progress.done: save(progress.images)             # PIL RGB, loaded.image_shape.size
 
 Completion and region redraw force tokens: `ImageRequest(..., forced_tokens=encode_image(loaded, crop),
-forced_mask=mask)` takes the source image's token wherever `mask` (576 booleans, raster order) is True, in
-the guided and unguided rows alike, and samples the rest; forced tokens fill the grid (and the previews) as
-the loop reaches them. The leading forced tokens (a completion's kept rows) go in with the prompt, in one
-forward, so the first update already shows them.
+forced_mask=mask)` takes the source image's token wherever `mask` (one boolean per token of the grid,
+`loaded.image_shape`, in raster order: 576 for Janus-Pro) is True, in the guided and unguided rows alike, and
+samples the rest; forced tokens fill the grid (and the previews) as the loop reaches them. The leading forced
+tokens (a completion's kept rows) go in with the prompt, in one forward, so the first update already shows them.
 
 `loaded` comes from `janus_demo.model.loading.load_janus`. The loop is our own, written over the model's
 public pieces, because `model.generate(generation_mode="image")` has no streamer, no Stop, uses the
@@ -56,8 +56,8 @@ class ImageRequest:
     num_images: int
     preview_every: int
     preview_mode: str
-    forced_tokens: torch.Tensor | None = None  # (576,) codebook ids: `encode_image(loaded, crop)`
-    forced_mask: torch.Tensor | None = None  # (576,) bool: the positions that take `forced_tokens`
+    forced_tokens: torch.Tensor | None = None  # (tokens,) codebook ids: `encode_image(loaded, crop)`
+    forced_mask: torch.Tensor | None = None  # (tokens,) bool: the positions that take `forced_tokens`
 
     @property
     def guided(self) -> bool:
@@ -123,7 +123,8 @@ def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, p
 
 @torch.inference_mode()
 def encode_image(loaded: LoadedJanus, image: Image.Image) -> torch.Tensor:
-    """A 384x384 RGB image as Janus' 576 codebook ids (raster order), normalised by the processor first."""
+    """An RGB image of `loaded.image_shape.size` as its codebook ids (raster order; 576 for Janus-Pro's 384x384),
+    normalised by the processor first."""
     pixels = loaded.processor.image_processor(image, return_tensors="pt")["pixel_values"]
     return internals.encode_image_tokens(loaded.model, pixels)[0].cpu()
 
@@ -177,7 +178,8 @@ def pick_tokens(
 
 
 class ImageTokenLoop:
-    """The state of one request's 576-step loop: KV cache, next input embeddings, sampled tokens.
+    """The state of one request's loop, one step per token of the grid: KV cache, next input embeddings, sampled
+    tokens.
 
     Each method runs under `torch.inference_mode()` on its own, so no grad-mode state leaks across
     the `yield`s of the generators built on it.
@@ -188,7 +190,7 @@ class ImageTokenLoop:
         self.request = request
         self.device = loaded.device
         self.guided = request.guided
-        self.total = self.model.config.vision_config.num_image_tokens
+        self.total = loaded.image_shape.tokens
         self.step = 0
         self.generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
         self.forced = None if request.forced_tokens is None else request.forced_tokens.to(self.device)
@@ -264,7 +266,8 @@ class ImageTokenLoop:
 def iter_image_tokens(
     loaded: LoadedJanus, request: ImageRequest, stop: threading.Event | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (steps_done, tokens) after every step; `tokens` is the (num_images, 576) grid, filled up to steps_done.
+    """Yield (steps_done, tokens) after every step; `tokens` is the (num_images, grid tokens) grid, filled up to
+    steps_done.
 
     The grid is the loop's own buffer: copy it to keep it. Returns early, between steps, once `stop` is set.
     """
@@ -287,7 +290,7 @@ def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 
 @torch.inference_mode()
 def decode_images(loaded: LoadedJanus, tokens: torch.Tensor) -> list[Image.Image]:
-    """Decode (B, 576) codebook ids to PIL RGB 384x384 images with the VQ decoder."""
+    """Decode (B, grid tokens) codebook ids to PIL RGB images (`loaded.image_shape.size`) with the VQ decoder."""
     images: list[Image.Image] = []
     for chunk in tokens.split(DECODE_CHUNK):
         images.extend(pixels_to_pil(loaded.model.decode_image_tokens(chunk)))
@@ -306,7 +309,7 @@ def iter_image_generation(
     """
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
-    total = loaded.model.config.vision_config.num_image_tokens
+    total = loaded.image_shape.tokens
     for step, tokens in iter_image_tokens(loaded, request, stop):
         elapsed = time.perf_counter() - start
         shots = None

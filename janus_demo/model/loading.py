@@ -2,6 +2,7 @@
 
     loaded = load_janus("deepseek-community/Janus-Pro-1B", quantization="auto", device="auto")
     loaded.info()  # {"model_id": ..., "device": ..., "dtype": ..., "quantization": ..., ...}
+    loaded.image_shape  # ImageShape(rows=24, columns=24, patch=16): the images it draws
 
 `model` is a hub id, a local checkpoint folder, or "tiny" (a random-weight model built
 offline by `janus_demo.model.tiny`). `auto` picks the best precision that fits the GPU and the
@@ -15,12 +16,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneration, JanusProcessor
 
 from janus_demo.model import hub, internals, placement, tiny
+from janus_demo.model.image_shape import ImageShape, read_image_shape
 from janus_demo.model.placement import ZERO_GPU_ENV, on_zero_gpu  # noqa: F401 - re-exported
 
 log = logging.getLogger("janus_demo")
@@ -62,6 +65,11 @@ class LoadedJanus:
     load_seconds: float = 0.0
     quantization_reason: str = ""  # why this precision (auto's choice, or as asked)
     layout: placement.Layout = field(default_factory=placement.Layout)
+
+    @cached_property
+    def image_shape(self) -> ImageShape:
+        """The token grid and pixel size of the images this model draws, read once from its config."""
+        return read_image_shape(self.model.config)
 
     @property
     def language_billions(self) -> float:

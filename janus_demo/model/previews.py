@@ -25,6 +25,7 @@ from PIL import Image
 from transformers import JanusForConditionalGeneration
 
 from janus_demo.model import internals
+from janus_demo.model.image_shape import read_image_shape
 
 PREVIEW_MODES = ("auto", "decode", "palette", "off")
 GREY = 128  # colour of the positions not generated yet
@@ -45,8 +46,8 @@ def resolve_mode(mode: str, device: torch.device) -> str:
 
 def grid_shape(model: JanusForConditionalGeneration) -> tuple[int, int, int]:
     """(rows, columns, pixels per token side) of the image token grid: (24, 24, 16) for Janus-Pro."""
-    rows, columns = internals.token_grid(model)
-    return rows, columns, 2 ** (len(model.config.vq_config.channel_multiplier) - 1)
+    shape = read_image_shape(model.config)
+    return shape.rows, shape.columns, shape.patch
 
 
 def render_previews(

@@ -8,6 +8,10 @@ the widths, so the whole app and its tests run without downloading weights:
     python app.py --model OUT_DIR            # load it through from_pretrained
     python app.py --model tiny               # build once into a cache folder and use it
 
+The grid is a parameter (`build_tiny_janus(out, grid=8)`, `--grid 8`): an 8x8 grid draws 128 px
+images in 64 steps instead of 576, with the same x16 decoder, vision tower patches and codebook; the
+tests that do not need Janus-Pro's own 24x24 use it.
+
 Its answers and pictures are noise: it exercises the pipeline, not the model's quality.
 """
 
@@ -56,8 +60,8 @@ TEXT_HIDDEN = 128
 TEXT_LAYERS = 2
 TEXT_HEADS = 4
 TEXT_INTERMEDIATE = 256
-IMAGE_SIZE = 384
-PATCH_SIZE = 16
+GRID = 24  # Janus-Pro's token grid a side (`--model tiny` keeps it)
+PATCH_SIZE = 16  # pixels per token side: the vision tower's patches and the VQ decoder's x16 upsampling
 CODEBOOK_SIZE = 16384
 
 
@@ -89,8 +93,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_config(tokenizer: PreTrainedTokenizerFast) -> JanusConfig:
-    """Janus-Pro's structure with small widths (see the module docstring)."""
+def build_config(tokenizer: PreTrainedTokenizerFast, grid: int = GRID) -> JanusConfig:
+    """Janus-Pro's structure with small widths and a `grid` x `grid` token grid (see the module docstring)."""
+    image_size = grid * PATCH_SIZE
     vocab_size = -(-len(tokenizer) // 64) * 64
     text_config = LlamaConfig(
         vocab_size=vocab_size,
@@ -108,17 +113,17 @@ def build_config(tokenizer: PreTrainedTokenizerFast) -> JanusConfig:
         hidden_size=64,
         num_hidden_layers=1,
         num_attention_heads=2,
-        image_size=IMAGE_SIZE,
+        image_size=image_size,  # transformers gives the VQ model this grid: image_size // patch_size a side
         patch_size=PATCH_SIZE,
         projection_dim=TEXT_HIDDEN,
-        num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        num_image_tokens=grid**2,
     )
     vq_config = JanusVQVAEConfig(
         embed_dim=8,
         num_embeddings=CODEBOOK_SIZE,
         latent_channels=64,
         base_channels=32,
-        channel_multiplier=[1, 1, 2, 2, 4],  # x16 upsampling: 24x24 tokens -> 384x384 pixels
+        channel_multiplier=[1, 1, 2, 2, 4],  # x16 upsampling: 24x24 tokens -> 384x384 pixels (8x8 -> 128x128)
         num_res_blocks=1,
         projection_dim=TEXT_HIDDEN,
         image_token_embed_dim=TEXT_HIDDEN,
@@ -133,10 +138,12 @@ def build_config(tokenizer: PreTrainedTokenizerFast) -> JanusConfig:
     return config
 
 
-def build_processor(tokenizer: PreTrainedTokenizerFast) -> JanusProcessor:
-    """The processor as the hub checkpoints configure it (mean = std = 0.5, default system prompt)."""
+def build_processor(tokenizer: PreTrainedTokenizerFast, grid: int = GRID) -> JanusProcessor:
+    """The processor as the hub checkpoints configure it (mean = std = 0.5, default system prompt), for images
+    of `grid` x `grid` tokens."""
+    image_size = grid * PATCH_SIZE
     image_processor = JanusImageProcessorPil(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"height": image_size, "width": image_size},
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
         min_size=14,
@@ -146,7 +153,7 @@ def build_processor(tokenizer: PreTrainedTokenizerFast) -> JanusProcessor:
         tokenizer=tokenizer,
         chat_template=fmt.CHAT_TEMPLATE,
         use_default_system_prompt=True,
-        num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        num_image_tokens=grid**2,
     )
 
 
@@ -162,17 +169,20 @@ def set_generation_defaults(model: JanusForConditionalGeneration, tokenizer: Pre
     gen.generation_kwargs = {"boi_token_id": tokenizer.convert_tokens_to_ids(fmt.BOI_TOKEN)}
 
 
-def build_tiny_janus(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED) -> Path:
-    """Write a random-weight Janus checkpoint (model, tokenizer, processor) to `out_dir`."""
+def build_tiny_janus(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED, grid: int = GRID) -> Path:
+    """Write a random-weight Janus checkpoint (model, tokenizer, processor) drawing `grid` x `grid` tokens
+    (`grid` * 16 pixels a side) to `out_dir`."""
+    if grid < 2:
+        raise ValueError(f"grid must be at least 2 tokens a side, got {grid}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, grid)
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(config).eval()
     set_generation_defaults(model, tokenizer)
     model.save_pretrained(out)
-    build_processor(tokenizer).save_pretrained(out)
+    build_processor(tokenizer, grid).save_pretrained(out)
     return out
 
 
@@ -211,8 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", help="folder to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for the random weights")
+    parser.add_argument("--grid", type=int, default=GRID, help="image tokens a side (16 pixels each)")
     args = parser.parse_args(argv)
-    out = build_tiny_janus(args.out_dir, seed=args.seed)
+    out = build_tiny_janus(args.out_dir, seed=args.seed, grid=args.grid)
     print(f"Wrote a tiny random-weight Janus to {out}")
 
 

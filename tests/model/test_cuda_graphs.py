@@ -23,12 +23,14 @@ STEPS = 24  # > warm-up + verification steps, so plain replays run too
 
 
 @pytest.fixture(autouse=True)
-def clean_state(monkeypatch, loaded_tiny):
+def clean_state(monkeypatch, loaded_tiny, loaded_small):
     monkeypatch.delenv(cuda_graphs.ENV_SWITCH, raising=False)
     monkeypatch.delenv(cuda_graphs.ZERO_GPU_ENV, raising=False)
-    forget(loaded_tiny.model)
+    for loaded in (loaded_tiny, loaded_small):
+        forget(loaded.model)
     yield
-    forget(loaded_tiny.model)
+    for loaded in (loaded_tiny, loaded_small):
+        forget(loaded.model)
 
 
 def first_tokens(loaded, request: ImageRequest, steps: int = STEPS) -> torch.Tensor:
@@ -230,28 +232,29 @@ def test_a_graph_that_disagrees_with_eager_is_disabled(loaded_tiny, pretend_cuda
     assert torch.equal(fast, first_tokens(loaded_tiny, request(loaded_tiny)))  # checked steps keep eager's scores
 
 
-def test_whole_request_with_the_graph_path_matches_eager(loaded_tiny, pretend_cuda, monkeypatch):
-    fast = generate_image_tokens(loaded_tiny, request(loaded_tiny, num_images=1))
+def test_whole_request_with_the_graph_path_matches_eager(loaded_small, pretend_cuda, monkeypatch):
+    fast = generate_image_tokens(loaded_small, request(loaded_small, num_images=1))
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, generate_image_tokens(loaded_tiny, request(loaded_tiny, num_images=1)))
+    assert torch.equal(fast, generate_image_tokens(loaded_small, request(loaded_small, num_images=1)))
 
 
 def forced_request(loaded, **overrides) -> ImageRequest:
-    """A redraw-like request: rows 0-3 and 10-12 forced to fixed codes, the rest sampled."""
-    mask = torch.zeros(576, dtype=torch.bool)
-    mask[: 4 * 24], mask[10 * 24 : 13 * 24] = True, True
-    codes = torch.randint(0, 16384, (576,), generator=torch.Generator().manual_seed(0))
-    return request(loaded, forced_tokens=codes, forced_mask=mask, **overrides)
+    """A redraw-like request: the first rows and three middle ones forced to fixed codes, the rest sampled."""
+    shape = loaded.image_shape
+    mask = torch.zeros(shape.rows, shape.columns, dtype=torch.bool)
+    mask[: shape.rows // 6], mask[shape.rows // 2 : shape.rows // 2 + 3] = True, True
+    codes = torch.randint(0, 16384, (shape.tokens,), generator=torch.Generator().manual_seed(0))
+    return request(loaded, forced_tokens=codes, forced_mask=mask.flatten(), **overrides)
 
 
-def test_forced_tokens_take_the_graph_path_as_the_eager_one(loaded_tiny, pretend_cuda, monkeypatch):
+def test_forced_tokens_take_the_graph_path_as_the_eager_one(loaded_small, pretend_cuda, monkeypatch):
     captures, _ = pretend_cuda
-    forced = forced_request(loaded_tiny)
-    fast = generate_image_tokens(loaded_tiny, forced)
-    assert captures and cuda_graphs.status(loaded_tiny.model) == cuda_graphs.VERIFIED
+    forced = forced_request(loaded_small)
+    fast = generate_image_tokens(loaded_small, forced)
+    assert captures and cuda_graphs.status(loaded_small.model) == cuda_graphs.VERIFIED
     assert torch.equal(fast[:, forced.forced_mask], forced.forced_tokens[forced.forced_mask].expand(2, -1))
     monkeypatch.setenv(cuda_graphs.ENV_SWITCH, "0")
-    assert torch.equal(fast, generate_image_tokens(loaded_tiny, forced_request(loaded_tiny)))
+    assert torch.equal(fast, generate_image_tokens(loaded_small, forced_request(loaded_small)))
 
 
 # --- real CUDA graphs ----------------------------------------------------------------------------

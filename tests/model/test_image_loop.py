@@ -1,4 +1,5 @@
-"""Text-to-image on the tiny model: same tokens as transformers' generate, seeds, guidance, previews, Stop."""
+"""Text-to-image on the tiny models: same tokens as transformers' generate (on Janus-Pro's 24x24 grid and the 8x8
+one), seeds, guidance, previews and Stop (on the 8x8 grid: the loop does not depend on the grid's size)."""
 
 import threading
 
@@ -43,29 +44,39 @@ def run(loaded, request: ImageRequest, stop: threading.Event | None = None) -> l
 
 # --- same tokens as transformers ---------------------------------------------------------
 
+REAL, SMALL = "loaded_tiny", "loaded_small"  # Janus-Pro's 24x24 grid, and 8x8
 
-@pytest.mark.parametrize("num_images", [1, 2])
-def test_greedy_tokens_match_generate(loaded_tiny, num_images):
-    request = image_request(loaded_tiny, PROMPT, seed=3, temperature=0.0, num_images=num_images)
-    ours = generate_image_tokens(loaded_tiny, request)
-    assert ours.shape == (num_images, 576)
-    assert torch.equal(ours, reference_tokens(loaded_tiny, request, do_sample=False))
+
+@pytest.mark.parametrize(("model", "num_images"), [(SMALL, 1), (SMALL, 2), (REAL, 2)], ids=str)
+def test_greedy_tokens_match_generate(request, model, num_images):
+    loaded = request.getfixturevalue(model)
+    image = image_request(loaded, PROMPT, seed=3, temperature=0.0, num_images=num_images)
+    ours = generate_image_tokens(loaded, image)
+    assert ours.shape == (num_images, loaded.image_shape.tokens)
+    assert torch.equal(ours, reference_tokens(loaded, image, do_sample=False))
 
 
 @pytest.mark.parametrize(
-    ("num_images", "temperature", "top_p"),
-    [(1, 1.0, 1.0), (2, 1.0, 1.0), (1, 0.7, 0.9)],
+    ("model", "num_images", "temperature", "top_p"),
+    [(SMALL, 1, 1.0, 1.0), (SMALL, 2, 1.0, 1.0), (SMALL, 1, 0.7, 0.9), (REAL, 1, 0.7, 0.9)],
+    ids=str,
 )
-def test_sampled_tokens_match_generate(loaded_tiny, num_images, temperature, top_p):
-    request = image_request(loaded_tiny, PROMPT, seed=11, temperature=temperature, top_p=top_p, num_images=num_images)
-    ours = generate_image_tokens(loaded_tiny, request)
-    assert torch.equal(ours, reference_tokens(loaded_tiny, request, do_sample=True))
+def test_sampled_tokens_match_generate(request, model, num_images, temperature, top_p):
+    loaded = request.getfixturevalue(model)
+    image = image_request(loaded, PROMPT, seed=11, temperature=temperature, top_p=top_p, num_images=num_images)
+    ours = generate_image_tokens(loaded, image)
+    assert torch.equal(ours, reference_tokens(loaded, image, do_sample=True))
 
 
-def test_sampling_leaves_the_global_rng_alone(loaded_tiny):
+def test_the_real_grid_is_janus_pros(loaded_tiny):
+    assert (loaded_tiny.image_shape.rows, loaded_tiny.image_shape.columns) == (24, 24)
+    assert loaded_tiny.image_shape.tokens == 576 and loaded_tiny.image_shape.size == (384, 384)
+
+
+def test_sampling_leaves_the_global_rng_alone(loaded_small):
     torch.manual_seed(0)
     before = torch.get_rng_state()
-    generate_image_tokens(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=5, guidance_scale=1.0))
+    generate_image_tokens(loaded_small, image_request(loaded_small, PROMPT, seed=5, guidance_scale=1.0))
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -98,14 +109,14 @@ def test_unconditional_rows_are_built_as_deepseek_builds_them(loaded_tiny):
 
 
 @torch.inference_mode()
-def test_final_images_equal_transformers_postprocess_of_the_same_tokens(loaded_tiny):
-    request = image_request(loaded_tiny, PROMPT, seed=8, num_images=2, preview_mode="off")
-    final = run(loaded_tiny, request)[-1].images
-    tokens = generate_image_tokens(loaded_tiny, request)
-    pixels = loaded_tiny.model.decode_image_tokens(tokens)  # channels-last, roughly [-1, 1]
+def test_final_images_equal_transformers_postprocess_of_the_same_tokens(loaded_small):
+    request = image_request(loaded_small, PROMPT, seed=8, num_images=2, preview_mode="off")
+    final = run(loaded_small, request)[-1].images
+    tokens = generate_image_tokens(loaded_small, request)
+    pixels = loaded_small.model.decode_image_tokens(tokens)  # channels-last, roughly [-1, 1]
     assert (pixels.abs() > 1).any()  # values the clip decides
     channels_first = list(pixels.permute(0, 3, 1, 2).float().numpy())
-    reference = loaded_tiny.processor.postprocess(channels_first, return_tensors="PIL.Image.Image")["pixel_values"]
+    reference = loaded_small.processor.postprocess(channels_first, return_tensors="PIL.Image.Image")["pixel_values"]
     assert [image.tobytes() for image in final] == [image.tobytes() for image in reference]
     rounded = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     assert rounded.numpy().tobytes() != b"".join(image.tobytes() for image in reference)  # rounding would fail
@@ -115,40 +126,42 @@ def test_final_images_equal_transformers_postprocess_of_the_same_tokens(loaded_t
 
 
 @pytest.fixture(scope="module")
-def two_images_with_previews(loaded_tiny) -> list[ImageProgress]:
-    return run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=21, num_images=2, preview_every=48))
+def two_images_with_previews(loaded_small) -> list[ImageProgress]:
+    return run(loaded_small, image_request(loaded_small, PROMPT, seed=21, num_images=2, preview_every=16))
 
 
-def test_final_images_are_384_rgb_and_differ_within_a_request(two_images_with_previews):
+def test_final_images_are_the_models_size_rgb_and_differ_within_a_request(loaded_small, two_images_with_previews):
     final = two_images_with_previews[-1]
-    assert final.done and final.step == final.total == 576 and final.eta == 0.0
-    assert [(image.mode, image.size) for image in final.images] == [("RGB", (384, 384))] * 2
+    assert final.done and final.step == final.total == 64 and final.eta == 0.0
+    assert [(image.mode, image.size) for image in final.images] == [("RGB", (128, 128))] * 2
     assert final.images[0].tobytes() != final.images[1].tobytes()
 
 
-def test_same_seed_same_images_other_seed_other_images(loaded_tiny, two_images_with_previews):
+def test_same_seed_same_images_other_seed_other_images(loaded_small, two_images_with_previews):
     torch.manual_seed(999)  # the global RNG must not matter
-    again = run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=21, num_images=2, preview_mode="off"))[-1].images
-    assert [image.tobytes() for image in again] == [image.tobytes() for image in two_images_with_previews[-1].images]
-    other = run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=22, num_images=1, preview_mode="off"))[-1].images
-    assert other[0].tobytes() != again[0].tobytes()
+    again = run(loaded_small, image_request(loaded_small, PROMPT, seed=21, num_images=2, preview_mode="off"))
+    assert [image.tobytes() for image in again[-1].images] == [
+        image.tobytes() for image in two_images_with_previews[-1].images
+    ]
+    other = run(loaded_small, image_request(loaded_small, PROMPT, seed=22, num_images=1, preview_mode="off"))
+    assert other[-1].images[0].tobytes() != again[-1].images[0].tobytes()
 
 
 def test_progress_after_every_step_and_previews_before_the_images(two_images_with_previews):
     steps = [progress.step for progress in two_images_with_previews[:-1]]
-    assert steps == list(range(1, 577))
+    assert steps == list(range(1, 65))
     with_previews = [progress for progress in two_images_with_previews if progress.previews]
-    assert [progress.step for progress in with_previews] == list(range(48, 576, 48))
+    assert [progress.step for progress in with_previews] == [16, 32, 48]
     assert not any(progress.done for progress in with_previews)
     for progress in with_previews:
-        assert [(image.mode, image.size) for image in progress.previews] == [("RGB", (384, 384))] * 2
-    middle = two_images_with_previews[287]
+        assert [(image.mode, image.size) for image in progress.previews] == [("RGB", (128, 128))] * 2
+    middle = two_images_with_previews[31]
     assert middle.steps_per_second > 0 and middle.eta is not None and middle.eta > 0
 
 
-def test_guidance_one_switches_guidance_off_and_works(loaded_tiny):
-    off = run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=4, guidance_scale=1.0, preview_every=0))
-    on = run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=4, guidance_scale=5.0, preview_every=0))
+def test_guidance_one_switches_guidance_off_and_works(loaded_small):
+    off = run(loaded_small, image_request(loaded_small, PROMPT, seed=4, guidance_scale=1.0, preview_every=0))
+    on = run(loaded_small, image_request(loaded_small, PROMPT, seed=4, guidance_scale=5.0, preview_every=0))
     assert off[-1].done and len(off[-1].images) == 1
     assert off[-1].images[0].tobytes() != on[-1].images[0].tobytes()
     assert all(progress.previews is None for progress in off)
@@ -157,18 +170,18 @@ def test_guidance_one_switches_guidance_off_and_works(loaded_tiny):
 # --- Stop --------------------------------------------------------------------------------
 
 
-def test_stop_ends_the_loop_within_one_step(loaded_tiny):
+def test_stop_ends_the_loop_within_one_step(loaded_small):
     stop = threading.Event()
     seen = []
-    for progress in iter_image_generation(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=1), stop):
+    for progress in iter_image_generation(loaded_small, image_request(loaded_small, PROMPT, seed=1), stop):
         seen.append(progress)
         if progress.step == 10:
             stop.set()
     assert seen[-1].step == 10 and not any(progress.done for progress in seen)
 
 
-def test_stop_set_before_the_start_yields_nothing(loaded_tiny):
+def test_stop_set_before_the_start_yields_nothing(loaded_small):
     stop = threading.Event()
     stop.set()
-    assert run(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=1), stop) == []
-    assert generate_image_tokens(loaded_tiny, image_request(loaded_tiny, PROMPT, seed=1), stop) is None
+    assert run(loaded_small, image_request(loaded_small, PROMPT, seed=1), stop) == []
+    assert generate_image_tokens(loaded_small, image_request(loaded_small, PROMPT, seed=1), stop) is None

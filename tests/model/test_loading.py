@@ -6,6 +6,7 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from janus_demo.model.image_shape import read_image_shape
 from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.model.tiny import build_tiny_janus, ensure_tiny_janus
 
@@ -33,6 +34,32 @@ def test_tiny_keeps_janus_image_structure(loaded_tiny):
     with torch.inference_mode():
         pixels = loaded_tiny.model.decode_image_tokens(torch.zeros(1, 576, dtype=torch.long))
     assert tuple(pixels.shape) == (1, 384, 384, 3)
+
+
+def test_the_tiny_grid_is_a_parameter_and_the_loaded_model_reads_it(loaded_small):
+    shape = loaded_small.image_shape
+    assert (shape.rows, shape.columns, shape.patch, shape.tokens, shape.size) == (8, 8, 16, 64, (128, 128))
+    assert loaded_small.model.config.vision_config.num_image_tokens == 64
+    assert loaded_small.processor.num_image_tokens == 64
+    assert loaded_small.processor.image_processor.size == {"height": 128, "width": 128}
+    with torch.inference_mode():
+        pixels = loaded_small.model.decode_image_tokens(torch.zeros(1, 64, dtype=torch.long))
+    assert tuple(pixels.shape) == (1, 128, 128, 3)
+    config = loaded_small.model.config.to_dict()
+    config["vision_config"]["num_image_tokens"] = 576  # a config whose generation length is not its grid
+    with pytest.raises(ValueError, match="num_image_tokens"):
+        read_image_shape(type(loaded_small.model.config).from_dict(config))
+
+
+def test_the_tiny_builder_takes_the_grid_and_keeps_janus_pros_by_default(tmp_path):
+    import json
+
+    from janus_demo.model.tiny import main
+
+    main([str(tmp_path / "small"), "--grid", "6"])
+    main([str(tmp_path / "default")])
+    assert json.loads((tmp_path / "small/config.json").read_text())["vision_config"]["num_image_tokens"] == 36
+    assert json.loads((tmp_path / "default/config.json").read_text())["vision_config"]["image_size"] == 384
 
 
 def test_model_tiny_builds_once_into_the_cache(tmp_path, monkeypatch):
@@ -77,18 +104,19 @@ def test_4bit_computes_in_the_resolved_dtype(tiny_dir):
     assert layers and {layer.compute_dtype for layer in layers} == {torch.float32}
 
 
-def test_images_only_leaves_out_the_understanding_parts_and_still_draws(tiny_dir, loaded_tiny):
+def test_images_only_leaves_out_the_understanding_parts_and_still_draws(small_dir, loaded_small):
     from support.requests import generate_image_tokens, image_request
 
-    loaded = load_janus(str(tiny_dir), quantization="none", device="cpu", images_only=True)
+    loaded = load_janus(str(small_dir), quantization="none", device="cpu", images_only=True)
     names = {name.split(".")[0] + "." + name.split(".")[1] for name, _ in loaded.model.named_parameters()}
     assert "model.vision_model" not in names and "model.aligner" not in names
     assert loaded.model.get_output_embeddings() is None and not loaded.can_chat
     info = loaded.info()
     assert info["chat"] is False and info["lm_head"] == "not loaded"
-    assert info["footprint_bytes"] < loaded_tiny.info()["footprint_bytes"]
+    assert info["footprint_bytes"] < loaded_small.info()["footprint_bytes"]
+    assert loaded.image_shape == loaded_small.image_shape
     request = image_request(loaded, seed=3, guidance_scale=5.0)
-    assert torch.equal(generate_image_tokens(loaded, request), generate_image_tokens(loaded_tiny, request))
+    assert torch.equal(generate_image_tokens(loaded, request), generate_image_tokens(loaded_small, request))
 
 
 def test_auto_quantization_is_none_on_cpu_and_says_why(tiny_dir):
