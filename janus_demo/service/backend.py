@@ -42,8 +42,6 @@ from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.preview_sheet import preview_sheet
 from janus_demo.service.requests import (
-    IMAGE_ROWS,
-    IMAGE_TOKENS,
     RANDOM_SEED,
     SEED_MAX,
     GpuBudget,
@@ -62,7 +60,6 @@ NO_DESCRIPTIONS = (
     "This server only draws images (it was started with --images-only): variations need the model to describe "
     "the photo, which is off."
 )
-COLUMNS = IMAGE_TOKENS // IMAGE_ROWS
 # What the model is asked before it draws variations: a prompt in the style text-to-image models read.
 DESCRIBE_INSTRUCTION = (
     "Write a prompt for a text-to-image model that would recreate this image. In one paragraph, describe the "
@@ -126,7 +123,8 @@ class Upscaled:
 
 
 class Backend:
-    """A loaded model, its lock, the request limits and the schemas they give.
+    """A loaded model, its lock, the request limits and the schemas they give (their image fields follow the
+    model's `image_shape`: its token grid and image size).
 
     On ZeroGPU (or with `gpu_budget`) every request must fit the longest GPU loan: the caps on answer length
     and images are lowered to fit the loaded model (their fields say so), a request that still does not fit is
@@ -143,12 +141,13 @@ class Backend:
         upscaler: Upscaler | None = None,
     ) -> None:
         self.loaded = loaded
+        self.image_shape = loaded.image_shape
         self.upscaler = upscaler
         self.gpu_budget = gpu_budget or (GpuBudget() if on_zero_gpu() else None)
         self.billions = loaded.language_billions
         self.limits = self._fit_budget(limits or Limits())
         self.image_limits = image_limits or intake.ImageLimits()
-        self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda")
+        self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda", shape=self.image_shape)
         self.lock = ModelLock()
         self.clients = ClientLedger(client_limits)  # per-client counts, fed by the server's middleware
         self.histories = Histories(self.clients.limits.max_sessions, self.clients.limits.session_ttl_s)
@@ -220,7 +219,7 @@ class Backend:
         problem = memory.image_memory_problem(
             self.loaded,
             request.num_images,
-            request.prompt_ids.shape[1] + image_loop.forced_prefix(forced_mask, IMAGE_TOKENS),  # fed with the prompt
+            request.prompt_ids.shape[1] + self._forced_prefix(forced_mask),  # fed with the prompt
             request.guided,
             memory.DECODE_CHUNK,
             reclaimable=cuda_graphs.held_bytes(self.loaded.model),  # kept CUDA graphs make way for a new request
@@ -287,20 +286,21 @@ class Backend:
 
     def images_duration(self, request: ImageRequest) -> int:
         """Seconds a prepared text-to-image request borrows a ZeroGPU GPU for."""
-        return self.budget.image_duration(self.billions, request.num_images, request.guided, _previews(request))
+        return self.budget.image_duration(
+            self.billions, request.num_images, request.guided, self._previews(request), steps=self.image_shape.tokens
+        )
 
     def edit_duration(self, prepared: PreparedEdit) -> int:
         """Seconds a prepared edit borrows a ZeroGPU GPU for: its photo encoded, then drawn as a batch."""
         request, encode = prepared.request, self.budget.encode_s if prepared.crop is not None else 0.0
-        previews = _previews(request)
-        return self.budget.duration(
-            encode + self.budget.image_seconds(self.billions, request.num_images, request.guided, previews)
+        drawing = self.budget.image_seconds(
+            self.billions, request.num_images, request.guided, self._previews(request), steps=self.image_shape.tokens
         )
+        return self.budget.duration(encode + drawing)
 
     def upscale_duration(self, prepared: PreparedUpscale) -> int:
         """Seconds a prepared upscale borrows a ZeroGPU GPU for (its work grows with the image's area)."""
-        area = prepared.image.width * prepared.image.height / (384 * 384)
-        return self.budget.duration(self.budget.upscale_s * area)
+        return self.budget.duration(self.budget.upscale_seconds(prepared.image.width, prepared.image.height))
 
     def run_deadline(self, duration_s: float) -> float:
         """Seconds a run may take inside a loan of `duration_s`: it stops itself before the loan ends."""
@@ -312,7 +312,8 @@ class Backend:
         if budget is None:
             return limits
         tokens = min(limits.max_new_tokens, budget.max_new_tokens(self.billions, limits.max_images_per_conversation))
-        images = min(limits.max_num_images, max(1, budget.max_images(self.billions, guided=False)))
+        fit = budget.max_images(self.billions, guided=False, steps=self.image_shape.tokens)
+        images = min(limits.max_num_images, max(1, fit))
         capped = tuple(
             name
             for name, lowered in (
@@ -335,10 +336,13 @@ class Backend:
         budget = self.gpu_budget
         if budget is None:
             return
-        estimate = budget.image_seconds(self.billions, request.num_images, request.guided, _previews(request))
+        steps = self.image_shape.tokens
+        estimate = budget.image_seconds(
+            self.billions, request.num_images, request.guided, self._previews(request), steps=steps
+        )
         if budget.fits(estimate):
             return
-        fit = budget.max_images(self.billions, request.guided)
+        fit = budget.max_images(self.billions, request.guided, steps=steps)
         how = "with guidance" if request.guided else "without guidance"
         fewer = f"at most {fit} fit {how}" if fit else f"not even one fits {how}"
         instead = " (or set Guidance scale to 1)" if request.guided else ""
@@ -354,8 +358,8 @@ class Backend:
         """Check a `/complete_image` request and crop its photo (CPU); the first `keep_rows` rows are kept."""
         values = self.schemas.complete.check(self.schemas.complete.bind(*settings, **named))
         image = self._load_field(values, "image")
-        crop, _ = intake.square_crop(image)
-        keep = intake.kept_rows_mask(values["keep_rows"], IMAGE_ROWS, COLUMNS)
+        crop, _ = intake.square_crop(image, self.image_shape)
+        keep = intake.kept_rows_mask(values["keep_rows"], self.image_shape)
         request = self._image_request(_drawing_values(values), forced_mask=keep)
         about = {"mode": "complete", "keep_rows": str(values["keep_rows"]), "source_size": _size(image)}
         return PreparedEdit(request, crop, tuple(about.items()))
@@ -367,11 +371,11 @@ class Backend:
         image = self._load_field(values, "image")
         mask = self._load_field(values, "mask", background=intake.BLACK)
         intake.check_mask(mask, image.size)
-        crop, box = intake.square_crop(image)
-        redraw = intake.mask_grid(mask, box, IMAGE_ROWS, COLUMNS)
+        crop, box = intake.square_crop(image, self.image_shape)
+        redraw = intake.mask_grid(mask, box, self.image_shape)
         intake.check_mask(mask, image.size, redraw)
         request = self._image_request(_drawing_values(values), forced_mask=~redraw)
-        about = {"mode": "redraw", "mask": intake.mask_summary(redraw, COLUMNS), "source_size": _size(image)}
+        about = {"mode": "redraw", "mask": intake.mask_summary(redraw, self.image_shape), "source_size": _size(image)}
         return PreparedEdit(request, crop, tuple(about.items()))
 
     def prepare_variations(self, *settings: object, **named: object) -> PreparedVariations:
@@ -382,7 +386,7 @@ class Backend:
             raise InputError(NO_DESCRIPTIONS)
         values = self.schemas.variations.check(self.schemas.variations.bind(*settings, **named))
         image = self._load_field(values, "image")
-        crop, _ = intake.square_crop(image)
+        crop, _ = intake.square_crop(image, self.image_shape)
         values["seed"] = self._seed(values)
         question = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DESCRIBE_INSTRUCTION}]}]
         inputs = chat.encode_conversation(self.loaded, question, [crop])
@@ -530,8 +534,18 @@ class Backend:
 
     def _preview_every(self, every: int) -> int:
         """`every`, widened so that a request streams at most `limits.max_preview_updates` previews."""
-        fewest = math.ceil(IMAGE_TOKENS / self.limits.max_preview_updates)
+        fewest = math.ceil(self.image_shape.tokens / self.limits.max_preview_updates)
         return every and max(every, fewest)
+
+    def _previews(self, request: ImageRequest) -> int:
+        """How many previews a prepared request streams."""
+        if request.preview_every < 1 or request.preview_mode == "off":
+            return 0
+        return (self.image_shape.tokens - 1) // request.preview_every
+
+    def _forced_prefix(self, forced_mask: Any) -> int:
+        """How many leading tokens `forced_mask` forces (they go into the model with the prompt)."""
+        return image_loop.forced_prefix(forced_mask, self.image_shape.tokens)
 
     def _check_image_count(self, count: int) -> None:
         limit = self.limits.max_images_per_conversation
@@ -594,13 +608,6 @@ def _spaced_previews(interval_s: float) -> Callable[[ImageProgress], ImageProgre
         return progress
 
     return spaced
-
-
-def _previews(request: ImageRequest) -> int:
-    """How many previews a prepared request streams."""
-    if request.preview_every < 1 or request.preview_mode == "off":
-        return 0
-    return (IMAGE_TOKENS - 1) // request.preview_every
 
 
 def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:

@@ -2,8 +2,8 @@
 
     image = load_image(path)                      # one upload; raises InputError for the user
     mask = load_image(path, background=BLACK)     # a mask: transparent pixels become black (keep)
-    crop, box = square_crop(image)                # the centre square at 384x384, Janus' size
-    redraw = mask_grid(mask, box, rows=24, columns=24)   # (576,) bool: the tokens a white mask touches
+    crop, box = square_crop(image, shape)         # the centre square at the model's size (384x384 for Janus-Pro)
+    redraw = mask_grid(mask, box, shape)          # (shape.tokens,) bool: the tokens a white mask touches
     images = load_images(paths, max_images=4)     # several, with a per-request count cap
 
 Gradio hands us whatever was uploaded (or fetched from a URL) as a file path: any bytes, any
@@ -15,9 +15,10 @@ are reduced to their first frame, turned upright by their EXIF orientation and c
 the file, which is closed. Every problem a user can cause becomes an `InputError` whose message
 names no server path.
 
-For the Edit tab, a photo becomes what Janus sees: its centre square resized to 384x384 (24x24 tokens of
-16x16 pixels; the crop the user is shown), and a mask, white where to redraw, the photo's size, goes
-through the same crop; any token it touches (a pixel of 128 or brighter) is redrawn.
+For the Edit tab, a photo becomes what Janus sees: its centre square resized to the model's image size
+(`shape`, the loaded model's `ImageShape`: 384x384, 24x24 tokens of 16x16 pixels for Janus-Pro; the crop
+the user is shown), and a mask, white where to redraw, the photo's size, goes through the same crop; any
+token it touches (a pixel of 128 or brighter) is redrawn.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from janus_demo.model.image_shape import ImageShape
 from janus_demo.service.errors import FieldError, InputError
 
 # Pillow openers we let sniff the content. The JPEG opener also returns MPO (the multi-picture JPEG
@@ -303,7 +305,6 @@ def _bomb_message(pillow_message: str, limits: ImageLimits) -> str:
 
 # --- a photo as Janus sees it, and a mask on its token grid
 
-SIDE = 384  # Janus' image size
 PAINTED = 128  # mask pixels this bright or brighter mean "redraw"
 Box = tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
 
@@ -316,15 +317,16 @@ def square_box(size: tuple[int, int]) -> Box:
     return left, top, left + side, top + side
 
 
-def square_crop(image: Image.Image) -> tuple[Image.Image, Box]:
-    """The centre square of `image` resized to 384x384 (Lanczos), and the square's box in `image`."""
+def square_crop(image: Image.Image, shape: ImageShape) -> tuple[Image.Image, Box]:
+    """The centre square of `image` resized to the model's image size (Lanczos), and the square's box in `image`."""
     box = square_box(image.size)
-    return image.resize((SIDE, SIDE), Image.Resampling.LANCZOS, box=box), box
+    return image.resize(shape.size, Image.Resampling.LANCZOS, box=box), box
 
 
-def mask_grid(mask: Image.Image, box: Box, rows: int, columns: int) -> torch.Tensor:
-    """(rows*columns,) bool in raster order: True for each token whose cell of the cropped `mask` has a pixel
-    of PAINTED brightness or more. The cells split the square `box` as the resized crop does."""
+def mask_grid(mask: Image.Image, box: Box, shape: ImageShape) -> torch.Tensor:
+    """(tokens,) bool in raster order: True for each token whose cell of the cropped `mask` has a pixel of
+    PAINTED brightness or more. The cells split the square `box` as the resized crop does."""
+    rows, columns = shape.rows, shape.columns
     painted = np.asarray(mask.convert("L").crop(box)) >= PAINTED
     side = painted.shape[0]
     grid = np.zeros((rows, columns), dtype=bool)
@@ -350,16 +352,16 @@ def check_mask(mask: Image.Image, image_size: tuple[int, int], redraw: torch.Ten
         )
 
 
-def kept_rows_mask(keep_rows: int, rows: int, columns: int) -> torch.Tensor:
-    """(rows*columns,) bool: True for the tokens of the first `keep_rows` rows."""
-    keep = torch.zeros(rows * columns, dtype=torch.bool)
-    keep[: keep_rows * columns] = True
+def kept_rows_mask(keep_rows: int, shape: ImageShape) -> torch.Tensor:
+    """(tokens,) bool: True for the tokens of the first `keep_rows` rows."""
+    keep = torch.zeros(shape.tokens, dtype=torch.bool)
+    keep[: keep_rows * shape.columns] = True
     return keep
 
 
-def mask_summary(redraw: torch.Tensor, columns: int) -> str:
+def mask_summary(redraw: torch.Tensor, shape: ImageShape) -> str:
     """'37 of 576 tokens (rows 3-8, columns 5-12)': how much is redrawn, and where (1-based, inclusive)."""
-    where = redraw.view(-1, columns).nonzero()
+    where = redraw.view(shape.rows, shape.columns).nonzero()
     count, total = int(redraw.sum()), redraw.numel()
     if not count:
         return f"0 of {total} tokens"

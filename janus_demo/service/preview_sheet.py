@@ -1,4 +1,4 @@
-"""One preview image for a whole batch: the batch's previews as tiles of one 384-pixel sheet.
+"""One preview image for a whole batch: the batch's previews as tiles of one sheet the size of one preview.
 
     sheet = preview_sheet(previews)   # 16 previews of 384x384 -> one 384x384 image of 4x4 tiles
 
@@ -13,15 +13,15 @@ import math
 
 from PIL import Image
 
-SHEET_SIDE = 384  # one Janus image's side: a sheet costs what one preview costs
 BACKGROUND = (128, 128, 128)
 
 
-def preview_sheet(previews: list[Image.Image], side: int = SHEET_SIDE) -> Image.Image:
-    """The previews in reading order on a grid of ceil(sqrt(n)) columns, `side` pixels wide."""
+def preview_sheet(previews: list[Image.Image]) -> Image.Image:
+    """The previews in reading order on a grid of ceil(sqrt(n)) columns, as wide as one of them: a sheet
+    costs what one preview costs."""
     columns = math.ceil(math.sqrt(len(previews)))
     rows = math.ceil(len(previews) / columns)
-    tile = side // columns
+    tile = previews[0].width // columns
     sheet = Image.new("RGB", (columns * tile, rows * tile), BACKGROUND)
     for index, preview in enumerate(previews):
         row, column = divmod(index, columns)

@@ -5,6 +5,7 @@ python -m janus_demo.service.reference      # print the tables to paste into REA
 
 from __future__ import annotations
 
+from janus_demo.model.image_shape import JANUS_PRO
 from janus_demo.service.clients import ClientLimits, cap_fields
 from janus_demo.service.fields import ChoiceField, ImageField, NumberField
 from janus_demo.service.intake import FORMAT_NAMES, ImageLimits
@@ -41,8 +42,8 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         f"| `max_history_turns` | {limits.max_history_turns} user turns | older turns left out, with a note in the "
         "status line |",
         f"| `max_images_per_conversation` | {limits.max_images_per_conversation} | refused: clear the conversation |",
-        f'| `max_context_tokens` | {limits.max_context_tokens:,} tokens (an image counts 576) | refused: "This '
-        'conversation is too long; clear it and start again" |',
+        f"| `max_context_tokens` | {limits.max_context_tokens:,} tokens (an image counts {JANUS_PRO.tokens}) | "
+        'refused: "This conversation is too long; clear it and start again" |',
         f"| `max_new_tokens` / `max_num_images` | {limits.max_new_tokens:,} / {limits.max_num_images} (on ZeroGPU "
         "lower if a request could not fit the longest GPU loan; the field says so) | refused |",
         f"| `request_deadline_s` | {limits.request_deadline_s:g} s | the generation stops with a message; also the "

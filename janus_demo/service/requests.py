@@ -9,7 +9,8 @@
 Each field gives its API name, UI label, type, range, step and default. The widgets (`janus_demo.web`),
 the checks (here, once per request, before the model is waited for), the ZeroGPU durations, the API
 docstrings and the README's tables read these declarations and nothing else. Hosts change the caps
-through `Limits`; the schemas follow.
+through `Limits`; the schemas follow. The image fields' ranges follow the loaded model's token grid
+(`schemas_for(limits, gpu, loaded.image_shape)`; the README documents Janus-Pro's, the default).
 
 On ZeroGPU, `GpuBudget` (the last section) sizes each request's GPU loan and lowers the caps so that every
 request fits the longest loan:
@@ -18,6 +19,7 @@ request fits the longest loan:
     budget.chat_duration(billions=6.9, max_new_tokens=512, images=1)      # seconds to ask spaces.GPU for
     budget.run_deadline(duration)                                          # when the run stops itself
     budget.max_new_tokens(billions=6.9, images=4)                          # the cap the schema offers
+    budget.image_seconds(billions=6.9, num_images=4, guided=True, steps=loaded.image_shape.tokens)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from janus_demo.model.image_shape import JANUS_PRO, ImageShape
 from janus_demo.model.memory import GPU_DEFAULT_IMAGES
 from janus_demo.model.previews import PREVIEW_MODES
 from janus_demo.service.errors import InputError
@@ -35,8 +38,6 @@ from janus_demo.service.intake import FORMAT_NAMES
 
 RANDOM_SEED = -1  # "pick a random seed": the service draws one before the model sees the request
 SEED_MAX = 2**32 - 1
-IMAGE_TOKENS = 576  # one 384x384 Janus image is 24x24 tokens
-IMAGE_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -247,16 +248,17 @@ def num_images_field(limits: Limits, gpu: bool) -> NumberField:
     )
 
 
-def preview_every_field(limits: Limits) -> NumberField:
+def preview_every_field(limits: Limits, shape: ImageShape) -> NumberField:
+    """Previews every two token rows by default; at most one image's tokens apart."""
     return NumberField(
         "preview_every",
         "Preview every",
-        48,
+        2 * shape.columns,
         0,
-        IMAGE_TOKENS,
+        shape.tokens,
         1,
         integer=True,
-        help=f"Image tokens between previews ({IMAGE_TOKENS} in all, at most {limits.max_preview_updates} "
+        help=f"Image tokens between previews ({shape.tokens} in all, at most {limits.max_preview_updates} "
         f"previews{_spacing(limits)}); 0 turns previews off.",
     )
 
@@ -265,8 +267,9 @@ def source_field() -> ImageField:
     return ImageField("image", "Image", help="The photo to start from; turned upright, cropped to its centre square.")
 
 
-def image_schema(limits: Limits, gpu: bool) -> Schema:
-    """`/generate_images`: the prompt, DeepSeek's sampling settings (guidance 5, temperature 1) and previews.
+def image_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
+    """`/generate_images`: the prompt, DeepSeek's sampling settings (guidance 5, temperature 1) and previews
+    (ranges from the model's image `shape`).
 
     A GPU draws 4 images by default (`--quantization auto` makes room for that many), a CPU one.
     """
@@ -279,7 +282,7 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
             temperature_field(1.0),
             num_images_field(limits, gpu),
             top_p_field(1.0, "Nucleus sampling threshold; 1 samples the full distribution."),
-            preview_every_field(limits),
+            preview_every_field(limits, shape),
             ChoiceField(
                 "preview_mode",
                 "Preview mode",
@@ -291,8 +294,8 @@ def image_schema(limits: Limits, gpu: bool) -> Schema:
     )
 
 
-def complete_schema(limits: Limits, gpu: bool) -> Schema:
-    """`/complete_image`: keep the top rows of a photo's 24 token rows and draw the rest."""
+def complete_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
+    """`/complete_image`: keep the top rows of a photo's token rows (24 for Janus-Pro) and draw the rest."""
     return Schema(
         "/complete_image",
         (
@@ -301,23 +304,23 @@ def complete_schema(limits: Limits, gpu: bool) -> Schema:
             NumberField(
                 "keep_rows",
                 "Rows to keep",
-                12,
+                shape.rows // 2,
                 1,
-                IMAGE_ROWS - 1,
+                shape.rows - 1,
                 1,
                 integer=True,
-                help=f"Token rows kept from the top (of {IMAGE_ROWS}, 16 px each); the rest is drawn.",
+                help=f"Token rows kept from the top (of {shape.rows}, {shape.patch} px each); the rest is drawn.",
             ),  # fmt: skip
             seed_field(RANDOM_SEED),
             guidance_field(),
             temperature_field(1.0),
             num_images_field(limits, gpu),
-            preview_every_field(limits),
+            preview_every_field(limits, shape),
         ),
     )
 
 
-def redraw_schema(limits: Limits, gpu: bool) -> Schema:
+def redraw_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
     """`/redraw_region`: draw again the tokens under a mask, keep the others."""
     return Schema(
         "/redraw_region",
@@ -334,12 +337,12 @@ def redraw_schema(limits: Limits, gpu: bool) -> Schema:
             guidance_field(),
             temperature_field(1.0),
             num_images_field(limits, gpu),
-            preview_every_field(limits),
+            preview_every_field(limits, shape),
         ),
     )
 
 
-def variations_schema(limits: Limits, gpu: bool) -> Schema:
+def variations_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
     """`/variations`: the model describes the photo as a prompt, then draws from its description."""
     return Schema(
         "/variations",
@@ -349,7 +352,7 @@ def variations_schema(limits: Limits, gpu: bool) -> Schema:
             seed_field(RANDOM_SEED),
             guidance_field(),
             temperature_field(1.0),
-            preview_every_field(limits),
+            preview_every_field(limits, shape),
         ),
     )
 
@@ -380,13 +383,15 @@ class Schemas(NamedTuple):
     upscale: Schema
 
 
-def schemas_for(limits: Limits, gpu: bool) -> Schemas:
+def schemas_for(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schemas:
+    """Every request's schema; the image fields' ranges follow `shape`, the loaded model's (Janus-Pro's by
+    default, for the README)."""
     return Schemas(
         chat_schema(limits),
-        image_schema(limits, gpu),
-        complete_schema(limits, gpu),
-        redraw_schema(limits, gpu),
-        variations_schema(limits, gpu),
+        image_schema(limits, gpu, shape),
+        complete_schema(limits, gpu, shape),
+        redraw_schema(limits, gpu, shape),
+        variations_schema(limits, gpu, shape),
         upscale_schema(limits),
     )
 
@@ -425,7 +430,8 @@ class GpuBudget:
     row_growth: float = 0.06  # each extra row of the batch (images x 2 with guidance) adds this share of a step
     preview_s: float = 0.02  # one image decoded by the VQ decoder for a preview
     encode_s: float = 1.0  # an edit's photo through the VQ encoder (one 384x384 image, like a preview's decode)
-    upscale_s: float = 1.0  # one 384x384 image enlarged 2x (~0.7 TMAC; well under a second on a GPU), per its area
+    # A source megapixel enlarged 2x: a 384x384 image (0.15 MP, ~0.7 TMAC; well under a second on a GPU) in 1 s.
+    upscale_s_per_mp: float = 6.8
     preview_interval_s: float = 0.5  # previews closer together than this are dropped (Stop stays fast)
 
     # --- estimates of the model's work (no margin)
@@ -436,10 +442,11 @@ class GpuBudget:
     def chat_seconds(self, billions: float, max_new_tokens: int, images: int) -> float:
         return max_new_tokens * self.token_seconds(billions) + images * self.chat_image_s
 
-    def image_seconds(self, billions: float, num_images: int, guided: bool, previews: int = 0) -> float:
-        """The steps of the batch, and the previews it streams (at most one per `preview_interval_s`)."""
+    def image_seconds(self, billions: float, num_images: int, guided: bool, previews: int = 0, *, steps: int) -> float:
+        """The batch's `steps` (one per token of an image: `loaded.image_shape.tokens`), and the previews it
+        streams (at most one per `preview_interval_s`)."""
         rows = num_images * (2 if guided else 1)  # guidance runs an unconditioned row beside each image
-        steps_s = IMAGE_TOKENS * (self.step_s + self.step_s_per_b * billions) * (1 + self.row_growth * (rows - 1))
+        steps_s = steps * (self.step_s + self.step_s_per_b * billions) * (1 + self.row_growth * (rows - 1))
         previews = min(previews, 1 + math.ceil(steps_s / self.preview_interval_s))
         return steps_s + previews * num_images * self.preview_s
 
@@ -459,8 +466,12 @@ class GpuBudget:
     def chat_duration(self, billions: float, max_new_tokens: int, images: int) -> int:
         return self.duration(self.chat_seconds(billions, max_new_tokens, images))
 
-    def image_duration(self, billions: float, num_images: int, guided: bool, previews: int) -> int:
-        return self.duration(self.image_seconds(billions, num_images, guided, previews))
+    def image_duration(self, billions: float, num_images: int, guided: bool, previews: int, *, steps: int) -> int:
+        return self.duration(self.image_seconds(billions, num_images, guided, previews, steps=steps))
+
+    def upscale_seconds(self, width: int, height: int) -> float:
+        """An image of `width` x `height` pixels enlarged 2x: the work grows with its area."""
+        return self.upscale_s_per_mp * width * height / 1e6
 
     # --- the caps that keep every request within max_duration_s
 
@@ -469,10 +480,10 @@ class GpuBudget:
         room = self.max_duration_s - self.margin_s - images * self.chat_image_s
         return max(1, math.floor(room / self.token_seconds(billions)))
 
-    def max_images(self, billions: float, guided: bool) -> int:
-        """The most images one request may draw (previews not counted), 0 if not even one fits."""
+    def max_images(self, billions: float, guided: bool, *, steps: int) -> int:
+        """The most images of `steps` tokens one request may draw (previews not counted), 0 if not even one fits."""
         count = 0
-        while self.fits(self.image_seconds(billions, count + 1, guided)) and count < 64:
+        while self.fits(self.image_seconds(billions, count + 1, guided, steps=steps)) and count < 64:
             count += 1
         return count
 

@@ -1,7 +1,8 @@
 """The "Edit" tab: complete a photo, redraw a region of it, or draw variations of it, with Janus' own tokens.
 
-Janus draws an image as 576 tokens in raster order from a VQ codebook whose encoder it also has, so a
-photo's tokens can be forced into the image loop (`janus_demo.model.image_loop`):
+Janus draws an image as a grid of tokens (`backend.image_shape`: 24x24 for Janus-Pro) in raster order from a
+VQ codebook whose encoder it also has, so a photo's tokens can be forced into the image loop
+(`janus_demo.model.image_loop`):
 - Complete: the photo's top `keep_rows` token rows are kept, the rest is drawn.
 - Redraw a region: the tokens under a painted mask (white) are drawn again, the others kept.
 - Variations: the model describes the photo as a text-to-image prompt, then draws from its description
@@ -12,10 +13,11 @@ Public API endpoints and MCP tools, the fields of `backend.schemas.complete / re
 `/redraw_region(image, mask, prompt, seed, guidance_scale, temperature, num_images, preview_every)` stream
 `(gallery, seed used, status)` as `/generate_images` does; `/variations(image, num_images, seed,
 guidance_scale, temperature, preview_every)` streams `(gallery, seed used, status, description)`. The photo
-is turned upright and its centre square resized to 384 (the crop is shown in the browser). Requests are
-checked on the CPU; only then is a GPU borrowed on ZeroGPU (`edit_on_gpu`, and `answer_on_gpu` for the
-description). Previews, Stop, seed reuse, downloads and PNG metadata (mode, kept rows or mask summary,
-source image size) work as in the Text-to-image tab, whose pieces this tab reuses.
+is turned upright and its centre square resized to the model's image size (384x384 for Janus-Pro; the crop is
+shown in the browser). Requests are checked on the CPU; only then is a GPU borrowed on ZeroGPU
+(`edit_on_gpu`, and `answer_on_gpu` for the description). Previews, Stop, seed reuse, downloads and PNG
+metadata (mode, kept rows or mask summary, source image size) work as in the Text-to-image tab, whose pieces
+this tab reuses.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import gradio as gr
 
 from janus_demo.service.backend import Backend, ImageProgress, PreparedEdit, PreparedVariations
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.service.requests import IMAGE_TOKENS
 from janus_demo.web.chat_tab import AnswerFn, answer_updates, make_answer_fn
 from janus_demo.web.images_tab import (
     ADVANCED,
@@ -233,7 +234,7 @@ def make_browser_variations(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu
             yield problem_outputs(error)
             return
         skip, hide, locked = gr.skip(), gr.update(value=None, visible=False), gr.update(interactive=False)
-        run_state = {"running": True, "step": 0, "total": IMAGE_TOKENS}
+        run_state = {"running": True, "step": 0, "total": backend.image_shape.tokens}
         seed_used = gr.update(value=prepared.settings["seed"], visible=True)
         yield [], seed_used, STARTING, run_state, hide, hide, skip, locked, crop_shown(prepared), ""
         description = ""
@@ -309,7 +310,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
         with gr.Column(scale=3, min_width=300, elem_id="edit-results"):
             status = gr.Markdown("", elem_id="edit-status")
             crop = gr.Image(
-                label="The crop used (384×384)",
+                label="The crop used ({}×{})".format(*backend.image_shape.size),
                 type="pil",
                 interactive=False,
                 visible=False,

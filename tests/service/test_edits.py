@@ -1,11 +1,13 @@
 """Edits of a photo, prepared on the CPU: the crop, the mask reduced to the token grid, and every refusal naming
-its field (an empty mask, a mask of another size, an unreadable image, keep_rows outside 1-23)."""
+its field (an empty mask, a mask of another size, an unreadable image, keep_rows outside 1-23). On Janus-Pro's
+24x24 grid, and the crop, the grid and the ranges following an 8x8 model's."""
 
 import math
 
 import pytest
 from PIL import Image
 
+from janus_demo.model.image_shape import JANUS_PRO, ImageShape
 from janus_demo.service.errors import FieldError
 from janus_demo.service.intake import mask_grid, mask_summary, square_crop
 
@@ -24,28 +26,31 @@ def mask_file(tmp_path, size, boxes=(), mode="L", name="mask.png"):
     return save(mask, tmp_path / name)
 
 
-def test_the_crop_is_the_centre_square_at_384():
-    crop, box = square_crop(Image.new("RGB", (451, 300)))
+def test_the_crop_is_the_centre_square_at_the_models_size():
+    crop, box = square_crop(Image.new("RGB", (451, 300)), JANUS_PRO)
     assert crop.size == (384, 384) and box == (75, 0, 375, 300)
-    assert square_crop(Image.new("RGB", (200, 500)))[1] == (0, 150, 200, 350)
+    assert square_crop(Image.new("RGB", (200, 500)), JANUS_PRO)[1] == (0, 150, 200, 350)
+    assert square_crop(Image.new("RGB", (451, 300)), ImageShape(8, 8, 16))[0].size == (128, 128)
 
 
 def test_a_mask_touching_a_token_redraws_it_and_only_it():
     mask = Image.new("L", (768, 768), 0)
     mask.putpixel((32 * 5 + 31, 32 * 2), 255)  # the last pixel column of token (row 2, column 5)
-    grid = mask_grid(mask, (0, 0, 768, 768), 24, 24)
+    grid = mask_grid(mask, (0, 0, 768, 768), JANUS_PRO)
     assert grid.sum() == 1 and grid.view(24, 24)[2, 5]
-    assert mask_summary(grid, 24) == "1 of 576 tokens (rows 3-3, columns 6-6)"
+    assert mask_summary(grid, JANUS_PRO) == "1 of 576 tokens (rows 3-3, columns 6-6)"
     faint = Image.new("L", (384, 384), 100)  # darker than half: not painted
-    assert not mask_grid(faint, (0, 0, 384, 384), 24, 24).any()
+    assert not mask_grid(faint, (0, 0, 384, 384), JANUS_PRO).any()
+    small = ImageShape(8, 8, 16)  # the same pixel on an 8x8 grid: 96 px cells, row 0, column 1
+    assert mask_summary(mask_grid(mask, (0, 0, 768, 768), small), small) == "1 of 64 tokens (rows 1-1, columns 2-2)"
 
 
 def test_the_mask_follows_the_crop_of_a_wide_photo():
     mask = Image.new("L", (451, 300), 0)
     mask.paste(255, (0, 0, 75, 300))  # only the part the crop cuts away
-    assert not mask_grid(mask, square_crop(mask)[1], 24, 24).any()
+    assert not mask_grid(mask, square_crop(mask, JANUS_PRO)[1], JANUS_PRO).any()
     mask.paste(255, (75, 0, 76, 300))  # the crop's first pixel column: the first token column
-    grid = mask_grid(mask, square_crop(mask)[1], 24, 24).view(24, 24)
+    grid = mask_grid(mask, square_crop(mask, JANUS_PRO)[1], JANUS_PRO).view(24, 24)
     assert grid[:, 0].all() and grid.sum() == 24
 
 
@@ -140,3 +145,16 @@ def test_the_variations_question_asks_for_a_prompt_about_the_crop(tiny_backend):
     assert prepared.settings["seed"] == 4 and prepared.describe.images == 1
     assert prepared.describe.options.seed == 4
     assert "pixel_values" in prepared.describe.inputs
+
+
+def test_an_8x8_models_edits_use_its_grid_crop_and_row_range(small_backend, tmp_path):
+    mask = mask_file(tmp_path, (451, 300), [(75, 0, 375, 50)])  # the top sixth of the crop: 2 of 8 rows
+    redraw = small_backend.prepare_redraw(PHOTO, mask, "a cat", 3, 5.0, 1.0, 1, 0)
+    keep = redraw.request.forced_mask.view(8, 8)
+    assert not keep[:2].any() and keep[2:].all() and redraw.crop.size == (128, 128)
+    assert dict(redraw.metadata)["mask"] == "16 of 64 tokens (rows 1-2, columns 1-8)"
+    complete = small_backend.prepare_complete(PHOTO, "a cat", 7)
+    assert complete.request.forced_mask.tolist() == [True] * 56 + [False] * 8 and complete.crop.size == (128, 128)
+    with pytest.raises(FieldError, match=r"^Rows to keep must be a whole number between 1 and 7"):
+        small_backend.prepare_complete(PHOTO, "a cat", 8)
+    assert small_backend.prepare_variations(PHOTO, 1, 4).crop.size == (128, 128)

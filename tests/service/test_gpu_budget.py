@@ -7,6 +7,7 @@ from support import ROOT
 from support.fake_backend import FakeBackend
 
 from janus_demo.model.image_loop import ImageProgress
+from janus_demo.model.image_shape import JANUS_PRO
 from janus_demo.service.backend import Backend
 from janus_demo.service.errors import FieldError
 from janus_demo.service.requests import GpuBudget, Limits
@@ -14,22 +15,28 @@ from janus_demo.web.refusals import validator
 
 B1, B7 = 1.5, 6.9  # language-model parameters of Janus-Pro-1B and -7B, in billions
 BUDGET = GpuBudget()
+STEPS = JANUS_PRO.tokens  # steps of one Janus-Pro image
 
 
 def test_durations_grow_with_the_model_and_the_request():
     assert BUDGET.chat_duration(B1, 512, 0) < BUDGET.chat_duration(B7, 512, 0)
     assert BUDGET.chat_duration(B7, 512, 0) < BUDGET.chat_duration(B7, 512, 2) < BUDGET.chat_duration(B7, 2048, 2)
-    assert BUDGET.image_duration(B1, 4, True, 12) < BUDGET.image_duration(B7, 4, True, 12)
-    assert BUDGET.image_duration(B7, 4, False, 12) < BUDGET.image_duration(B7, 4, True, 12)
-    assert BUDGET.image_duration(B7, 4, True, 0) < BUDGET.image_duration(B7, 4, True, 24)
-    assert BUDGET.image_duration(B7, 4, True, 12) < BUDGET.image_duration(B7, 16, True, 12)
+    assert BUDGET.image_duration(B1, 4, True, 12, steps=STEPS) < BUDGET.image_duration(B7, 4, True, 12, steps=STEPS)
+    assert BUDGET.image_duration(B7, 4, False, 12, steps=STEPS) < BUDGET.image_duration(B7, 4, True, 12, steps=STEPS)
+    assert BUDGET.image_duration(B7, 4, True, 0, steps=STEPS) < BUDGET.image_duration(B7, 4, True, 24, steps=STEPS)
+    assert BUDGET.image_duration(B7, 4, True, 12, steps=STEPS) < BUDGET.image_duration(B7, 16, True, 12, steps=STEPS)
 
 
 def test_the_largest_default_requests_fit_the_longest_loan_for_7b():
     """DeepSeek's biggest settings (16 guided images, previews) and the longest answer with 4 images."""
-    assert BUDGET.fits(BUDGET.image_seconds(B7, 16, True, 24))
+    assert BUDGET.fits(BUDGET.image_seconds(B7, 16, True, 24, steps=STEPS))
     assert BUDGET.fits(BUDGET.chat_seconds(B7, 2048, 4))
-    assert BUDGET.image_duration(B7, 16, True, 24) <= BUDGET.max_duration_s
+    assert BUDGET.image_duration(B7, 16, True, 24, steps=STEPS) <= BUDGET.max_duration_s
+
+
+def test_an_upscale_borrows_in_proportion_to_its_source_area():
+    assert BUDGET.upscale_seconds(384, 384) == pytest.approx(1.0, rel=0.01)  # one Janus-Pro image: about 1 s
+    assert BUDGET.upscale_seconds(768, 768) == pytest.approx(4 * BUDGET.upscale_seconds(384, 384))
 
 
 def test_the_run_stops_itself_a_margin_before_its_loan_ends():
@@ -40,9 +47,9 @@ def test_the_run_stops_itself_a_margin_before_its_loan_ends():
 
 def test_previews_count_at_most_one_per_interval():
     """Previews are spaced on ZeroGPU, so asking for one every step does not make a request unaffordable."""
-    steps_only = BUDGET.image_seconds(B1, 1, False, 0)
-    every_step = BUDGET.image_seconds(B1, 1, False, 575)
-    assert every_step == BUDGET.image_seconds(B1, 1, False, 10_000)
+    steps_only = BUDGET.image_seconds(B1, 1, False, 0, steps=STEPS)
+    every_step = BUDGET.image_seconds(B1, 1, False, 575, steps=STEPS)
+    assert every_step == BUDGET.image_seconds(B1, 1, False, 10_000, steps=STEPS)
     assert every_step - steps_only <= (2 + steps_only / BUDGET.preview_interval_s) * BUDGET.preview_s
 
 
@@ -59,7 +66,7 @@ def tight(loaded_tiny):
 def test_caps_come_down_to_what_fits_and_the_fields_say_so(tight, loaded_tiny):
     chat, images = tight.schemas.chat["max_new_tokens"], tight.schemas.images["num_images"]
     assert chat.maximum == TIGHT.max_new_tokens(tight.billions, tight.limits.max_images_per_conversation) < 2048
-    assert images.maximum == TIGHT.max_images(tight.billions, guided=False) < 16
+    assert images.maximum == TIGHT.max_images(tight.billions, guided=False, steps=STEPS) < 16
     for field in (chat, images):
         assert "a request may borrow a ZeroGPU GPU for at most 30 s" in field.help
     with pytest.raises(FieldError, match=r"Number of images must be .* \(got 16\)\. Lower than usual here: a request"):
@@ -70,7 +77,7 @@ def test_caps_come_down_to_what_fits_and_the_fields_say_so(tight, loaded_tiny):
 
 
 def test_a_request_that_does_not_fit_is_refused_on_its_field_before_the_gpu(tight):
-    most = TIGHT.max_images(tight.billions, guided=True)
+    most = TIGHT.max_images(tight.billions, guided=True, steps=STEPS)
     assert 0 < most < tight.limits.max_num_images  # unguided, more fit: the schema allows them
     tight.prepare_images("a cat", 1, guidance_scale=1.0, num_images=most + 1, preview_every=0)
     with pytest.raises(FieldError, match=rf"at most {most} fit with guidance\. Ask for fewer images") as refused:
@@ -90,6 +97,18 @@ def test_durations_and_deadlines_come_from_the_prepared_request(tight):
     turn = tight.prepare_chat({"text": "hi", "files": []}, None, 64)
     assert tight.chat_duration(turn) == TIGHT.chat_duration(tight.billions, 64, 0)
     assert tight.run_deadline(tight.chat_duration(turn)) == tight.chat_duration(turn) - TIGHT.margin_s
+
+
+def test_the_budget_counts_the_loaded_models_steps(tight, loaded_small):
+    """An 8x8 model draws 64 steps an image, not 576: more images fit the same loan, and it borrows less."""
+    small = Backend(loaded_small, gpu_budget=TIGHT)
+    fit = TIGHT.max_images(small.billions, guided=False, steps=64)
+    assert small.schemas.images["num_images"].maximum == min(16, fit) > tight.schemas.images["num_images"].maximum
+    most = tight.schemas.images["num_images"].maximum  # the most that fit 576 steps
+    settings = {"guidance_scale": 1.0, "num_images": most, "preview_every": 0}
+    drawing = small.prepare_images("a cat", 1, **settings)
+    assert small.images_duration(drawing) == TIGHT.image_duration(small.billions, most, False, 0, steps=64)
+    assert small.images_duration(drawing) < tight.images_duration(tight.prepare_images("a cat", 1, **settings))
 
 
 def test_limits_say_nothing_when_not_capped():
@@ -115,10 +134,10 @@ def test_an_edit_borrows_as_long_as_its_drawing_plus_encoding_its_photo(tight):
     settings = {"guidance_scale": 1.0, "num_images": 2, "preview_every": 0}
     edit = tight.prepare_complete(photo, "a cat", 12, 1, **settings)
     drawing = tight.prepare_images("a cat", 1, **settings)
-    expected = TIGHT.duration(TIGHT.encode_s + TIGHT.image_seconds(tight.billions, 2, False))
+    expected = TIGHT.duration(TIGHT.encode_s + TIGHT.image_seconds(tight.billions, 2, False, steps=STEPS))
     assert tight.edit_duration(edit) == expected >= tight.images_duration(drawing)
     many = tight.prepare_complete(photo, "a cat", 12, 1, **settings | {"num_images": 4})
     assert tight.edit_duration(edit) < tight.edit_duration(many)
     with pytest.raises(FieldError, match="Ask for fewer images"):  # edits are refused on their field too
-        most = TIGHT.max_images(tight.billions, guided=True)
+        most = TIGHT.max_images(tight.billions, guided=True, steps=STEPS)
         tight.prepare_complete(photo, "a cat", 12, 1, guidance_scale=5.0, num_images=most + 1, preview_every=0)

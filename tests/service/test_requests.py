@@ -118,6 +118,20 @@ def test_limits_change_the_caps():
         images.check(GOOD_IMAGE)
 
 
+def test_the_image_fields_follow_the_models_grid(small_backend):
+    """Janus-Pro's 24x24 grid by default (the README documents it); a loaded model's own grid in its backend."""
+    default, small = schemas_for(Limits(), gpu=False), small_backend.schemas
+    for schemas, tokens, rows in ((default, 576, 24), (small, 64, 8)):
+        for schema in (schemas.images, schemas.complete, schemas.redraw, schemas.variations):
+            every = schema["preview_every"]
+            assert (every.maximum, every.default) == (tokens, 2 * rows) and f"({tokens} in all" in every.help
+            with pytest.raises(FieldError, match=f"between 0 and {tokens}"):
+                every.check(tokens + 1)
+        keep = schemas.complete["keep_rows"]
+        assert (keep.minimum, keep.maximum, keep.default) == (1, rows - 1, rows // 2)
+        assert f"of {rows}, 16 px" in keep.help
+
+
 def test_a_gpu_draws_four_images_by_default():
     assert image_schema(Limits(), gpu=True)["num_images"].default == 4 and IMAGES["num_images"].default == 1
 

@@ -1,7 +1,10 @@
-"""/generate_images through gradio_client: seeds, previews before images, Stop, PNG metadata, bad input."""
+"""/generate_images through gradio_client: seeds, previews before images, Stop, PNG metadata, bad input, and the
+fields' ranges following the model's grid. On the app around the 8x8 tiny model (64 steps an image, 128 px),
+Stop on the one around Janus-Pro's 24x24 grid."""
 
 import time
 
+import httpx
 import pytest
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -18,7 +21,7 @@ def generate(client, prompt=PROMPT, seed=7, guidance_scale=5.0, temperature=1.0,
     return job.outputs()
 
 
-def extra_values(top_p=1.0, preview_every=96, preview_mode="palette"):
+def extra_values(top_p=1.0, preview_every=8, preview_mode="palette"):
     return [top_p, preview_every, preview_mode]
 
 
@@ -32,41 +35,56 @@ def pixels(path):
     return Image.open(path).convert("RGB").tobytes()
 
 
-def test_same_seed_same_images_other_seed_other_images_and_images_of_a_request_differ(client):
-    first, seed = final_paths(generate(client, seed=7, num_images=2))
-    again, _ = final_paths(generate(client, seed=7, num_images=2))
-    other, _ = final_paths(generate(client, seed=8, num_images=1))
+def test_same_seed_same_images_other_seed_other_images_and_images_of_a_request_differ(small_client):
+    first, seed = final_paths(generate(small_client, seed=7, num_images=2))
+    again, _ = final_paths(generate(small_client, seed=7, num_images=2))
+    other, _ = final_paths(generate(small_client, seed=8, num_images=1))
     assert seed == 7 and len(first) == 2
     assert [pixels(p) for p in first] == [pixels(p) for p in again]
     assert pixels(first[0]) != pixels(first[1])
     assert pixels(other[0]) != pixels(first[0])
-    assert Image.open(first[0]).size == (384, 384)
+    assert Image.open(first[0]).size == (128, 128), "the model's own image size"
 
 
-def test_previews_arrive_before_the_final_images(client):
-    outputs = generate(client, preview_every=96)
+def test_previews_arrive_before_the_final_images(small_client):
+    outputs = generate(small_client, preview_every=8)
     galleries = [gallery for gallery, _, _ in outputs if isinstance(gallery, list)]  # else a progress-only update
     statuses = [status for _, _, status in outputs if isinstance(status, str)]  # else a progress-only update
-    assert len(galleries) >= 4, "previews at steps 96..480, then the final images"
-    assert any(s.startswith("Step ") and "steps/s" in s for s in statuses)
+    assert len(galleries) >= 4, "previews at steps 8..56, then the final images"
+    assert any(s.startswith("Step ") and "/64 · " in s and "steps/s" in s for s in statuses)
+    assert any(s.startswith("Done: 64 tokens × 1 image") for s in statuses)
     assert len({pixels(g[0]["image"]) for g in galleries}) == len(galleries), "each preview shows more"
 
 
-def test_random_seed_is_reported_and_reproduces(client):
-    images, seed = final_paths(generate(client, seed=-1, preview_mode="off"))
+def test_random_seed_is_reported_and_reproduces(small_client):
+    images, seed = final_paths(generate(small_client, seed=-1, preview_mode="off"))
     assert 0 <= seed < 2**32
-    again, _ = final_paths(generate(client, seed=seed, preview_mode="off"))
+    again, _ = final_paths(generate(small_client, seed=seed, preview_mode="off"))
     assert pixels(images[0]) == pixels(again[0])
 
 
-def test_png_carries_prompt_seed_and_settings(client, loaded_tiny):
+def test_png_carries_prompt_seed_and_settings(small_client, loaded_small):
     images, _ = final_paths(
-        generate(client, prompt="Ein Fuchs im Schnee 🦊", seed=5, guidance_scale=3.5, temperature=0.8)
+        generate(small_client, prompt="Ein Fuchs im Schnee 🦊", seed=5, guidance_scale=3.5, temperature=0.8)
     )
     meta = read_png_metadata(images[0])
     assert meta["prompt"] == "Ein Fuchs im Schnee 🦊"
     assert meta["seed"] == "5" and float(meta["guidance_scale"]) == 3.5 and float(meta["temperature"]) == 0.8
-    assert meta["model"] == loaded_tiny.model_id
+    assert meta["model"] == loaded_small.model_id
+
+
+def test_the_widgets_and_checks_follow_the_models_grid(small_url, small_client):
+    """The 8x8 model's app offers and accepts previews up to 64 tokens apart and 1-7 kept rows, labels its crop
+    128x128, and refuses one beyond, naming the field."""
+    shown = {}
+    for component in httpx.get(small_url + "config", timeout=10).json()["components"]:
+        shown.setdefault(component["props"].get("elem_id"), component["props"])
+    assert shown["field-preview_every"]["maximum"] == shown["edit-field-preview_every"]["maximum"] == 64
+    assert (shown["edit-field-keep_rows"]["maximum"], shown["edit-field-keep_rows"]["value"]) == (7, 4)
+    assert shown["edit-crop"]["label"] == "The crop used (128×128)"
+    final_paths(generate(small_client, preview_every=64))
+    with pytest.raises(AppError, match="Preview every must be a whole number between 0 and 64"):
+        small_client.predict(PROMPT, 1, 5.0, 1.0, 1, 1.0, 65, "palette", api_name="/generate_images")
 
 
 def test_cancel_stops_generation_within_a_step(client, tiny_backend):
@@ -93,7 +111,7 @@ def test_cancel_stops_generation_within_a_step(client, tiny_backend):
         ((PROMPT, 1.5, 5.0, 1.0, 1), "Seed"),
     ],
 )
-def test_bad_parameters_get_a_clear_message(client, args, field):
+def test_bad_parameters_get_a_clear_message(small_client, args, field):
     with pytest.raises(AppError) as caught:
-        client.predict(*args, api_name="/generate_images")
+        small_client.predict(*args, api_name="/generate_images")
     assert field in str(caught.value)
