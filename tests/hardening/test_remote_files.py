@@ -9,9 +9,8 @@ tests a loopback server stands in for a public host (`safehttpx.async_validate_u
 counts what the server fetches from it. Measured before the door refused them: every endpoint below fetched
 its picture (1 request each, 2 for /redraw_region's image and mask) and drew from it.
 
-The served cases are marked `DOOR_PENDING` until the door (janus_demo/launch/gate) calls
-`janus_demo.launch.remote_files` on the bodies and paths it lets through: strict, so they fail once it does,
-and the mark goes.
+The gate (janus_demo/launch/gate) calls `janus_demo.launch.gate.remote_files` on the bodies and paths it lets
+through: such requests are refused before gradio sees them.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import safehttpx
 from support import ASSETS
 from support.raw_api import fn_index
 
-from janus_demo.launch.remote_files import (
+from janus_demo.launch.gate.remote_files import (
     FILE_PARAMETERS,
     NOT_FETCHED,
     remote_file_route,
@@ -38,9 +37,6 @@ from janus_demo.service.fields import ImageField
 from janus_demo.service.requests import Limits, schemas_for
 
 PICTURE = (ASSETS / "chelsea.png").read_bytes()
-DOOR_PENDING = pytest.mark.xfail(
-    strict=True, reason="the door does not call janus_demo.launch.remote_files yet: gradio fetches the URL"
-)
 
 
 # --- the pure functions
@@ -196,7 +192,6 @@ def joined(url, index, data):
     raise AssertionError("the event stream ended without process_completed")
 
 
-@DOOR_PENDING
 @pytest.mark.parametrize("api", ["chat", "complete_image", "redraw_region", "variations", "upscale"])
 def test_a_remote_url_as_a_file_is_refused_and_never_fetched(upscaling, public_host, api):
     status, error = joined(upscaling.url, fn_index(upscaling.url, api), join_data(public_host)[api])
@@ -205,7 +200,6 @@ def test_a_remote_url_as_a_file_is_refused_and_never_fetched(upscaling, public_h
     assert error and "never fetched" in error, (status, error)
 
 
-@DOOR_PENDING
 def test_a_remote_url_in_the_browsers_chat_message_is_refused_and_never_fetched(upscaling, public_host):
     config = httpx.get(upscaling.url + "config", timeout=10).json()
     types = {component["id"]: component["type"] for component in config["components"]}
@@ -219,7 +213,6 @@ def test_a_remote_url_in_the_browsers_chat_message_is_refused_and_never_fetched(
     assert status != 200 and "never fetched" in str(error), (status, error)
 
 
-@DOOR_PENDING
 def test_gradios_file_route_never_fetches_a_remote_url(upscaling, public_host):
     answer = httpx.get(f"{upscaling.url}gradio_api/file={public_host}/route.png", timeout=30)
 
@@ -274,7 +267,6 @@ def mcp_arguments(tool, host):
     }[tool]
 
 
-@DOOR_PENDING
 @pytest.mark.parametrize("tool", ["complete_image", "redraw_region", "variations", "upscale"])
 def test_an_mcp_tool_given_a_remote_url_never_fetches_it(mcp_url, public_host, tool):
     result = call_tool(mcp_url, tool, mcp_arguments(tool, public_host))

@@ -14,6 +14,7 @@ models through one adapter.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from janus_demo.launch.gate.asgi import (
 from janus_demo.launch.gate.headers import same_origin, with_security_headers
 from janus_demo.launch.gate.jobs import JobOwners
 from janus_demo.launch.gate.logins import Logins
+from janus_demo.launch.gate.remote_files import NOT_FETCHED, remote_file_route, remote_file_urls
 from janus_demo.launch.gate.routes import Kind, call_event, heartbeat_session, route_of
 from janus_demo.service.clients import Client, ClientLedger
 
@@ -62,6 +64,7 @@ SESSION_KINDS = {
     Kind.UPLOAD,
 }
 ANOTHER_LOGIN = "This session belongs to another login."
+MCP_PATH = "/gradio_api/mcp"
 CacheRoom = Callable[[int, int], "str | None"]  # (bytes, files) about to be written -> a refusal, or None
 
 
@@ -115,6 +118,8 @@ class Gate:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = route_of(scope["method"], scope["path"])
+        if url := remote_file_route(scope["path"]):  # gradio's /file= would fetch it and stream it back
+            raise Refused(404, NOT_FETCHED.format(url=url[:200]))
         if scope["method"] == "POST" and not same_origin(scope):
             raise Refused(403, "Cross-origin requests are refused.")
         if route.kind in SESSION_KINDS and self.config.login_required and self.logins.user(scope) is None:
@@ -137,9 +142,15 @@ class Gate:
             raise Refused(403, ANOTHER_LOGIN)
 
     async def _json(self, scope: Scope, receive: Receive) -> tuple[bytes, Any]:
+        """A JSON body within its bounds, naming no remote file (gradio would fetch it before the app runs)."""
         limits = self.config.body
         body = await bodies.read_body(scope, receive, limits.max_bytes, limits.read_s)
-        return body, bodies.parse_json(body, limits)
+        value = bodies.parse_json(body, limits)
+        if scope["path"].startswith(MCP_PATH):  # answered as JSON-RPC by _mcp
+            return body, value
+        if urls := remote_file_urls(value):
+            raise Refused(422, NOT_FETCHED.format(url=urls[0][:200]))
+        return body, value
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -295,6 +306,9 @@ class Gate:
         if not any(call.get("method") == "tools/call" for call in calls):
             await self.app(scope, replay(body, receive), send)
             return
+        if urls := remote_file_urls([call.get("params") for call in calls]):
+            await _json_rpc_error(send, calls[0].get("id"), NOT_FETCHED.format(url=urls[0][:200]))
+            return
         job, client = secrets.token_hex(12), self._client(scope, header(scope, b"mcp-session-id"))
         if refusal := self.ledger.admit_job(job, client):
             raise Refused(429, refusal, [(b"retry-after", b"5")])
@@ -302,6 +316,15 @@ class Gate:
             await self.app(scope, replay(body, receive), send)
         finally:
             self.ledger.job_ended(job)
+
+
+async def _json_rpc_error(send: Send, request_id: Any, message: str) -> None:
+    """An MCP tool call refused as MCP clients expect it: a JSON-RPC error (an HTTP error ends their session)."""
+    error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": message}}
+    body = json.dumps(error).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def completed_events(chunk: bytes) -> list[str]:

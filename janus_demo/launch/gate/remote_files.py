@@ -1,5 +1,5 @@
 """Remote URLs where a request names a file. This app never fetches one; gradio 6.31 does, before any
-function of the app runs, so the server's door has to refuse such requests (HTTP 422 with `NOT_FETCHED`).
+function of the app runs, so the gate has to refuse such requests (HTTP 422 with `NOT_FETCHED`).
 
     remote_file_urls({"data": [{"path": "https://example.com/x.png", "meta": {"_type": "gradio.FileData"}}]})
     # ['https://example.com/x.png']
@@ -16,7 +16,7 @@ Where gradio 6.31 fetches (read in its source, and measured through the served a
 - `GET /gradio_api/file=<http(s) URL>` fetches the URL and streams it back (`secure_url_stream_response`): a
   proxy to any public host.
 
-The door calls `remote_file_urls` on every JSON body it lets through (queue joins, `/call`, `/run`, MCP tool
+The gate calls `remote_file_urls` on every JSON body it lets through (queue joins, `/call`, `/run`, MCP tool
 calls) and `remote_file_route` on every path. Pure functions: no gradio import, no I/O.
 """
 
