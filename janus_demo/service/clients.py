@@ -111,7 +111,8 @@ class ClientLimits:
         metadata=_cap(
             "--upload-budget",
             "JANUS_UPLOAD_BUDGET",
-            "bytes one IP address (or one login) may upload per `upload_window_s`",
+            "bytes one IP address (or one login, or all clients that cannot be told apart together) may upload "
+            "per `upload_window_s`",
             "refused with HTTP 429 until the window moves on",
             "bytes",
         ),
@@ -208,8 +209,8 @@ class Client:
         return keys
 
     def job_keys(self) -> list[tuple[str, str]]:
-        """What this client's jobs are counted as: its keys, and one bucket shared by every client that cannot
-        be told apart from the others (loopback, no login)."""
+        """What this client's jobs and uploads are counted as: its keys, and one bucket shared by every client
+        that cannot be told apart from the others (loopback, no login)."""
         unidentified = _loopback(self.ip) and self.user is None
         return self.keys() + ([("shared", "loopback")] if unidentified else [])
 
@@ -385,7 +386,7 @@ class ClientLedger:
         window, budget = self.limits.upload_window_s, self.limits.upload_bytes_per_window
         with self._lock:
             now = self._clock()
-            keys = [key for key in client.keys() if key[0] != "session"]
+            keys = [key for key in client.job_keys() if key[0] != "session"]  # unidentified clients share one
             for key in keys:
                 spent = self._uploads.get(key)
                 while spent and now - spent[0][0] > window:

@@ -75,7 +75,7 @@ def client_caps_table(clients: ClientLimits, limits: Limits, images: ImageLimits
         rows.append(f"| `{cap.name}` | {meta['meaning']} | {tuned} | {amount} | {meta['exceeded']} |")
     files, mb = limits.max_images_per_conversation, images.max_file_bytes / 2**20
     rows.append(
-        f"| upload request | one upload (as many files as a message may carry) | `--max-file-size` / "
+        f"| upload request | one upload (as many files as a message may carry; at most 16 files) | `--max-file-size` / "
         f"`JANUS_MAX_FILE_SIZE` | {files} files of {mb:g} MB | refused with HTTP 413 |"
     )
     return "\n".join(rows)

@@ -173,8 +173,8 @@ def test_an_upload_of_1000_tiny_files_is_refused(open_app, tmp_path):
     assert response.status_code == 413 and "Too many files" in response.json()["detail"]
     written = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.name.startswith("f")]
     assert written == []
-    ok = httpx.post(open_app.url + "gradio_api/upload", files=files[:4], timeout=30)
-    assert ok.status_code == 200 and len(ok.json()) == 4
+    ok = httpx.post(open_app.url + "gradio_api/upload", files=files[:16], timeout=30)
+    assert ok.status_code == 200 and len(ok.json()) == 16
 
 
 def test_a_disconnect_during_an_upload_is_one_log_line(open_app, caplog):
@@ -326,3 +326,17 @@ def test_refusals_are_json_without_tracebacks(open_app):
     ):
         assert 400 <= response.status_code < 500
         assert "detail" in json.loads(response.text) and "Traceback" not in response.text
+
+
+def test_uploads_from_loopback_without_login_share_one_budget(open_app):
+    """A share link without auth: 60 x 19 MB from 'different visitors' once all landed (1.1 GB); they now
+    share the upload budget of one address (200 MB per 10 minutes)."""
+    one = b"\x89PNG" + b"\0" * (19 * 2**20 - 4)
+    codes = [
+        httpx.post(
+            open_app.url + "gradio_api/upload", files={"files": (f"{n}.png", one, "image/png")}, timeout=60
+        ).status_code
+        for n in range(12)
+    ]
+    assert codes == [200] * 10 + [429] * 2
+    print(f"\n[gate] 12 x 19 MB uploads from loopback: {codes.count(200)} accepted, {codes.count(429)} refused")

@@ -35,10 +35,14 @@ def test_jobs_count_per_session_address_and_login(clock):
     assert ledger.admit_job("j8", alice) is None
 
 
-def test_loopback_is_not_counted_as_an_address(clock):
-    ledger = ledger_with(clock)
-    for n in range(10):
+def test_loopback_is_not_counted_as_an_address_but_its_anonymous_clients_share_one_bound(clock):
+    ledger = ledger_with(clock, jobs_shared_address=8)
+    for n in range(8):
         assert ledger.admit_job(f"j{n}", Client(f"s{n}", "127.0.0.1")) is None
+    refusal = ledger.admit_job("j8", Client("s8", "::1"))
+    assert refusal is not None and "without a login" in refusal
+    assert ledger.admit_job("j9", Client("s9", "127.0.0.1", user="alice")) is None, "a login is told apart"
+    assert ledger.admit_job("j10", Client("s10", "203.0.113.1")) is None, "so is a real address"
     assert Client("s", "::1").keys() == [("session", "s")]
 
 
@@ -107,16 +111,25 @@ def test_uploads_are_budgeted_per_window(clock):
     assert ledger.admit_upload(who, 30 * MB) is None
 
 
-def test_failed_logins_lock_a_user_name_and_an_address_for_a_minute(clock):
+def test_failed_logins_hold_back_the_address_for_a_minute_never_the_user(clock):
     ledger = ledger_with(clock)
     for _ in range(10):
         assert ledger.login_refusal("203.0.113.1", "alice") is None
         ledger.login_failed("203.0.113.1", "alice")
     assert ledger.login_refusal("203.0.113.1", "bob") is not None  # this address
-    assert ledger.login_refusal("203.0.113.2", "alice") is not None  # this user name
+    assert ledger.login_refusal("203.0.113.2", "alice") is None  # alice elsewhere: no lockout
     assert ledger.login_refusal("203.0.113.2", "bob") is None
     clock.now += 61
     assert ledger.login_refusal("203.0.113.1", "alice") is None
+
+
+def test_a_user_name_guessed_from_everywhere_holds_back_the_guessers_only(clock):
+    ledger = ledger_with(clock, login_failures_per_user=20)
+    for n in range(20):
+        ledger.login_failed(f"198.51.100.{n}", "alice")
+    assert ledger.login_refusal("198.51.100.3", "alice") is not None, "an address that guessed her waits"
+    assert ledger.login_refusal("198.51.100.3", "bob") is None, "but may log in as someone else"
+    assert ledger.login_refusal("203.0.113.5", "alice") is None, "a fresh address is heard"
 
 
 def test_a_session_belongs_to_its_first_login(clock):

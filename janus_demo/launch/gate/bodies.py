@@ -38,7 +38,7 @@ class BodyLimits:
     max_upload_bytes: int = 81 * MB  # one upload request
     max_values: int = 20_000  # values in a JSON body (gradio's work per request grows with them)
     max_depth: int = 32  # nesting of a JSON body (gradio's deepest, a chat history with files, is under 10)
-    max_files: int = 4  # files in one upload request
+    max_files: int = 16  # files in one upload request (a person picking 5 images gets the app's own refusal)
     read_s: float = 30.0  # time for a small body to arrive whole
     min_upload_rate: int = 64 * 1024  # bytes/s an upload must keep up, on top of `read_s`
 
