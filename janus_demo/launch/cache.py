@@ -12,11 +12,16 @@ everything after a crash; and a new process never sweeps an old one's files. So 
 (the kernel releases it however the process ends): at start-up every `janus-*` folder whose lock can be
 taken belongs to a dead process and is removed. The folder is removed at a normal exit (atexit, with
 SIGTERM turned into one) and, best effort, just before the exit-70 path ends the process.
+
+Some gradio modules copy GRADIO_TEMP_DIR when they are imported, before this process has its folder: its
+MCP server saves `data:` images there. `gradio_writes_into` points them at the process's folder, so those
+files are counted by the cache budget (janus_demo/launch/cache_budget.py), swept and removed at exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import secrets
@@ -41,6 +46,14 @@ OWNER_FILE = ".owner"
 SWEEP_EVERY_S = 600.0  # empty folders and stray upload parts
 EMPTY_AGE_S = 60.0  # an empty folder younger than this may be about to receive its file
 STRAY_AGE_S = 3600.0  # an upload part (gradio's tmp* files) older than this was abandoned
+# gradio 6.31's modules that read GRADIO_TEMP_DIR once, at import: the MCP server's `data:` images
+# (gradio.mcp), the screen-recording route (gradio.route_utils, and gradio.routes' copy of it).
+GRADIO_IMPORT_TIME_DIRS = (
+    ("gradio.mcp", "DEFAULT_TEMP_DIR"),
+    ("gradio.route_utils", "DEFAULT_TEMP_DIR"),
+    ("gradio.routes", "DEFAULT_TEMP_DIR"),
+    ("gradio.screen_recording_utils", "DEFAULT_TEMP_DIR"),
+)
 
 
 def cache_base() -> Path:
@@ -101,6 +114,24 @@ def claim_cache_dir(base: Path | None = None, on_exit: bool = True) -> CacheDir:
         model_lock.before_fatal_exit.append(cache.remove)
         exit_on_sigterm()
     return cache
+
+
+def gradio_writes_into(folder: Path) -> None:
+    """Point the gradio module attributes that copied GRADIO_TEMP_DIR at import time at `folder`.
+
+    gradio has no public setting for them (its MCP server saves `data:` images under the folder it saw when it
+    was imported, outside this process's own). This is the one place that sets a gradio module attribute;
+    tests/web/test_mcp.py fails if a gradio version moves or renames them.
+    """
+    for module_name, attribute in GRADIO_IMPORT_TIME_DIRS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # gradio.mcp without the mcp package: no MCP server to write anything
+            continue
+        if not hasattr(module, attribute):
+            log.warning("gradio changed: %s.%s is gone; its files may land outside %s", module_name, attribute, folder)
+            continue
+        setattr(module, attribute, str(folder))
 
 
 def sweep_leftovers(base: Path) -> int:

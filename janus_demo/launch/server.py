@@ -14,8 +14,11 @@ import torch
 import transformers
 
 from janus_demo.launch import access
-from janus_demo.launch.cache import CacheDir
-from janus_demo.launch.guard import GuardConfig, guard_app_kwargs
+from janus_demo.launch.cache import CacheDir, cache_base, gradio_writes_into
+from janus_demo.launch.cache_budget import CacheBudget
+from janus_demo.launch.gate import GateConfig, gate_app_kwargs
+from janus_demo.launch.gate.addresses import distrust_forwarded_headers
+from janus_demo.launch.gate.bodies import BodyLimits
 from janus_demo.launch.settings import Settings
 from janus_demo.model.loading import ModelLoadError, load_janus, on_zero_gpu
 from janus_demo.model.upscaler import Upscaler, UpscalerError, load_upscaler
@@ -75,23 +78,38 @@ def configure_queue(demo: gr.Blocks, max_size: int = 32, zerogpu_concurrency: in
 
 def safe_launch_options(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:
     """launch() arguments every deployment gets: no public monitoring page, capped uploads and bodies,
-    bounded session state, and the guard middleware (janus_demo/launch/guard.py) with the backend's
-    per-client ledger."""
+    bounded session state, and the gate (janus_demo/launch/gate/) with the backend's per-client ledger and
+    the cache folder's budget (every file gradio writes goes to that folder). uvicorn is told to trust no
+    forwarded address: the gate reads them itself, as many as --proxy-hops says."""
     limits = backend.clients.limits
-    guard = GuardConfig(
-        max_body_bytes=limits.max_body_bytes,
-        max_upload_bytes=upload_request_bytes(settings, backend),
-        max_body_values=limits.max_body_values,
+    gate = GateConfig(
+        body=BodyLimits(
+            max_bytes=limits.max_body_bytes,
+            max_upload_bytes=upload_request_bytes(settings, backend),
+            max_values=limits.max_body_values,
+            max_depth=limits.max_body_depth,
+            max_files=backend.limits.max_images_per_conversation,
+            read_s=limits.body_read_s,
+        ),
         login_required=bool(logins),
         proxy_hops=settings.proxy_hops,
     )
+    distrust_forwarded_headers()
     return {
         "enable_monitoring": False,
         "max_file_size": settings.max_file_size,
         "show_error": False,
         "state_session_capacity": limits.max_sessions,
-        "app_kwargs": guard_app_kwargs(guard, backend.clients),
+        "app_kwargs": gate_app_kwargs(gate, backend.clients, cache_room=cache_budget(settings).admit_upload),
     }
+
+
+def cache_budget(settings: Settings) -> CacheBudget:
+    """The bound on the app's cache folder (GRADIO_TEMP_DIR now: claim_cache_dir has set it), with gradio's
+    import-time copies of that folder pointed at it so MCP images are counted and swept too."""
+    folder = cache_base()
+    gradio_writes_into(folder)
+    return CacheBudget(folder, parse_size(settings.cache_size), settings.cache_files)
 
 
 def upload_request_bytes(settings: Settings, backend: Backend) -> int:

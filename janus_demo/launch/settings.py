@@ -46,9 +46,13 @@ class Settings:
     max_body_size: str = size_text(_LIMITS.max_body_bytes)
     jobs_per_session: int = _LIMITS.jobs_per_session
     jobs_per_ip: int = _LIMITS.jobs_per_ip
+    jobs_shared_address: int = _LIMITS.jobs_shared_address
     upload_budget: str = size_text(_LIMITS.upload_bytes_per_window)
     max_sessions: int = _LIMITS.max_sessions
     proxy_hops: int = 0
+    # the whole cache folder, every client together (janus_demo/launch/cache_budget.py)
+    cache_size: str = "2gb"
+    cache_files: int = 20_000
 
     def client_limits(self) -> ClientLimits:
         """The per-client caps these settings ask for."""
@@ -56,6 +60,7 @@ class Settings:
             max_body_bytes=parse_size(self.max_body_size),
             jobs_per_session=self.jobs_per_session,
             jobs_per_ip=self.jobs_per_ip,
+            jobs_shared_address=self.jobs_shared_address,
             upload_bytes_per_window=parse_size(self.upload_budget),
             max_sessions=self.max_sessions,
         )
@@ -181,7 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_access_flags(parser)
     add_client_flags(parser)
+    add_cache_flags(parser)
     return parser
+
+
+def add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    """The bound on gradio's cache folder, for every client together (uploads, results, MCP images)."""
+    group = parser.add_argument_group("the file cache, all clients together (see README, Robustness)")
+    group.add_argument(
+        "--cache-size",
+        type=_size,
+        default=_env("JANUS_CACHE_SIZE", "2gb"),
+        help="bytes the app's cache folder may hold; uploads beyond it are refused (HTTP 507) and its oldest "
+        "files removed [JANUS_CACHE_SIZE] (default: %(default)s)",
+    )
+    group.add_argument(
+        "--cache-files",
+        type=_positive,
+        default=_positive(_env("JANUS_CACHE_FILES", "20000")),
+        help="files the app's cache folder may hold; uploads beyond it are refused (HTTP 507) and its oldest "
+        "files removed [JANUS_CACHE_FILES] (default: %(default)s)",
+    )
 
 
 def add_client_flags(parser: argparse.ArgumentParser) -> None:

@@ -2,11 +2,21 @@
 
 import asyncio
 import base64
+import importlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
-from support import ASSETS
+from PIL import Image
+from support import ASSETS, ROOT
 
+from janus_demo.launch.cache import GRADIO_IMPORT_TIME_DIRS
 from janus_demo.launch.server import configure_queue, launch_kwargs
 from janus_demo.launch.settings import Settings
 
@@ -99,7 +109,11 @@ def test_an_mcp_client_lists_and_calls_the_tools(mcp_url, tiny_backend):
 
 
 def data_url(path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return png_data_url(path.read_bytes())
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def test_an_mcp_client_asks_about_an_image(mcp_url, tmp_path):
@@ -137,3 +151,63 @@ def test_an_mcp_client_completes_a_photo_sent_as_a_data_url(mcp_url):
     text = str([block.text for block in done.content])
     assert not done.isError and "janus-" in text and "Done: 576 tokens" in text
     assert refused.isError and "Rows to keep must be a whole number between 1 and 23" in refused.content[0].text
+
+
+def noise_png(seed: int) -> bytes:
+    """A 64x64 PNG of its own content (gradio names a saved data: image by the hash of its content)."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), bytes((seed * 7919 + n) % 251 for n in range(64 * 64 * 3))).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_app_py_keeps_mcp_images_in_its_own_cache_folder(tiny_dir, tmp_path):
+    """gradio's MCP server saves the `data:` image of an image input as a file before the call, under the temp
+    folder gradio.mcp read when it was imported, before app.py claimed its own: 40 refused calls left 25 MB
+    outside it, still present after a restart. Now they land in the process's own folder (counted by the cache
+    budget, swept) and nothing is left once the app has exited."""
+    base, port = tmp_path / "gradio", free_port()
+    env = {
+        **os.environ,
+        "GRADIO_TEMP_DIR": str(base),
+        "JANUS_MODEL": str(tiny_dir),
+        "JANUS_DEVICE": "cpu",
+        "JANUS_QUANTIZATION": "none",
+    }
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:
+        command = [sys.executable, "app.py", "--port", str(port), "--mcp"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "Running on" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        pictures = [noise_png(seed) for seed in range(3)]
+        refused = {"prompt": "a cat", "keep_rows": 24, "preview_every": 0}  # rows out of range: refused by the app
+        calls = [("complete_image", {**refused, "image": png_data_url(png)}, False) for png in pictures]
+        _, results = call_tools(f"http://127.0.0.1:{port}/gradio_api/mcp/", calls)
+        assert all(result.isError and "Rows to keep" in result.content[0].text for result in results)
+        (own,) = base.glob("janus-*")
+        outside = [path for path in base.rglob("*") if path.is_file() and own not in path.parents]
+        assert outside == [], "gradio saved them outside the app's own folder"
+        saved = {path.read_bytes() for path in own.rglob("*") if path.is_file()}
+        assert set(pictures) <= saved
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert [path for path in base.rglob("*") if path.is_file()] == [], log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gradio_still_copies_its_temp_folder_at_import():
+    """janus_demo.launch.cache.gradio_writes_into sets these gradio module attributes (gradio has no public
+    setting for them); when a gradio version renames or drops one, look again at what writes where."""
+    for module, attribute in GRADIO_IMPORT_TIME_DIRS:
+        assert hasattr(importlib.import_module(module), attribute), f"{module}.{attribute}"
