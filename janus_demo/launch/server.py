@@ -88,7 +88,6 @@ def safe_launch_options(settings: Settings, backend: Backend, logins: list[acces
             max_upload_bytes=upload_request_bytes(settings, backend),
             max_values=limits.max_body_values,
             max_depth=limits.max_body_depth,
-            max_files=backend.limits.max_images_per_conversation,
             read_s=limits.body_read_s,
         ),
         login_required=bool(logins),
