@@ -118,22 +118,21 @@ def png_data_url(png: bytes) -> str:
 
 def test_an_mcp_client_asks_about_an_image(mcp_url, tmp_path):
     """gradio 6.31 kept a `$ref` to `$defs` it dropped, so every call with a file failed (PointerToNowhere);
-    the message's schema is now written out, and images travel as data: URLs (MCP has no uploads)."""
+    the message's schema is now written out, and images travel as data: URLs (MCP has no uploads). An image
+    named by an http(s) URL is refused by the gate before the tool runs (tests/hardening/test_remote_files.py)."""
     photo = ASSETS / "chelsea.png"
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_bytes(b"just some text, not a picture")
-    _, (answer, refused, link) = call_tools(
+    _, (answer, refused) = call_tools(
         mcp_url,
         [
             ("chat", {"message": {"text": "What is this?", "files": [data_url(photo)]}, "max_new_tokens": 4}, True),
             ("chat", {"message": {"text": "And this?", "files": [data_url(not_an_image)]}, "max_new_tokens": 4}, True),
-            ("chat", {"message": {"text": "x", "files": ["https://example.com/cat.png"]}}, True),
         ],
     )
     assert not answer.isError and "tokens/s" in answer.content[-1].text
     assert refused.isError and "not an image we can read" in refused.content[0].text, "the image was decoded"
-    assert link.isError and "data:image/" in link.content[0].text
-    assert "PointerToNowhere" not in str([answer, refused, link])
+    assert "PointerToNowhere" not in str([answer, refused])
 
 
 def test_the_chat_tool_says_how_to_attach_images(schema):
