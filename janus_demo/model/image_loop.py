@@ -61,7 +61,12 @@ class ImageRequest:
 
     @property
     def guided(self) -> bool:
-        return self.guidance_scale > 1.0
+        return is_guided(self.guidance_scale)
+
+
+def is_guided(guidance_scale: float) -> bool:
+    """Classifier-free guidance runs (an unconditioned row beside each image) when its scale is above 1."""
+    return guidance_scale > 1.0
 
 
 @dataclass

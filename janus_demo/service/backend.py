@@ -170,6 +170,25 @@ class Backend:
         Only the newest `limits.max_history_turns` user turns are used, and earlier images that can no
         longer be read are left out; the notes say so.
         """
+        values, conversation = self._checked_turn(message, history, *settings, **named)
+        images, stand_ins = self._load_images(conversation)
+        inputs = self._encode(conversation, images, stand_ins)
+        options = ChatOptions(values["max_new_tokens"], values["temperature"], values["top_p"], self._seed(values))
+        return PreparedChat(inputs, options, len(images), self._notes(conversation, stand_ins))
+
+    def check_chat(self, message: object, history: object = None, *settings: object, **named: object) -> None:
+        """`prepare_chat`'s cheap checks (a browser validator's): the values, the conversation's images counted
+        and the new ones sniffed (not decoded), its length in characters; nothing is tokenized."""
+        _, conversation = self._checked_turn(message, history, *settings, **named)
+        paths = conversation.image_paths
+        new = paths[len(paths) - conversation.new_images :]
+        intake.check_images(new, self.image_limits, max_images=self.limits.max_images_per_conversation)
+        self._check_length(conversation)
+
+    def _checked_turn(
+        self, message: object, history: object, *settings: object, **named: object
+    ) -> tuple[dict[str, Any], Conversation]:
+        """A turn's values checked, its conversation parsed, its images counted."""
         if not self.can_chat:
             raise InputError(IMAGES_ONLY)
         raw_text, image_paths = parse_message(message)
@@ -178,10 +197,7 @@ class Backend:
         if conversation.new_images == 0 and not values["message"].strip():
             raise InputError("Type a message or attach an image.")
         self._check_image_count(len(conversation.image_paths))
-        images, stand_ins = self._load_images(conversation)
-        inputs = self._encode(conversation, images, stand_ins)
-        options = ChatOptions(values["max_new_tokens"], values["temperature"], values["top_p"], self._seed(values))
-        return PreparedChat(inputs, options, len(images), self._notes(conversation, stand_ins))
+        return values, conversation
 
     def run_chat(
         self, prepared: PreparedChat, stop: threading.Event | None = None, deadline_s: float | None = None
@@ -209,6 +225,16 @@ class Backend:
         """
         return self._image_request(self.schemas.images.check(self.schemas.images.bind(*settings, **named)))
 
+    def check_images(self, *settings: object, **named: object) -> None:
+        """`prepare_images`' cheap checks (a browser validator's): the values and the GPU time; nothing tokenized."""
+        self._check_drawing(self.schemas.images.check(self.schemas.images.bind(*settings, **named)))
+
+    def _check_drawing(self, values: Mapping[str, Any]) -> None:
+        """Checked drawing `values` against the GPU budget (the number of images a loan can draw)."""
+        mode = values.get("preview_mode", "auto")
+        previews = self._preview_count(self._preview_every(values["preview_every"]), mode)
+        self._check_gpu_time(values["num_images"], image_loop.is_guided(values["guidance_scale"]), previews)
+
     def _image_request(self, values: dict[str, Any], forced_mask: Any = None) -> ImageRequest:
         """The model's request for checked `values` (seed drawn, previews widened, prompt tokenized), refused
         when it would not fit in the GPU's free memory."""
@@ -226,7 +252,7 @@ class Backend:
         )
         if problem:
             raise InputError(problem)
-        self._check_gpu_time(request)
+        self._check_gpu_time(request.num_images, request.guided, self._previews(request))
         return request
 
     def run_images(
@@ -331,24 +357,22 @@ class Backend:
             preview_interval_s=budget.preview_interval_s,
         )
 
-    def _check_gpu_time(self, request: ImageRequest) -> None:
+    def _check_gpu_time(self, num_images: int, guided: bool, previews: int) -> None:
         """Refuse, naming the number of images, a request whose estimate does not fit the GPU budget."""
         budget = self.gpu_budget
         if budget is None:
             return
         steps = self.image_shape.tokens
-        estimate = budget.image_seconds(
-            self.billions, request.num_images, request.guided, self._previews(request), steps=steps
-        )
+        estimate = budget.image_seconds(self.billions, num_images, guided, previews, steps=steps)
         if budget.fits(estimate):
             return
-        fit = budget.max_images(self.billions, request.guided, steps=steps)
-        how = "with guidance" if request.guided else "without guidance"
+        fit = budget.max_images(self.billions, guided, steps=steps)
+        how = "with guidance" if guided else "without guidance"
         fewer = f"at most {fit} fit {how}" if fit else f"not even one fits {how}"
-        instead = " (or set Guidance scale to 1)" if request.guided else ""
+        instead = " (or set Guidance scale to 1)" if guided else ""
         raise FieldError(
             "num_images",
-            f"{request.num_images} images {how} need about {estimate:.0f} s of GPU time, and {budget.limit_text()}: "
+            f"{num_images} images {how} need about {estimate:.0f} s of GPU time, and {budget.limit_text()}: "
             f"{fewer}. Ask for fewer images{instead}.",
         )
 
@@ -378,6 +402,28 @@ class Backend:
         about = {"mode": "redraw", "mask": intake.mask_summary(redraw, self.image_shape), "source_size": _size(image)}
         return PreparedEdit(request, crop, tuple(about.items()))
 
+    def check_complete(self, *settings: object, **named: object) -> None:
+        """`prepare_complete`'s cheap checks (a browser validator's): the values, the photo sniffed, the GPU time."""
+        values = self.schemas.complete.check(self.schemas.complete.bind(*settings, **named))
+        self._check_field(values, "image")
+        self._check_drawing(values)
+
+    def check_redraw(self, *settings: object, **named: object) -> None:
+        """`prepare_redraw`'s cheap checks: the values, the photo and the mask sniffed, the GPU time (the mask's
+        size and paint are checked when it is read)."""
+        values = self.schemas.redraw.check(self.schemas.redraw.bind(*settings, **named))
+        self._check_field(values, "image")
+        self._check_field(values, "mask")
+        self._check_drawing(values)
+
+    def check_variations(self, *settings: object, **named: object) -> None:
+        """`prepare_variations`' cheap checks: the values and the photo sniffed."""
+        if not self.can_chat:
+            raise InputError(NO_DESCRIPTIONS)
+        values = self.schemas.variations.check(self.schemas.variations.bind(*settings, **named))
+        self._check_field(values, "image")
+        self._check_drawing(values)
+
     def prepare_variations(self, *settings: object, **named: object) -> PreparedVariations:
         """Check a `/variations` request (CPU): the photo cropped, the question that asks for its description
         tokenized (run it as a chat turn: `run_chat(prepared.describe)`); the images are then prepared from the
@@ -397,7 +443,7 @@ class Backend:
             self.loaded,
             values["num_images"],
             DESCRIBE_TOKENS + TEMPLATE_TOKENS,
-            values["guidance_scale"] > 1,
+            image_loop.is_guided(values["guidance_scale"]),
             memory.DECODE_CHUNK,
         )
         if problem:
@@ -410,19 +456,36 @@ class Backend:
     def prepare_described(
         self, description: object, *settings: object, source_size: tuple[int, int] | None = None, **named: object
     ) -> PreparedEdit:
-        """Images drawn from a description (the model's, or the user's edit of it): `settings` are
-        `/variations`' after the image (num_images, seed, guidance_scale, temperature, preview_every)."""
+        """Images drawn from a description (the user's edit of the model's): `settings` are `/variations`' after
+        the image (num_images, seed, guidance_scale, temperature, preview_every), checked here."""
+        return self.described(description, self._described_settings(*settings, **named), source_size)
+
+    def check_described(self, description: object, *settings: object, **named: object) -> None:
+        """`prepare_described`'s checks of the values (CPU, nothing tokenized): a browser validator's."""
+        self._description(description)
+        self._described_settings(*settings, **named)
+
+    def described(
+        self, description: object, settings: Mapping[str, Any], source_size: tuple[int, int] | None = None
+    ) -> PreparedEdit:
+        """Images drawn from a description with settings already checked (`PreparedVariations.settings`)."""
+        values = dict(settings) | {"prompt": self._description(description)}
+        about = {"mode": "variations"} | ({"source_size": _size_of(source_size)} if source_size else {})
+        return PreparedEdit(self._image_request(_drawing_values(values)), None, tuple(about.items()))
+
+    def _described_settings(self, *settings: object, **named: object) -> dict[str, Any]:
         schema = self.schemas.variations
         schema = Schema(schema.endpoint, tuple(field for field in schema if field.name != "image"))
-        values = schema.check(schema.bind(*settings, **named))
+        return schema.check(schema.bind(*settings, **named))
+
+    def _description(self, description: object) -> str:
+        """The description as a prompt (one line, within the prompt's length), or FieldError "description"."""
         field = prompt_field(self.limits)
         text = description if not isinstance(description, str) else clean_description(description, field.max_chars)
         try:
-            values["prompt"] = field.check(text)
+            return field.check(text)
         except FieldError as error:
             raise FieldError("description", f"The description is empty or not text: {error}") from None
-        about = {"mode": "variations"} | ({"source_size": _size_of(source_size)} if source_size else {})
-        return PreparedEdit(self._image_request(_drawing_values(values)), None, tuple(about.items()))
 
     def run_edit(
         self, prepared: PreparedEdit, stop: threading.Event | None = None, deadline_s: float | None = None
@@ -436,6 +499,13 @@ class Backend:
             return replace(prepared.request, forced_tokens=self._encode_source(prepared.crop))
 
         return self._run_drawing(request, dict(prepared.metadata), stop, deadline_s)
+
+    def _check_field(self, values: Mapping[str, Any], name: str) -> None:
+        """The image file of field `name` sniffed, not decoded; its problems are FieldErrors naming the field."""
+        try:
+            intake.check_image(values[name], self.image_limits)
+        except InputError as error:
+            raise FieldError(name, f"{self.schemas.redraw[name].label}: {error}") from None
 
     def _load_field(self, values: Mapping[str, Any], name: str, **options: Any) -> Image.Image:
         """The image file of field `name`, loaded safely; its problems are FieldErrors naming the field."""
@@ -539,9 +609,11 @@ class Backend:
 
     def _previews(self, request: ImageRequest) -> int:
         """How many previews a prepared request streams."""
-        if request.preview_every < 1 or request.preview_mode == "off":
-            return 0
-        return (self.image_shape.tokens - 1) // request.preview_every
+        return self._preview_count(request.preview_every, request.preview_mode)
+
+    def _preview_count(self, every: int, mode: str) -> int:
+        """How many previews a drawing streams with one every `every` tokens (widened) in `mode`."""
+        return 0 if every < 1 or mode == "off" else (self.image_shape.tokens - 1) // every
 
     def _forced_prefix(self, forced_mask: Any) -> int:
         """How many leading tokens `forced_mask` forces (they go into the model with the prompt)."""
@@ -573,14 +645,18 @@ class Backend:
     ) -> dict[str, Any]:
         """Tokenize the conversation (CPU); refuse one over `max_context_tokens`, by its length first."""
         limit = self.limits.max_context_tokens
-        if conversation.text_length() > limit * MAX_CHARS_PER_TOKEN:
-            raise InputError(f"{CONVERSATION_TOO_LONG} (It has {conversation.text_length():,} characters.)")
+        self._check_length(conversation)
         inputs = chat.encode_conversation(self.loaded, conversation.janus_messages(stand_ins), images)
         if chat.prompt_length(inputs) > limit:
             raise InputError(
                 f"{CONVERSATION_TOO_LONG} (It is {chat.prompt_length(inputs):,} tokens; the limit is {limit:,}.)"
             )
         return inputs
+
+    def _check_length(self, conversation: Conversation) -> None:
+        """Refuse a conversation too long to tokenize, by its characters (before any tokenizing)."""
+        if conversation.text_length() > self.limits.max_context_tokens * MAX_CHARS_PER_TOKEN:
+            raise InputError(f"{CONVERSATION_TOO_LONG} (It has {conversation.text_length():,} characters.)")
 
     def _notes(self, conversation: Conversation, stand_ins: dict[int, str]) -> tuple[str, ...]:
         notes = []

@@ -26,13 +26,13 @@ ROLES = ("user", "assistant")
 
 
 @dataclass(frozen=True)
-class Image:
+class ImagePath:
     """An image in the conversation, by the path of its file."""
 
     path: str
 
 
-Part = str | Image
+Part = str | ImagePath
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Conversation:
 
     @property
     def image_paths(self) -> list[str]:
-        return [part.path for turn in self.turns for part in turn.parts if isinstance(part, Image)]
+        return [part.path for turn in self.turns for part in turn.parts if isinstance(part, ImagePath)]
 
     def text_length(self) -> int:
         return sum(len(part) for turn in self.turns for part in turn.parts if isinstance(part, str))
@@ -63,7 +63,7 @@ class Conversation:
         for turn in self.turns:
             content = []
             for part in turn.parts:
-                if isinstance(part, Image):
+                if isinstance(part, ImagePath):
                     text = stand_ins.get(count)
                     content.append({"type": "image"} if text is None else {"type": "text", "text": text})
                     count += 1
@@ -98,7 +98,7 @@ def parse_conversation(history: object, text: str, image_paths: list[str], max_t
             unreadable += 1
         elif parsed.parts:
             _append(turns, parsed)
-    new = Turn("user", (*(Image(path) for path in image_paths), *([text] if text.strip() else [])))
+    new = Turn("user", (*(ImagePath(path) for path in image_paths), *([text] if text.strip() else [])))
     _append(turns, new)
     while turns and turns[0].role != "user":
         turns.pop(0)  # Janus conversations start with the user
@@ -136,7 +136,7 @@ def _part(block: object) -> Part | None:
     if block.get("type") == "text" and isinstance(block.get("text"), str):
         return clean_text(block["text"]) if block["text"].strip() else ""
     if block.get("type") == "file" and (path := _file_path(block.get("file"))):
-        return Image(path)
+        return ImagePath(path)
     return None
 
 
@@ -174,7 +174,9 @@ def readable_messages(history: object) -> list[Message]:
 
 def history_message(role: str, parts: Iterable[Part]) -> Message:
     """A gradio 6 message for the API session's history (the shape `parse_conversation` reads)."""
-    content = [file_block(part.path) if isinstance(part, Image) else {"type": "text", "text": part} for part in parts]
+    content = [
+        file_block(part.path) if isinstance(part, ImagePath) else {"type": "text", "text": part} for part in parts
+    ]
     return {"role": role, "content": content}
 
 

@@ -1,6 +1,7 @@
 """Turn an untrusted uploaded file into a safe, upright, 8-bit RGB PIL image.
 
     image = load_image(path)                      # one upload; raises InputError for the user
+    check_image(path)                             # the same checks without decoding (a validator's)
     mask = load_image(path, background=BLACK)     # a mask: transparent pixels become black (keep)
     crop, box = square_crop(image, shape)         # the centre square at the model's size (384x384 for Janus-Pro)
     redraw = mask_grid(mask, box, shape)          # (shape.tokens,) bool: the tokens a white mask touches
@@ -25,15 +26,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import math
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +53,7 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 BLACK = (0, 0, 0)  # ... or onto black, for masks (transparent: not painted)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOT_AN_IMAGE = f"This file is not an image we can read ({FORMAT_NAMES})."
 DAMAGED = "This image could not be decoded: the file is damaged or incomplete."
@@ -96,30 +99,60 @@ def load_image(
     `path` may also be a `data:` URL (base64; how MCP clients attach images): it is decoded in memory.
     Transparent pixels are composited onto `background`.
     """
+    with _opened(path, limits) as file:
+        return _read(file, limits, background)
+
+
+def check_image(path: str | os.PathLike[str], limits: ImageLimits = ImageLimits()) -> tuple[int, int]:
+    """The cheap part of `load_image`: the file (or data: URL), its format and its declared size are checked,
+    nothing is decoded; InputError as `load_image` would raise it. Returns the declared (width, height)."""
+    with _opened(path, limits) as file, _pillow_errors(limits), Image.open(file, formats=ALLOWED_FORMATS) as image:
+        _shrink_jpeg(image, limits)
+        _check_dimensions(*image.size, limits)
+        return image.size
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str], limits: ImageLimits) -> Iterator[BinaryIO]:
+    """The upload at `path` (or a data: URL's bytes) open for reading, its size checked."""
     if isinstance(path, str) and path.startswith("data:"):
-        return _read(io.BytesIO(_data_url_bytes(path, limits)), limits, background)
+        yield io.BytesIO(_data_url_bytes(path, limits))
+        return
     _check_file(path, limits)
     try:
-        with open(path, "rb") as file:
-            _check_file_size(os.fstat(file.fileno()).st_size, limits)
-            return _read(file, limits, background)
+        file = open(path, "rb")  # noqa: SIM115 - closed below; its errors are the upload's, not the decoder's
     except OSError as exc:  # the file vanished or cannot be read (not a decoding problem: those are handled)
         raise InputError("The uploaded file could not be read; please upload it again.") from exc
+    with file:
+        _check_file_size(os.fstat(file.fileno()).st_size, limits)
+        yield file
 
 
 def load_images(
     paths: Sequence[str | os.PathLike[str]], limits: ImageLimits = ImageLimits(), *, max_images: int = 4
 ) -> list[Image.Image]:
     """Load several uploads with `load_image`, refusing more than `max_images`; messages say which image failed."""
+    return _each(load_image, paths, limits, max_images)
+
+
+def check_images(
+    paths: Sequence[str | os.PathLike[str]], limits: ImageLimits = ImageLimits(), *, max_images: int = 4
+) -> None:
+    """`load_images`' checks without decoding (`check_image` of each), with the same messages."""
+    _each(check_image, paths, limits, max_images)
+
+
+def _each(read: Callable[..., T], paths: Sequence[str | os.PathLike[str]], limits: ImageLimits, max_images: int):
+    """`read(path, limits)` of each path, refusing more than `max_images`; messages say which image failed."""
     if len(paths) > max_images:
         raise InputError(f"Too many images: {len(paths)} were sent; the limit is {max_images}.")
-    images = []
+    results = []
     for number, path in enumerate(paths, start=1):
         try:
-            images.append(load_image(path, limits))
+            results.append(read(path, limits))
         except InputError as exc:
             raise InputError(f"Image {number}: {exc}" if len(paths) > 1 else str(exc)) from exc
-    return images
+    return results
 
 
 # --- checks before decoding
@@ -190,14 +223,23 @@ def _shrink_jpeg(image: Image.Image, limits: ImageLimits) -> None:
 
 def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Sniff, size-check, decode and normalise the image in the open `file`."""
+    with _pillow_errors(limits), Image.open(file, formats=ALLOWED_FORMATS) as image:
+        _shrink_jpeg(image, limits)
+        _check_dimensions(*image.size, limits)
+        image.load()  # frame 0 only; raises on truncated or corrupt data
+        orientation = _orientation(image)
+        rgb = to_rgb(image, background)
+        text = dict(getattr(image, "text", {}))  # a PNG's text chunks (our images' prompt, seed, ...)
+    upright = _upright(rgb, orientation)
+    upright.info["text"] = text
+    return upright
+
+
+@contextlib.contextmanager
+def _pillow_errors(limits: ImageLimits) -> Iterator[None]:
+    """Pillow's errors on a bad upload as InputErrors a person can act on."""
     try:
-        with Image.open(file, formats=ALLOWED_FORMATS) as image:
-            _shrink_jpeg(image, limits)
-            _check_dimensions(*image.size, limits)
-            image.load()  # frame 0 only; raises on truncated or corrupt data
-            orientation = _orientation(image)
-            rgb = to_rgb(image, background)
-            text = dict(getattr(image, "text", {}))  # a PNG's text chunks (our images' prompt, seed, ...)
+        yield
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -210,9 +252,6 @@ def _read(file: BinaryIO, limits: ImageLimits, background: tuple[int, int, int] 
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... on bad data
         log.info("refused an image that did not decode: %r", exc)
         raise InputError(DAMAGED) from exc
-    upright = _upright(rgb, orientation)
-    upright.info["text"] = text
-    return upright
 
 
 def _orientation(image: Image.Image) -> int:

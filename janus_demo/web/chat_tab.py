@@ -16,25 +16,26 @@ Stop; the status line under it says where the request stands (its place in line 
 stopped answer stays in the chat marked "Stopped", and the status line says so.
 """
 
-import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 import gradio as gr
 
-from janus_demo.service.backend import Backend, ChatChunk, PreparedChat
-from janus_demo.service.conversation import Image, history_message, parse_message, readable_messages
+from janus_demo.service.backend import Backend
+from janus_demo.service.chat import AnswerFn, chat_turn
+from janus_demo.service.conversation import ImagePath, history_message, parse_message, readable_messages
+from janus_demo.service.events import Event, Problem, Result, Started, Text
 from janus_demo.service.fields import clean_text
-from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
+from janus_demo.service.status_lines import answer_status as status_line  # noqa: F401 - its old home, for tests
+from janus_demo.web.adapters import api_function, api_outputs, browser_outputs
+from janus_demo.web.assets import ASSETS
+from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
 from janus_demo.web.saved_chats import build_saved_chats, wire_saved_chats
-from janus_demo.web.watch import watched
+from janus_demo.web.uploads import uploads_only
+from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import gpu_function, raised
-
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+from janus_demo.web.zerogpu import gpu_function
 
 EXAMPLES = [
     {"text": "Describe this picture in detail.", "files": [str(ASSETS / "chelsea.png")]},
@@ -46,11 +47,8 @@ EXAMPLES = [
     {"text": "Write a haiku about autumn.", "files": []},
 ]
 SETTINGS = "Generation settings"
-READING = "Reading the conversation…"  # the model has it, no token yet (prefill)
 STOPPED_MARK = {"role": "assistant", "content": "", "metadata": {"title": "Stopped", "status": "done"}}
 IDLE: dict[str, Any] = {"running": False}  # the run state between answers
-
-AnswerFn = Callable[[PreparedChat], Iterator[ChatChunk | Heartbeat]]
 
 
 class Message(TypedDict, total=False):
@@ -69,55 +67,15 @@ class ChatTab(NamedTuple):
     on_load: Callable[[gr.Blocks], None]  # attaches the page-load event (the saved chats come back)
 
 
-class Update(NamedTuple):
-    """What an answer has shown so far."""
-
-    answer: str
-    status: str
-    answering: bool  # tokens have arrived
-
-
-def status_line(chunk: ChatChunk) -> str:
-    """'123 tokens · 4.5 s · 27.3 tokens/s', plus why it ended and any note from the backend."""
-    line = f"{chunk.new_tokens} tokens · {chunk.elapsed:.1f} s · {chunk.tokens_per_second:.1f} tokens/s"
-    endings = {"stopped": " · stopped", "deadline": " · stopped at the time limit", "length": " · max tokens reached"}
-    return line + endings.get(chunk.stop_reason or "", "") + (f" · {chunk.note}" if chunk.note else "")
-
-
 def make_answer_fn(backend: Backend) -> AnswerFn:
     """The one function that borrows a GPU for chat: it runs an already prepared turn under the model lock."""
-    deadline = backend.run_deadline if backend.gpu_budget else None
-    return gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, deadline)
+    return gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend)
 
 
-def answer_updates(answer_on_gpu: AnswerFn, prepared: PreparedChat) -> Iterator[Update]:
-    """The answer and its status: one update at once (gradio can cancel a generator only after its first
-    yield), then one per token, and one per heartbeat (its place in line while it waits)."""
-    update = Update("", STARTING, False)
-    yield update
-    with contextlib.closing(raised(answer_on_gpu(prepared))) as chunks:
-        for chunk in chunks:
-            if isinstance(chunk, Heartbeat):  # yielding it is what lets gradio stop us while nothing happens
-                status = waiting_text(chunk) if chunk.waiting else update.status if update.answering else READING
-                update = update._replace(status=status)
-            else:
-                update = Update(chunk.text, status_line(chunk), True)
-            yield update
-
-
-def user_parts(message: Any) -> list[Image | str]:
+def user_parts(message: Any) -> list[ImagePath | str]:
     text, paths = parse_message(message)
     text = clean_text(text)  # as the model reads it (no NULs or lone surrogates, which JSON cannot send back)
-    return [Image(path) for path in paths] + ([text] if text.strip() else [])
-
-
-def uploads_only(message: Any) -> Any:
-    """The API's message with each file kept only if gradio received and checked it (a file dict carrying
-    gradio's FileData meta) or if it is a `data:` URL. A plain path or a dict without the meta could name any
-    file on the server: it becomes None, which the service refuses naming the message."""
-    if not isinstance(message, dict) or not isinstance(message.get("files"), list):
-        return message
-    return {**message, "files": [item if _uploaded(item) else None for item in message["files"]]}
+    return [ImagePath(path) for path in paths] + ([text] if text.strip() else [])
 
 
 def is_mcp(request: gr.Request) -> bool:
@@ -125,13 +83,6 @@ def is_mcp(request: gr.Request) -> bool:
     (gradio's own client names its caller in this header: "api", or "mcp" for the MCP server.)"""
     headers = getattr(request, "headers", None)
     return headers is not None and headers.get("x-gradio-user") == "mcp"
-
-
-def _uploaded(item: Any) -> bool:
-    if isinstance(item, str):
-        return item.startswith("data:")
-    meta = item.get("meta") if isinstance(item, dict) else None
-    return isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
 
 
 def user_messages(message: Any) -> list[dict[str, Any]]:
@@ -145,65 +96,69 @@ def assistant_message(text: str) -> dict[str, Any]:
 
 def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
     """`/chat`: the session's history lives on the server; the answer and the status stream back."""
-    default = backend.schemas.chat.defaults()
 
-    def chat(
-        request: gr.Request,
-        message: Message,
-        max_new_tokens: int = default["max_new_tokens"],
-        temperature: float = default["temperature"],
-        top_p: float = default["top_p"],
-        seed: int = default["seed"],
-    ) -> tuple[str, str]:  # a generator; gr.api reads its outputs, (answer so far, status), from this hint
-        settings = (max_new_tokens, temperature, top_p, seed)
+    def chat(request: gr.Request, message: Any, *settings: Any) -> Iterator[tuple[str, str]]:
         session = None if is_mcp(request) else request.session_hash  # MCP tool calls are each a new conversation
-        yield from watched(answer(session, uploads_only(message), *settings), request, backend.clients)
+        message, history = uploads_only(message), backend.histories.get(session)
 
-    def answer(session: str | None, message: Any, *settings: Any) -> Iterator[tuple[str, str]]:
-        history = backend.histories.get(session)
-        with user_facing_errors():
-            prepared = backend.prepare_chat(message, history, *settings)
-        asked = history + [history_message("user", user_parts(message))]
-        with user_facing_errors():
-            for text, status, _ in answer_updates(answer_on_gpu, prepared):
-                backend.histories.put(session, asked + [assistant_message(text)])  # kept if the client stops
-                yield text, status
+        def outputs(event: Event) -> tuple[str, str] | None:
+            if not isinstance(event, Started | Text):
+                return None
+            text = getattr(event, "text", "")
+            asked = history + [history_message("user", user_parts(message))]  # a prepared (so readable) message
+            backend.histories.put(session, asked + [assistant_message(text)])  # kept if the client stops
+            return text, event.status
 
-    chat.__doc__ = backend.schemas.chat.docstring(
+        run = chat_turn(backend, answer_on_gpu, message, history, *settings)
+        return until_client_leaves(api_outputs(run, outputs), request, backend.clients)
+
+    return api_function(
+        "chat",
+        backend.schemas.chat,
         "Chat with Janus-Pro about images, or text only; the answer streams in token by token.",
         "The answer so far (streamed), and a status line with tokens/s.",
+        chat,
+        hints={"message": Message},
+        return_hint=tuple[str, str],  # a generator; gr.api reads its outputs, (answer so far, status), from this
+        required=("message",),
     )
-    return chat
 
 
-def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """The composer's submit: (chat, composer, status, run state, Clear's note). It never raises: a problem is
-    reported in the status line, so the chat shows no error badge and the composer is unlocked by
+class ChatOutputs(NamedTuple):
+    chatbot: gr.Chatbot
+    composer: gr.MultimodalTextbox
+    status: gr.Markdown
+    run_state: gr.State
+    cleared: gr.State
+
+
+def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn, out: ChatOutputs):
+    """The composer's submit: the chat, composer, status, run state and Clear's note, by name. It never raises:
+    a problem is reported in the status line, so the chat shows no error badge and the composer is unlocked by
     `after_answer`."""
 
     def respond(request: gr.Request, message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
-        yield from watched(reply(message, chatbot, *settings), request, backend.clients)
+        shown: list[dict[str, Any]] = []
 
-    def reply(message: Any, chatbot: Any, *settings: Any):
-        try:  # the validator has passed these values; a refusal now is a rare race (an upload swept since)
-            prepared = backend.prepare_chat(message, chatbot, *settings)
-        except Exception as error:  # noqa: BLE001 - reported next to the composer, which keeps the message
-            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
-            return
-        # What the chat shows again: its readable messages, the newest only (each update re-sends them all).
-        shown = readable_messages(chatbot)[-backend.limits.max_shown_messages :] + user_messages(message)
-        composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
-        cleared = False  # no Clear yet during this run
-        try:
-            for update in answer_updates(answer_on_gpu, prepared):
-                run = {"running": True, "status": update.status, "answering": update.answering}
-                chat = shown + [assistant_message(update.answer)]
-                yield chat, composer, update.status, run, cleared
-                composer = cleared = gr.skip()
-        except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else: said in the status
-            yield gr.skip(), gr.skip(), PROBLEM + problem_text(error), IDLE, gr.skip()
-            return
-        yield chat, gr.skip(), update.status, IDLE, gr.skip()  # it ended by itself: nothing to mark as stopped
+        def view(event: Event) -> dict[Any, Any] | None:
+            nonlocal shown
+            if isinstance(event, Problem):  # the composer keeps the message
+                return {out.status: PROBLEM + problem_text(event.error), out.run_state: IDLE}
+            if isinstance(event, Started):  # the chat's readable messages, the newest only (each update re-sends all)
+                shown = readable_messages(chatbot)[-backend.limits.max_shown_messages :] + user_messages(message)
+            chat = shown + [assistant_message(getattr(event, "text", ""))]
+            if isinstance(event, Result):  # it ended by itself: nothing to mark as stopped
+                return {out.chatbot: chat, out.status: event.status, out.run_state: IDLE}
+            answering = getattr(event, "answering", False)
+            run = {"running": True, "status": event.status, "answering": answering}
+            view = {out.chatbot: chat, out.status: event.status, out.run_state: run}
+            if isinstance(event, Started):  # locked while it answers; no Clear yet during this run
+                composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
+                view |= {out.composer: composer, out.cleared: False}
+            return view
+
+        run = chat_turn(backend, answer_on_gpu, message, chatbot, *settings)
+        yield from until_client_leaves(browser_outputs(run, view), request, backend.clients)
 
     return respond
 
@@ -282,7 +237,8 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     run_state, clear_requested = gr.State(IDLE), gr.State(False)
 
     answer_on_gpu = make_answer_fn(backend)
-    respond = make_browser_chat(backend, answer_on_gpu)
+    outputs = ChatOutputs(chatbot, textbox, status, run_state, clear_requested)
+    respond = make_browser_chat(backend, answer_on_gpu, outputs)
     names = [field.name for field in schema if field.name != "message"]
     groups = dict.fromkeys(names, SETTINGS)
     ui = {
@@ -292,25 +248,24 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         "show_progress": "minimal",  # gradio's own line while the request waits in its queue ...
         "show_progress_on": [status],  # ... next to ours, not over the chat
     }
-    outputs = [chatbot, textbox, status, run_state, clear_requested]
     submit = textbox.submit(
         respond,
         [textbox, chatbot, *settings],
-        outputs,
-        validator=validator(backend.prepare_chat, ["message", "history", *names], "message", groups),
+        list(outputs),
+        validator=validator(backend.check_chat, ["message", "history", *names], "message", groups),
         **ui,
     )
     retry = chatbot.retry(
         run_retry(respond),
         [chatbot, *settings],
-        outputs,
-        validator=validator(prepare_retry(backend), ["history", *names], "history", groups),
+        list(outputs),
+        validator=validator(check_retry(backend), ["history", *names], "history", groups),
         **ui,
     )
     example = chatbot.example_select(
         run_example(respond),
         [chatbot, *settings],
-        outputs,
+        list(outputs),
         validator=validate_example(backend, ["history", *names], groups),
         **ui,
     )
@@ -319,7 +274,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         run.then(
             after_answer,
             [chatbot, run_state, clear_requested],
-            outputs,
+            list(outputs),
             api_visibility="private",
             queue=False,
             preprocess=False,
@@ -348,22 +303,22 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     return ChatTab(textbox, chatbot, status, [event["id"] for event in (*runs, api)], on_load)
 
 
-def prepare_retry(backend: Backend) -> Callable[..., PreparedChat]:
-    """Retry's check: the last user turn, prepared again after the turns before it."""
+def check_retry(backend: Backend) -> Callable[..., None]:
+    """Retry's check: the last user turn, checked again after the turns before it."""
 
-    def prepare(chatbot: list[dict[str, Any]], *settings: Any) -> PreparedChat:
+    def check(chatbot: list[dict[str, Any]], *settings: Any) -> None:
         earlier, message = last_turn(chatbot)
-        return backend.prepare_chat(message, earlier, *settings)
+        backend.check_chat(message, earlier, *settings)
 
-    return prepare
+    return check
 
 
 def validate_example(backend: Backend, names: list[str], groups: dict[str, str]):
     """An example's check: the example message after the chat, with the settings (shown on their fields)."""
 
     def validate(event: gr.SelectData, chatbot: list[dict[str, Any]], *settings: Any) -> list[dict]:
-        prepare = lambda history, *values: backend.prepare_chat(event.value, history, *values)  # noqa: E731
-        return validator(prepare, names, "history", groups)(chatbot, *settings)
+        check = lambda history, *values: backend.check_chat(event.value, history, *values)  # noqa: E731
+        return validator(check, names, "history", groups)(chatbot, *settings)
 
     return validate
 
@@ -371,16 +326,9 @@ def validate_example(backend: Backend, names: list[str], groups: dict[str, str])
 def run_retry(respond):
     """Retry: the last user turn, answered again."""
 
-    def retry(
-        request: gr.Request,
-        chatbot: list[dict[str, Any]],
-        max_new_tokens: Any,
-        temperature: Any,
-        top_p: Any,
-        seed: Any,
-    ):
+    def retry(request: gr.Request, chatbot: list[dict[str, Any]], *settings: Any):
         earlier, message = last_turn(chatbot)
-        yield from respond(request, message, earlier, max_new_tokens, temperature, top_p, seed)
+        yield from respond(request, message, earlier, *settings)
 
     return retry
 
@@ -388,15 +336,7 @@ def run_retry(respond):
 def run_example(respond):
     """An example from the empty chat, sent as if typed (a refused setting is reported in the status line)."""
 
-    def send_example(
-        request: gr.Request,
-        event: gr.SelectData,
-        chatbot: list[dict[str, Any]],
-        max_new_tokens: Any,
-        temperature: Any,
-        top_p: Any,
-        seed: Any,
-    ):
-        yield from respond(request, event.value, chatbot, max_new_tokens, temperature, top_p, seed)
+    def send_example(request: gr.Request, event: gr.SelectData, chatbot: list[dict[str, Any]], *settings: Any):
+        yield from respond(request, event.value, chatbot, *settings)
 
     return send_example

@@ -9,19 +9,18 @@ The queue and launch options that keep it safe come from `janus_demo.launch.serv
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from janus_demo.service.backend import Backend
+from janus_demo.web.assets import ASSETS
 from janus_demo.web.chat_tab import build_chat_tab
 from janus_demo.web.edit_tab import build_edit_tab
 from janus_demo.web.images_tab import build_images_tab
 from janus_demo.web.model_panel import model_table
 from janus_demo.web.upscale import add_upscale_api
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 TITLE = "Janus-Pro"
 RANDOM_WEIGHTS_NOTICE = (
     "⚠️ **Random weights loaded** (`{model_id}`): answers and images are noise. This model tries the app "

@@ -22,51 +22,35 @@ this tab reuses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from janus_demo.service.backend import Backend, ImageProgress, PreparedEdit, PreparedVariations
-from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.chat_tab import AnswerFn, answer_updates, make_answer_fn
+from janus_demo.service.backend import Backend
+from janus_demo.service.drawing import DrawFn
+from janus_demo.service.edits import edit, variations
+from janus_demo.service.events import Event
+from janus_demo.web.adapters import api_function
+from janus_demo.web.chat_tab import make_answer_fn
 from janus_demo.web.images_tab import (
     ADVANCED,
+    GALLERY_RETURNS,
     IDLE,
-    Frame,
+    Results,
     after_images,
-    browser_frame,
-    either,
-    frames,
-    problem_frame,
+    browser_run,
+    drawing_api,
 )
-from janus_demo.web.messages import STARTING, user_facing_errors
 from janus_demo.web.refusals import validator
+from janus_demo.web.uploads import uploaded
 from janus_demo.web.upscale import add_upscale
-from janus_demo.web.watch import watched
+from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import gpu_function
 
-EditFn = Callable[[PreparedEdit], Iterator[ImageProgress | Heartbeat]]
-SETTINGS = ("seed", "guidance_scale", "temperature", "num_images", "preview_every")  # shared by the three modes
-DESCRIBING = "Describing the photo"
 MODES = ("Complete", "Redraw a region", "Variations")
 BRUSH = gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed", default_size=24)
-
-
-# --- the values gradio hands over ------------------------------------------------------------------------
-
-
-def uploaded(value: Any) -> str | None:
-    """The path of a file gradio received and checked (a file dict carrying gradio's FileData meta), or a
-    `data:` URL. Anything else (a plain path could name any file on the server) becomes None, which the
-    service refuses, naming the field."""
-    if isinstance(value, str):
-        return value if value.startswith("data:") else None
-    meta = value.get("meta") if isinstance(value, dict) else None
-    if isinstance(meta, dict) and meta.get("_type") == "gradio.FileData" and isinstance(value.get("path"), str):
-        return value["path"]
-    return None
 
 
 def editor_files(value: Any) -> tuple[str | None, str | None]:
@@ -77,180 +61,57 @@ def editor_files(value: Any) -> tuple[str | None, str | None]:
     return uploaded(value.get("background")), uploaded(layers[0]) if layers else None
 
 
-# --- one run ---------------------------------------------------------------------------------------------
-
-
-def make_edit_fn(backend: Backend) -> EditFn:
+def make_edit_fn(backend: Backend) -> DrawFn:
     """The one function that borrows a GPU for an edit: it runs an already prepared one under the model lock."""
-    deadline = backend.run_deadline if backend.gpu_budget else None
-    return gpu_function("edit_on_gpu", backend.run_edit, backend.edit_duration, deadline)
-
-
-def edit_frames(edit_on_gpu: EditFn, prepared: PreparedEdit) -> Iterator[Frame]:
-    """The run's updates, as the Text-to-image tab's (`images_tab.frames`)."""
-    return frames(lambda _request: edit_on_gpu(prepared), prepared.request)
-
-
-def described_settings(prepared: PreparedVariations) -> list[Any]:
-    """The settings of the images drawn from the description, in `/variations`' order after the image."""
-    names = ("num_images", "seed", "guidance_scale", "temperature", "preview_every")
-    return [prepared.settings[name] for name in names]
-
-
-def description_updates(answer_on_gpu: AnswerFn, prepared: PreparedVariations) -> Iterator[tuple[str, str]]:
-    """(description so far, status) while the model describes the photo."""
-    for update in answer_updates(answer_on_gpu, prepared.describe):
-        yield update.answer, f"{DESCRIBING} · {update.status}"
+    return gpu_function("edit_on_gpu", backend.run_edit, backend.edit_duration, backend)
 
 
 # --- the API ---------------------------------------------------------------------------------------------
 
 
-def make_api_fns(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu: AnswerFn) -> dict[str, Callable]:
-    """The functions behind `/complete_image`, `/redraw_region` and `/variations`; refusals are gr.Error."""
+def make_api_fns(backend: Backend, edit_on_gpu: DrawFn, answer_on_gpu: DrawFn) -> dict[str, Any]:
+    """The functions behind `/complete_image`, `/redraw_region` and `/variations`; refusals are gr.Error. The
+    image files are the ones gradio received (`uploaded`)."""
+    schemas, clients = backend.schemas, backend.clients
 
-    def edited(prepare: Callable[..., PreparedEdit], *values: Any) -> Iterator[tuple[Any, int, str]]:
-        with user_facing_errors():
-            prepared = prepare(*values)
-        with user_facing_errors():
-            for frame in edit_frames(edit_on_gpu, prepared):
-                yield either(frame.gallery), prepared.request.seed, either(frame.status)
+    def complete(request: gr.Request, image: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
+        run = edit(backend.prepare_complete, edit_on_gpu, uploaded(image), *settings)
+        return until_client_leaves(drawing_api(run), request, clients)
 
-    def complete_image(
-        request: gr.Request,
-        image: Any,
-        prompt: str,
-        keep_rows: float,
-        seed: float,
-        guidance_scale: float,
-        temperature: float,
-        num_images: float,
-        preview_every: float,
-    ) -> Iterator[tuple[Any, int, str]]:
-        settings = (prompt, keep_rows, seed, guidance_scale, temperature, num_images, preview_every)
-        yield from watched(edited(backend.prepare_complete, uploaded(image), *settings), request, backend.clients)
+    def redraw(request: gr.Request, image: Any, mask: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
+        run = edit(backend.prepare_redraw, edit_on_gpu, uploaded(image), uploaded(mask), *settings)
+        return until_client_leaves(drawing_api(run), request, clients)
 
-    def redraw_region(
-        request: gr.Request,
-        image: Any,
-        mask: Any,
-        prompt: str,
-        seed: float,
-        guidance_scale: float,
-        temperature: float,
-        num_images: float,
-        preview_every: float,
-    ) -> Iterator[tuple[Any, int, str]]:
-        settings = (prompt, seed, guidance_scale, temperature, num_images, preview_every)
-        run = edited(backend.prepare_redraw, uploaded(image), uploaded(mask), *settings)
-        yield from watched(run, request, backend.clients)
+    def vary(request: gr.Request, image: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
+        run = variations(backend, answer_on_gpu, edit_on_gpu, uploaded(image), *settings)
+        return until_client_leaves(drawing_api(run, described=True), request, clients)
 
-    def variations(
-        request: gr.Request,
-        image: Any,
-        num_images: float,
-        seed: float,
-        guidance_scale: float,
-        temperature: float,
-        preview_every: float,
-    ) -> Iterator[tuple[Any, int, str, str]]:
-        settings = (num_images, seed, guidance_scale, temperature, preview_every)
-        yield from watched(vary(uploaded(image), *settings), request, backend.clients)
-
-    def vary(*values: Any) -> Iterator[tuple[Any, int, str, str]]:
-        with user_facing_errors():
-            prepared = backend.prepare_variations(*values)
-        seed, description = prepared.settings["seed"], ""
-        with user_facing_errors():
-            for description, status in description_updates(answer_on_gpu, prepared):
-                yield gr.skip(), seed, status, description
-            drawing = backend.prepare_described(
-                description, *described_settings(prepared), source_size=prepared.source_size
-            )
-            for frame in edit_frames(edit_on_gpu, drawing):
-                yield either(frame.gallery), seed, either(frame.status), drawing.request.prompt
-
-    schemas = backend.schemas
-    complete_image.__doc__ = schemas.complete.docstring(
-        "Complete a photo with Janus-Pro: keep its top token rows and draw the rest; previews stream in.",
-        "The gallery (previews while drawing, then the final images), the seed used, and a status line.",
-    )
-    redraw_region.__doc__ = schemas.redraw.docstring(
-        "Redraw the region of a photo under a mask (white = redraw) with Janus-Pro; the rest is kept.",
-        "The gallery (previews while drawing, then the final images), the seed used, and a status line.",
-    )
-    variations.__doc__ = schemas.variations.docstring(
-        "Variations of a photo: Janus-Pro describes it as a prompt, then draws images from its description.",
-        "The gallery (previews, then the final images), the seed used, a status line, and the description.",
-    )
-    return {"complete_image": complete_image, "redraw_region": redraw_region, "variations": variations}
+    return {
+        "complete_image": api_function(
+            "complete_image",
+            schemas.complete,
+            "Complete a photo with Janus-Pro: keep its top token rows and draw the rest; previews stream in.",
+            GALLERY_RETURNS,
+            complete,
+        ),
+        "redraw_region": api_function(
+            "redraw_region",
+            schemas.redraw,
+            "Redraw the region of a photo under a mask (white = redraw) with Janus-Pro; the rest is kept.",
+            GALLERY_RETURNS,
+            redraw,
+        ),
+        "variations": api_function(
+            "variations",
+            schemas.variations,
+            "Variations of a photo: Janus-Pro describes it as a prompt, then draws images from its description.",
+            "The gallery (previews, then the final images), the seed used, a status line, and the description.",
+            vary,
+        ),
+    }
 
 
 # --- the browser -----------------------------------------------------------------------------------------
-
-
-def crop_shown(prepared: PreparedEdit | PreparedVariations) -> Any:
-    """The crop the model starts from, shown beside the results (nothing to show for a description)."""
-    return gr.skip() if prepared.crop is None else gr.update(value=prepared.crop, visible=True)
-
-
-def problem_outputs(error: Exception) -> tuple[Any, ...]:
-    return (*problem_frame(error), gr.skip(), gr.skip())
-
-
-def make_browser_edit(backend: Backend, prepare: Callable[..., PreparedEdit], edit_on_gpu: EditFn):
-    """An edit in the browser: the Text-to-image tab's outputs, then the crop and the description (untouched).
-    It never raises: a problem is reported in the status line."""
-
-    def run(request: gr.Request, *values: Any):
-        yield from watched(edit(*values), request, backend.clients)
-
-    def edit(*values: Any):
-        try:  # the validator has passed these values
-            prepared = prepare(*values)
-        except Exception as error:  # noqa: BLE001 - said in the status line; the inputs keep their values
-            yield problem_outputs(error)
-            return
-        try:
-            for frame in edit_frames(edit_on_gpu, prepared):
-                crop = crop_shown(prepared) if frame.status == STARTING else gr.skip()
-                yield (*browser_frame(frame, prepared.request), crop, gr.skip())
-        except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else
-            yield problem_outputs(error)
-
-    return run
-
-
-def make_browser_variations(backend: Backend, edit_on_gpu: EditFn, answer_on_gpu: AnswerFn):
-    """Variations in the browser: the description streams into its box, then the images come as in an edit."""
-
-    def run(request: gr.Request, *values: Any):
-        yield from watched(vary(*values), request, backend.clients)
-
-    def vary(image: Any, *settings: Any):
-        try:
-            prepared = backend.prepare_variations(uploaded(image), *settings)
-        except Exception as error:  # noqa: BLE001
-            yield problem_outputs(error)
-            return
-        skip, hide, locked = gr.skip(), gr.update(value=None, visible=False), gr.update(interactive=False)
-        run_state = {"running": True, "step": 0, "total": backend.image_shape.tokens}
-        seed_used = gr.update(value=prepared.settings["seed"], visible=True)
-        yield [], seed_used, STARTING, run_state, hide, hide, skip, locked, crop_shown(prepared), ""
-        description = ""
-        try:
-            for description, status in description_updates(answer_on_gpu, prepared):
-                yield skip, skip, status, run_state, skip, skip, skip, skip, skip, description
-            drawing = backend.prepare_described(
-                description, *described_settings(prepared), source_size=prepared.source_size
-            )
-            for frame in edit_frames(edit_on_gpu, drawing):  # the description as the prompt it became
-                prompt = drawing.request.prompt if frame.status == STARTING else skip
-                yield (*browser_frame(frame, drawing.request), skip, prompt)
-        except Exception as error:  # noqa: BLE001
-            yield problem_outputs(error)
-
-    return run
 
 
 def clear_results() -> tuple[Any, ...]:
@@ -364,7 +225,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
     api_button = gr.Button(visible=False)
 
     edit_on_gpu, answer_on_gpu = make_edit_fn(backend), make_answer_fn(backend)
-    outputs = [gallery, seed_used, status, run_state, files, archive, reuse, clear, crop, description]
+    results = Results(gallery, seed_used, status, run_state, files, archive, reuse, clear, crop, description)
     groups = {"preview_every": ADVANCED}
     ui = {
         "api_visibility": "private",
@@ -373,47 +234,67 @@ def build_edit_tab(backend: Backend) -> list[int]:
         "preprocess": False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
         "concurrency_id": "images",
     }
+    shared = {"seed": seed, "guidance_scale": guidance, "temperature": temperature, "num_images": num_images}
+    shared |= {"preview_every": preview_every}
 
-    def prepare_complete(image: Any, *values: Any) -> PreparedEdit:
-        return backend.prepare_complete(uploaded(image), *values)
+    def inputs(schema: Any, **first: Any) -> list[Any]:
+        """The inputs of `schema`'s fields, in its order (the mask is painted in the editor: no input of its own)."""
+        by_name = first | shared
+        return [by_name[name] for name in schema.names if name in by_name]
 
-    def prepare_redraw(value: Any, *values: Any) -> PreparedEdit:
-        return backend.prepare_redraw(*editor_files(value), *values)
+    complete_inputs = inputs(complete, image=complete_image, prompt=complete_prompt, keep_rows=keep_rows)
+    redraw_inputs, vary_inputs = inputs(redraw, image=editor, prompt=redraw_prompt), inputs(vary, image=vary_image)
 
-    def prepare_variations(image: Any, *values: Any) -> PreparedVariations:
-        return backend.prepare_variations(uploaded(image), *values)
+    def completed(image: Any, *values: Any) -> Iterator[Event]:
+        return edit(backend.prepare_complete, edit_on_gpu, uploaded(image), *values)
 
-    settings = [seed, guidance, temperature, num_images, preview_every]
-    vary_settings = [num_images, seed, guidance, temperature, preview_every]
+    def redrawn(value: Any, *values: Any) -> Iterator[Event]:  # the editor holds the photo and the mask
+        return edit(backend.prepare_redraw, edit_on_gpu, *editor_files(value), *values)
+
+    def varied(image: Any, *values: Any) -> Iterator[Event]:
+        return variations(backend, answer_on_gpu, edit_on_gpu, uploaded(image), *values)
+
+    def described(description: Any, *values: Any) -> Iterator[Event]:
+        return edit(backend.prepare_described, edit_on_gpu, description, *values)
+
     runs = [
         gr.on(
             [complete_button.click, complete_prompt.submit],
-            make_browser_edit(backend, prepare_complete, edit_on_gpu),
-            [complete_image, complete_prompt, keep_rows, *settings],
-            outputs,
-            validator=validator(prepare_complete, complete.names, "image", groups),
+            browser_run(results, backend, completed),
+            complete_inputs,
+            results.outputs(),
+            validator=validator(
+                lambda image, *values: backend.check_complete(uploaded(image), *values), complete.names, "image", groups
+            ),
             **ui,
         ),
         gr.on(
             [redraw_button.click, redraw_prompt.submit],
-            make_browser_edit(backend, prepare_redraw, edit_on_gpu),
-            [editor, redraw_prompt, *settings],
-            outputs,
-            validator=validator(prepare_redraw, [n for n in redraw.names if n != "mask"], "image", groups),
+            browser_run(results, backend, redrawn),
+            redraw_inputs,
+            results.outputs(),
+            validator=validator(
+                lambda value, *values: backend.check_redraw(*editor_files(value), *values),
+                [name for name in redraw.names if name != "mask"],
+                "image",
+                groups,
+            ),
             **ui,
         ),
         vary_button.click(
-            make_browser_variations(backend, edit_on_gpu, answer_on_gpu),
-            [vary_image, *vary_settings],
-            outputs,
-            validator=validator(prepare_variations, vary.names, "image", groups),
+            browser_run(results, backend, varied),
+            vary_inputs,
+            results.outputs(),
+            validator=validator(
+                lambda image, *values: backend.check_variations(uploaded(image), *values), vary.names, "image", groups
+            ),
             **ui,
         ),
         from_description.click(
-            make_browser_edit(backend, backend.prepare_described, edit_on_gpu),
-            [description, *vary_settings],
-            outputs,
-            validator=validator(backend.prepare_described, ["description", *vary.names[1:]], "description", groups),
+            browser_run(results, backend, described),
+            [description, *vary_inputs[1:]],
+            results.outputs(),
+            validator=validator(backend.check_described, ["description", *vary.names[1:]], "description", groups),
             **ui,
         ),
     ]
@@ -438,28 +319,17 @@ def build_edit_tab(backend: Backend) -> list[int]:
 
     api_fns = make_api_fns(backend, edit_on_gpu, answer_on_gpu)
     api = {"show_progress": "hidden", "preprocess": False, "concurrency_id": "images"}
+    api_inputs = {"complete_image": complete_inputs, "variations": vary_inputs}
+    api_inputs["redraw_region"] = [api_image, api_mask, *redraw_inputs[1:]]
     apis = [
         api_button.click(
-            api_fns["complete_image"],
-            [complete_image, complete_prompt, keep_rows, *settings],
-            [gallery, seed_used, status],
-            api_name="complete_image",
+            api_fns[name],
+            api_inputs[name],
+            [gallery, seed_used, status, description] if name == "variations" else [gallery, seed_used, status],
+            api_name=name,
             **api,
-        ),
-        api_button.click(
-            api_fns["redraw_region"],
-            [api_image, api_mask, redraw_prompt, *settings],
-            [gallery, seed_used, status],
-            api_name="redraw_region",
-            **api,
-        ),
-        api_button.click(
-            api_fns["variations"],
-            [vary_image, *vary_settings],
-            [gallery, seed_used, status, description],
-            api_name="variations",
-            **api,
-        ),
+        )
+        for name in ("complete_image", "redraw_region", "variations")
     ]
     return [event["id"] for event in (*runs, *apis)] + upscale_events
 

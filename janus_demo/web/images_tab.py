@@ -14,26 +14,23 @@ and the buttons, the settings after them (assets/style.css).
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import gradio as gr
 
-from janus_demo.service.backend import Backend, ImageProgress, ImageRequest
-from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.downloads import download_folder, save_pngs, zip_files
-from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
+from janus_demo.service.backend import Backend
+from janus_demo.service.drawing import DrawFn
+from janus_demo.service.events import Event, Preview, Problem, Result, Started, Stopped, Text
+from janus_demo.service.images import text_to_image
+from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, shown
+from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
-from janus_demo.web.upscale import UNFINISHED, add_upscale
-from janus_demo.web.watch import watched
+from janus_demo.web.upscale import UNFINISHED, add_upscale, pick_selected
+from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
-from janus_demo.web.zerogpu import gpu_function, raised
+from janus_demo.web.zerogpu import gpu_function
 
-STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
 ADVANCED = "Advanced"
 IDLE: dict[str, Any] = {"running": False}  # the run state between requests
 
@@ -44,51 +41,7 @@ EXAMPLE_PROMPTS = [
     "An astronaut riding a horse on the moon, digital art",
     "A watercolor painting of a lighthouse on a cliff at sunset",
 ]
-
-DrawFn = Callable[[ImageRequest], Iterator[ImageProgress | Heartbeat]]
-
-
-# --- progress text ---------------------------------------------------------------------------------------
-
-
-class EtaMeter:
-    """Seconds left, from the rate measured after the first steps (the prompt's prefill and the first
-    steps' warm-up make an estimate taken at step 1 several times too long)."""
-
-    WARMUP_STEPS = 8  # steps before the rate is measured, and steps it is measured over at least
-    MIN_SPAN_S = 0.3
-
-    def __init__(self) -> None:
-        self.origin: tuple[int, float] | None = None
-
-    def seconds_left(self, progress: ImageProgress) -> float | None:
-        if self.origin is None:
-            if progress.step >= self.WARMUP_STEPS:
-                self.origin = (progress.step, progress.elapsed)
-            return None
-        step0, time0 = self.origin
-        steps, span = progress.step - step0, progress.elapsed - time0
-        if steps < self.WARMUP_STEPS or span < self.MIN_SPAN_S:
-            return None
-        return (progress.total - progress.step) * span / steps
-
-
-def counts(progress: ImageProgress, num_images: int) -> str:
-    """'576 tokens × 4 images': each step adds one token to every image."""
-    return f"{progress.total} tokens × {num_images} image{'s' if num_images != 1 else ''}"
-
-
-def progress_text(progress: ImageProgress, num_images: int = 1, eta: float | None = None) -> str:
-    """'Step 96/576 · 4.1 s · 23.4 steps/s · about 20 s left', or 'Done: 576 tokens × 4 images in 12.3 s
-    (46.8 steps/s).'."""
-    if progress.done:
-        return (
-            f"Done: {counts(progress, num_images)} in {progress.elapsed:.1f} s "
-            f"({progress.steps_per_second:.1f} steps/s)."
-        )
-    left = "" if eta is None else f" · about {max(1, round(eta))} s left"
-    rate = f"{progress.steps_per_second:.1f} steps/s"
-    return f"Step {progress.step}/{progress.total} · {progress.elapsed:.1f} s · {rate}{left}"
+GALLERY_RETURNS = "The gallery (previews while drawing, then the final images), the seed used, and a status line."
 
 
 def stopped_text(run: dict[str, Any]) -> str:
@@ -97,132 +50,105 @@ def stopped_text(run: dict[str, Any]) -> str:
     return "Stopped before the first step."
 
 
-# --- one run, as the API and the browser see it ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One update of a run. None: unchanged."""
-
-    gallery: list[Any] | None = None  # previews (PIL images), or the final PNG files
-    status: str | None = None
-    step: int = 0
-    total: int = 0
-    archive: Path | None = None  # the final images as one zip
-
-    @property
-    def done(self) -> bool:
-        return self.archive is not None
-
-
-def frames(draw_on_gpu: DrawFn, request: ImageRequest) -> Iterator[Frame]:
-    """The run's updates: one at once (gradio can cancel a generator only after its first yield), a
-    preview or a progress line as they come (progress alone at most every STATUS_EVERY_S), the final
-    files last."""
-    yield Frame(status=STARTING)
-    eta, last_status, step, total = EtaMeter(), 0.0, 0, 0
-    with download_folder() as folder, contextlib.closing(raised(draw_on_gpu(request))) as stream:
-        for progress in stream:
-            if isinstance(progress, Heartbeat):  # nothing new; yielding is what lets gradio stop us
-                yield Frame(status=waiting_text(progress) if progress.waiting else None, step=step, total=total)
-                continue
-            step, total = progress.step, progress.total
-            text = progress_text(progress, request.num_images, eta.seconds_left(progress))
-            if progress.done:  # the backend has put prompt, seed, ... into each image's PNG metadata
-                files = save_pngs(progress.images, request.seed, folder)
-                yield Frame(files, text, step, total, zip_files(files, folder / f"janus-{request.seed}.zip"))
-            elif progress.previews:
-                yield Frame(progress.previews, text, step, total)
-            elif time.monotonic() - last_status > STATUS_EVERY_S:
-                yield Frame(None, text, step, total)
-            else:
-                continue
-            last_status = time.monotonic()
+# --- a drawing's events, as the API and the browser show them ---------------------------------------------
 
 
 def make_draw_fn(backend: Backend) -> DrawFn:
     """The one function that borrows a GPU for images: it runs an already prepared request under the model lock."""
-    deadline = backend.run_deadline if backend.gpu_budget else None
-    return gpu_function("draw_on_gpu", backend.run_images, backend.images_duration, deadline)
+    return gpu_function("draw_on_gpu", backend.run_images, backend.images_duration, backend)
 
 
-def make_generate_fn(backend: Backend, draw_on_gpu: DrawFn | None = None):
-    """The event function behind `/generate_images`: (gallery, seed used, status); refusals are gr.Error."""
-    draw_on_gpu = draw_on_gpu or make_draw_fn(backend)
+def drawing_api(events: Iterator[Event], described: bool = False) -> Iterator[tuple[Any, ...]]:
+    """A drawing's API outputs: (gallery, seed used, status), and the description if `described` (variations)."""
+    seed, description = None, ""
 
-    def generate_images(
-        request: gr.Request,
-        prompt: str,
-        seed: float,
-        guidance_scale: float,
-        temperature: float,
-        num_images: float,
-        top_p: float,
-        preview_every: float,
-        preview_mode: str,
-    ) -> Iterator[tuple[Any, int, str]]:
-        settings = (prompt, seed, guidance_scale, temperature, num_images, top_p, preview_every, preview_mode)
-        yield from watched(draw(*settings), request, backend.clients)
+    def outputs(event: Event) -> tuple[Any, ...]:
+        nonlocal seed, description
+        gallery, status = None, getattr(event, "status", None)
+        if isinstance(event, Started):
+            seed, description = (event.seed if event.seed is not None else seed), event.prompt or description
+        elif isinstance(event, Text):
+            description = event.text
+        elif isinstance(event, Preview):
+            gallery = event.images
+        elif isinstance(event, Result):
+            gallery = list(event.files)
+        return shown(gallery), seed, shown(status), *((description,) if described else ())
 
-    def draw(*settings: Any) -> Iterator[tuple[Any, int, str]]:
-        with user_facing_errors():
-            request = backend.prepare_images(*settings)
-        with user_facing_errors():
-            for frame in frames(draw_on_gpu, request):
-                yield either(frame.gallery), request.seed, either(frame.status)
-
-    generate_images.__doc__ = backend.schemas.images.docstring(
-        "Generate images from a text prompt with Janus-Pro; previews stream in while it draws.",
-        "The gallery (previews while generating, then the final images), the seed used, and a status line.",
-    )
-    return generate_images
+    return api_outputs(events, outputs)
 
 
-def either(value: Any) -> Any:
-    return gr.skip() if value is None else value
+class Results(NamedTuple):
+    """A tab's outputs of a drawing (the Edit tab adds the crop and the description)."""
+
+    gallery: gr.Gallery
+    seed_used: gr.Number
+    status: gr.Markdown
+    run_state: gr.State
+    files: gr.File
+    archive: gr.DownloadButton
+    reuse: gr.Button
+    clear: gr.Button
+    crop: gr.Image | None = None
+    description: gr.Textbox | None = None
+
+    def outputs(self) -> list[Any]:
+        return [part for part in self if part is not None]
 
 
-def make_browser_generate(backend: Backend, draw_on_gpu: DrawFn):
-    """Generate in the browser: (gallery, seed used, status, run state, downloads, zip, Reuse, Clear).
-    It never raises: a problem is reported in the status line (no error badge)."""
+def browser_view(results: Results, event: Event, seed: int | None) -> dict[Any, Any]:
+    """One event as the browser's outputs: Started clears the last result (and locks Clear while the run lasts),
+    the Result offers the new one; a Problem is said in the status line. Unnamed outputs keep their value.
+    Every update of a run shows its `seed` (a lost update cannot hide it)."""
+    on, hide = gr.update(interactive=True), gr.update(value=None, visible=False)
+    if isinstance(event, Problem):
+        return {results.status: PROBLEM + problem_text(event.error), results.run_state: IDLE, results.clear: on}
+    if isinstance(event, Stopped):  # the run state stays: `after_images` marks the previews unfinished
+        return {results.status: event.status}
+    shown_seed = {} if seed is None else {results.seed_used: gr.update(value=seed, visible=True)}
+    if isinstance(event, Result):
+        paths = [str(path) for path in event.files]
+        return shown_seed | {
+            results.gallery: paths,
+            results.status: event.status,
+            results.run_state: IDLE,
+            results.files: gr.update(value=paths, visible=True),
+            results.archive: gr.update(value=str(event.archive), visible=True),
+            results.reuse: on,
+            results.clear: on,
+        }
+    step, total = getattr(event, "step", 0), getattr(event, "total", 0)
+    view = shown_seed | {results.run_state: {"running": True, "step": step, "total": total}, results.reuse: on}
+    if event.status is not None:
+        view[results.status] = event.status
+    if isinstance(event, Started):
+        view |= {results.gallery: [], results.files: hide, results.archive: hide}
+        view[results.clear] = gr.update(interactive=False)
+        if results.crop is not None and event.crop is not None:
+            view[results.crop] = gr.update(value=event.crop, visible=True)
+        if results.description is not None and (event.prompt is not None or event.total):
+            view[results.description] = event.prompt or ""
+    elif isinstance(event, Preview):
+        view[results.gallery] = event.images
+    elif isinstance(event, Text) and results.description is not None:
+        view[results.description] = event.text
+    return view
 
-    def generate(request: gr.Request, *settings: Any):
-        yield from watched(draw(*settings), request, backend.clients)
 
-    def draw(*settings: Any):
-        try:  # the validator has passed these values
-            request = backend.prepare_images(*settings)
-        except Exception as error:  # noqa: BLE001 - said in the status line; the inputs keep their values
-            yield problem_frame(error)
-            return
-        try:
-            for frame in frames(draw_on_gpu, request):
-                yield browser_frame(frame, request)
-        except Exception as error:  # noqa: BLE001 - busy, out of memory, anything else
-            yield problem_frame(error)
+def browser_run(results: Results, backend: Backend, run: Any) -> Any:
+    """The browser's event function over `run(*values)` (a run's events): it never raises."""
 
-    return generate
+    def drawn(request: gr.Request, *values: Any) -> Iterator[dict[Any, Any]]:
+        seed = None
 
+        def view(event: Event) -> dict[Any, Any]:
+            nonlocal seed
+            seed = event.seed if isinstance(event, Started) and event.seed is not None else seed
+            return browser_view(results, event, seed)
 
-def problem_frame(error: Exception) -> tuple[Any, ...]:
-    skip = gr.skip()
-    return skip, skip, PROBLEM + problem_text(error), IDLE, skip, skip, skip, gr.update(interactive=True)
+        yield from until_client_leaves(browser_outputs(run(*values), view), request, backend.clients)
 
-
-def browser_frame(frame: Frame, request: ImageRequest) -> tuple[Any, ...]:
-    """One frame for the browser's outputs: the first clears the last result (and locks Clear while the run
-    lasts), the final one offers the new result. Every frame shows the seed (a lost update cannot hide it)."""
-    skip, on = gr.skip(), gr.update(interactive=True)
-    run = IDLE if frame.done else {"running": True, "step": frame.step, "total": frame.total}
-    seed_used = gr.update(value=request.seed, visible=True)
-    if frame.status == STARTING:
-        hide = gr.update(value=None, visible=False)
-        return [], seed_used, STARTING, run, hide, hide, on, gr.update(interactive=False)
-    if frame.done:
-        paths = [str(path) for path in frame.gallery]
-        files, archive = gr.update(value=paths, visible=True), gr.update(value=str(frame.archive), visible=True)
-        return paths, seed_used, frame.status, run, files, archive, on, on
-    return either(frame.gallery), seed_used, either(frame.status), run, skip, skip, on, skip
+    return drawn
 
 
 def after_images(gallery: list[dict[str, Any]] | None, run: dict[str, Any] | None):
@@ -305,15 +231,22 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
             gr.Examples(EXAMPLE_PROMPTS, inputs=[prompt], label="Example prompts", cache_examples=False)
     api_button = gr.Button(visible=False)
 
-    inputs = [prompt, seed, guidance, temperature, num_images, top_p, preview_every, preview_mode]
+    by_name = {"prompt": prompt, "seed": seed, "guidance_scale": guidance, "temperature": temperature}
+    by_name |= {"num_images": num_images, "top_p": top_p, "preview_every": preview_every, "preview_mode": preview_mode}
+    inputs = [by_name[name] for name in schema.names]
     draw_on_gpu = make_draw_fn(backend)
     groups = {"top_p": ADVANCED, "preview_every": ADVANCED, "preview_mode": ADVANCED}
+    results = Results(gallery, seed_used, status, run_state, files, archive, reuse, clear)
+
+    def draw_images(*values: Any) -> Iterator[Event]:
+        return text_to_image(backend, draw_on_gpu, *values)
+
     run = gr.on(
         [generate.click, prompt.submit],
-        make_browser_generate(backend, draw_on_gpu),
+        browser_run(results, backend, draw_images),
         inputs,
-        [gallery, seed_used, status, run_state, files, archive, reuse, clear],
-        validator=validator(backend.prepare_images, schema.names, "prompt", groups),
+        results.outputs(),
+        validator=validator(backend.check_images, schema.names, "prompt", groups),
         api_visibility="private",
         show_progress="minimal",  # gradio's own line while the request waits in its queue, by the status
         show_progress_on=[status],
@@ -357,14 +290,24 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
     return model_events
 
 
+def make_generate_fn(backend: Backend, draw_on_gpu: DrawFn | None = None):
+    """The event function behind `/generate_images`: (gallery, seed used, status); refusals are gr.Error."""
+    draw_on_gpu = draw_on_gpu or make_draw_fn(backend)
+    return api_function(
+        "generate_images",
+        backend.schemas.images,
+        "Generate images from a text prompt with Janus-Pro; previews stream in while it draws.",
+        GALLERY_RETURNS,
+        lambda request, *values: until_client_leaves(
+            drawing_api(text_to_image(backend, draw_on_gpu, *values)), request, backend.clients
+        ),
+    )
+
+
 def clear_images() -> tuple[Any, ...]:
     """Prompt, result, status, seed used and the buttons that act on a result, as before the first run."""
     hide = gr.update(value=None, visible=False)
     return "", None, "", hide, IDLE, hide, hide, gr.update(interactive=False)
-
-
-def pick_selected(event: gr.SelectData) -> int:
-    return event.index
 
 
 def ask_about(gallery: list[Any] | None, selected: int | None, run: dict[str, Any] | None):

@@ -21,8 +21,8 @@ import gradio as gr
 
 from janus_demo.service import histories
 from janus_demo.service.requests import Limits
+from janus_demo.web.assets import ASSETS
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STORAGE_KEY = "janus-demo-saved-chats"
 # gradio sends this "secret" to the browser with the page, so it hides nothing; a fixed one (instead of a
 # new one per process) lets the saved text outlive a restart of the server (its images do not).

@@ -14,65 +14,49 @@ tab's Stop stops it (between two of the network's blocks).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from janus_demo.service.backend import Backend, PreparedUpscale, Upscaled
-from janus_demo.service.model_lock import Heartbeat
-from janus_demo.web.downloads import download_folder, save_png
-from janus_demo.web.messages import PROBLEM, STARTING, problem_text, user_facing_errors, waiting_text
-from janus_demo.web.watch import watched
-from janus_demo.web.zerogpu import gpu_function, raised
+from janus_demo.service.backend import Backend
+from janus_demo.service.events import Event, Problem, Result, Stopped
+from janus_demo.service.upscale import UpscaleFn, upscale_image
+from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, shown
+from janus_demo.web.messages import PROBLEM, problem_text
+from janus_demo.web.watch import until_client_leaves
+from janus_demo.web.zerogpu import gpu_function
 
-UpscaleFn = Callable[[PreparedUpscale], Iterator[Upscaled | Heartbeat]]
 NOTHING_TO_UPSCALE = "Generate an image first, then upscale it."
 UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line says where it stopped)
 
 
 def make_upscale_on_gpu(backend: Backend) -> UpscaleFn:
     """The one function that borrows a GPU to upscale: it runs an already prepared request under the model lock."""
-    deadline = backend.run_deadline if backend.gpu_budget else None
-    return gpu_function("upscale_on_gpu", backend.run_upscale, backend.upscale_duration, deadline)
+    return gpu_function("upscale_on_gpu", backend.run_upscale, backend.upscale_duration, backend)
 
 
-def upscale_frames(upscale_on_gpu: UpscaleFn, prepared: PreparedUpscale) -> Iterator[tuple[Path | None, str | None]]:
-    """(PNG file or None, status or None): 'Starting…' at once, waiting notes, then the file and a summary."""
-    yield None, STARTING
-    with download_folder() as folder, contextlib.closing(raised(upscale_on_gpu(prepared))) as stream:
-        for item in stream:
-            if isinstance(item, Heartbeat):
-                yield None, waiting_text(item) if item.waiting else None
-                continue
-            source, image = prepared.image, item.image
-            path = save_png(image, folder / f"{prepared.name}-2x.png")
-            yield (
-                path,
-                (f"Upscaled {source.width}×{source.height} → {image.width}×{image.height} in {item.seconds:.1f} s."),
-            )
+def upscale_api(event: Event) -> tuple[Any, Any]:
+    """An upscale's API outputs: (image, status)."""
+    path = str(event.files[0]) if isinstance(event, Result) else None
+    return shown(path), shown(getattr(event, "status", None))
 
 
 def add_upscale_api(backend: Backend) -> int:
     """The `/upscale(image)` endpoint -> (image, status); returns its event id."""
     upscale_on_gpu = make_upscale_on_gpu(backend)
 
-    def upscale(request: gr.Request, image: Any) -> Iterator[tuple[Any, Any]]:
-        yield from watched(run(image), request, backend.clients)
+    def run(request: gr.Request, image: Any) -> Iterator[tuple[Any, Any]]:
+        events = api_outputs(upscale_image(backend, upscale_on_gpu, image), upscale_api)
+        return until_client_leaves(events, request, backend.clients)
 
-    def run(image: Any) -> Iterator[tuple[Any, Any]]:
-        with user_facing_errors():
-            prepared = backend.prepare_upscale(image)
-        with user_facing_errors():
-            for path, status in upscale_frames(upscale_on_gpu, prepared):
-                yield _either(path and str(path)), _either(status)
-
-    upscale.__doc__ = backend.schemas.upscale.docstring(
+    upscale = api_function(
+        "upscale",
+        backend.schemas.upscale,
         "Enlarge an image 2x with the server's Real-ESRGAN upscaler; the PNG keeps the original's text "
         "metadata plus an 'upscaled' note.",
         "The upscaled PNG and a status line.",
+        run,
     )
     image_in = gr.Image(type="filepath", visible=False)
     image_out = gr.Image(type="filepath", format="png", visible=False)
@@ -96,7 +80,7 @@ def add_upscale(
     download below it. `run_state` ({"running": bool}) keeps it off a run's previews; `stop` stops it too.
     Returns the ids of the events that run the model."""
     upscale_on_gpu = make_upscale_on_gpu(backend)
-    selected = gr.State(None)
+    selected, busy = gr.State(None), gr.State(False)
     button = gr.Button("Upscale 2x", size="sm", elem_classes=["upscale-button"])
     status = gr.Markdown("", elem_classes=["upscale-status"])
     result = gr.Image(
@@ -112,31 +96,24 @@ def add_upscale(
     download = gr.DownloadButton("Download 2x PNG", visible=False, size="sm", elem_classes=["upscale-download"])
 
     def upscale_selected(request: gr.Request, items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
-        yield from watched(browser_run(items, index, run), request, backend.clients)
-
-    def browser_run(items: list[Any] | None, index: int | None, run: dict[str, Any] | None):
-        """(result, download, status, busy) updates; `busy` stays True only if the run is cut off (Stop)."""
-        skip = gr.skip()
+        """The result, its download, the status and `busy`, by name; `busy` stays True only if the run is cut off
+        (Stop). It never raises."""
         path = chosen_image(items, index, run)
         if path is None:
-            yield skip, skip, NOTHING_TO_UPSCALE, False
+            yield {status: NOTHING_TO_UPSCALE, busy: False}
             return
-        try:
-            prepared = backend.prepare_upscale(path)
-            for file, text in upscale_frames(upscale_on_gpu, prepared):
-                if file is None:
-                    yield skip, skip, _either(text), True
-                else:
-                    yield (
-                        gr.update(value=str(file), visible=True),
-                        gr.update(value=str(file), visible=True),
-                        text,
-                        False,
-                    )
-        except Exception as error:  # noqa: BLE001 - said in the status line, as the images tab does
-            yield skip, skip, PROBLEM + problem_text(error), False
+        events = browser_outputs(upscale_image(backend, upscale_on_gpu, path), browser_view)
+        yield from until_client_leaves(events, request, backend.clients)
 
-    busy = gr.State(False)
+    def browser_view(event: Event) -> dict[Any, Any]:
+        if isinstance(event, Problem):
+            return {status: PROBLEM + problem_text(event.error), busy: False}
+        if isinstance(event, Result):
+            done = gr.update(value=str(event.files[0]), visible=True)
+            return {result: done, download: done, status: event.status, busy: False}
+        view = {busy: not isinstance(event, Stopped)}
+        return view | ({status: event.status} if event.status is not None else {})
+
     event = button.click(
         upscale_selected,  # not "upscale": gradio names events after their function, and /upscale is the API's
         [gallery, selected, run_state] if run_state is not None else [gallery, selected, gr.State(None)],
@@ -147,7 +124,7 @@ def add_upscale(
         concurrency_id="upscale",  # its own line: a waiting upscale hears its place at the model lock
     )
     event.then(after_upscale, busy, [status, busy], api_visibility="private", queue=False)
-    gallery.select(_pick, None, selected, api_visibility="private", queue=False)
+    gallery.select(pick_selected, None, selected, api_visibility="private", queue=False)
     hide = gr.update(value=None, visible=False)
     gallery.change(
         lambda: (None, hide, hide, ""),
@@ -176,9 +153,5 @@ def chosen_image(items: list[Any] | None, index: int | None, run: dict[str, Any]
     return finished[index if index is not None and index < len(finished) else 0][0]
 
 
-def _pick(event: gr.SelectData) -> int:
+def pick_selected(event: gr.SelectData) -> int:
     return event.index
-
-
-def _either(value: Any) -> Any:
-    return gr.skip() if value is None else value

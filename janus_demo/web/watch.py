@@ -1,11 +1,11 @@
 """Requests whose client is gone are stopped, and every request is counted done when it ends.
 
     def generate(request: gr.Request, prompt, ...):
-        yield from watched(draw(prompt, ...), request, backend.clients)
+        yield from until_client_leaves(draw(prompt, ...), request, backend.clients)
 
 The gate in front of gradio (`janus_demo.launch.gate`) counts each request that joins the line against its
 client and names it in the `x-janus-job` header of its join request; gradio hands that request to the
-event function. `watched` passes the function's stream through, ends it (which stops the generation and
+event function. `until_client_leaves` passes the function's stream through, ends it (which stops the generation and
 frees the model) once nobody has read the client's event stream for a while, and tells the ledger when
 the request is over. Without the middleware (a test calling the function directly) it changes nothing.
 """
@@ -32,7 +32,7 @@ def job_of(request: gr.Request | None) -> str | None:
     return headers.get(JOB_HEADER) if headers is not None else None
 
 
-def watched(stream: Iterator[T], request: gr.Request | None, clients: ClientLedger) -> Iterator[T]:
+def until_client_leaves(stream: Iterator[T], request: gr.Request | None, clients: ClientLedger) -> Iterator[T]:
     """`stream`'s items, until its client stops reading; closing this closes `stream`."""
     job = job_of(request)
     if job is None:

@@ -1,14 +1,14 @@
 """ZeroGPU glue: `@on_gpu(duration=...)` is `@spaces.GPU(duration=...)`, or nothing without `spaces`; every
 function that borrows a GPU is made by `gpu_function`.
 
-    answer_on_gpu = gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend.run_deadline)
-    for chunk in raised(answer_on_gpu(prepared)): ...      # in the server process
+    answer_on_gpu = gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend)
+    for chunk in answer_on_gpu(prepared): ...      # in the server process; an error in the loan is raised here
 
 On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borrows a GPU in a worker
 process forked from the server, for `duration` seconds: its arguments and what it yields are pickled. The
 decorated functions take requests the service layer has already checked and prepared on the CPU, so a
 refused request never borrows a GPU, and `duration` (a callable with the function's own signature) sizes
-the loan from the checked request and the loaded model (`janus_demo.service.requests`); the run stops
+the loan from the checked request and the loaded model (`janus_demo.service.gpu_budget`); the run stops
 itself before the loan ends, so the app's own "stopped at the time limit" comes first.
 
 spaces keeps a worker (and the weights it has on the GPU) for the next call only when the function ends
@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from janus_demo.service.backend import Backend
 from janus_demo.web.messages import KNOWN_ERRORS, problem_text
 
 try:
@@ -53,21 +54,27 @@ def gpu_function(
     name: str,
     run: Callable[..., Iterator[T]],
     duration: Callable[[Any], int],
-    deadline: Callable[[float], float] | None = None,
-) -> Callable[[Any], Iterator[T | Failed]]:
-    """A function `name` that borrows a GPU on ZeroGPU for `duration(prepared)` seconds to run
-    `run(prepared, deadline_s=...)`: the run stops itself at `deadline(duration)` (None: the request's own
-    limit), and its errors end the stream as a `Failed` marker. It takes one prepared request."""
+    backend: Backend,
+) -> Callable[[Any], Iterator[T]]:
+    """A function that runs `run(prepared, deadline_s=...)` in a function `name` that borrows a GPU on ZeroGPU
+    for `duration(prepared)` seconds; the run stops itself before the loan ends (with `backend`'s GPU budget;
+    else at the request's own limit). Errors inside the loan end it normally and are raised again here."""
 
     def borrowed(prepared: Any) -> Iterator[T | Failed]:
-        limit = deadline(duration(prepared)) if deadline else None
+        limit = backend.run_deadline(duration(prepared)) if backend.gpu_budget else None
         yield from kept_warm(run(prepared, deadline_s=limit))
 
     def sized(prepared: Any) -> int:  # spaces calls it with the function's own arguments
         return duration(prepared)
 
     borrowed.__name__ = borrowed.__qualname__ = name
-    return on_gpu(duration=sized)(borrowed)
+    on_loan = on_gpu(duration=sized)(borrowed)
+
+    def in_server(prepared: Any) -> Iterator[T]:
+        yield from raised(on_loan(prepared))
+
+    in_server.__name__ = in_server.__qualname__ = name
+    return in_server
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def test_a_malformed_message_is_refused_naming_the_field(message):
 
 
 def test_history_messages_round_trip():
-    from janus_demo.service.conversation import Image
+    from janus_demo.service.conversation import ImagePath as Image
 
     saved = [history_message("user", [Image("/up/a.png"), "Hi"]), history_message("assistant", ["Hello"])]
     parsed = conversation(saved, "More")
@@ -117,7 +117,7 @@ def test_history_messages_round_trip():
 
 
 def test_an_image_message_names_its_mime_type_so_the_chatbot_shows_a_picture():
-    from janus_demo.service.conversation import Image
+    from janus_demo.service.conversation import ImagePath as Image
 
     assert history_message("user", [Image("/up/a.png")])["content"] == [
         {"type": "file", "file": {"path": "/up/a.png", "mime_type": "image/png"}}
