@@ -38,18 +38,12 @@ from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, FieldError, InputError
+from janus_demo.service.gpu_budget import GpuBudget
 from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
+from janus_demo.service.png_metadata import image_metadata, png_text
 from janus_demo.service.preview_sheet import preview_sheet
-from janus_demo.service.requests import (
-    RANDOM_SEED,
-    SEED_MAX,
-    GpuBudget,
-    Limits,
-    Schema,
-    prompt_field,
-    schemas_for,
-)
+from janus_demo.service.requests import RANDOM_SEED, SEED_MAX, Limits, Schema, prompt_field, schemas_for
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly
@@ -686,18 +680,6 @@ def _spaced_previews(interval_s: float) -> Callable[[ImageProgress], ImageProgre
     return spaced
 
 
-def image_metadata(request: ImageRequest, model_id: str) -> dict[str, str]:
-    """The settings that reproduce an image, for PNG text chunks."""
-    return {
-        "prompt": request.prompt,
-        "seed": str(request.seed),
-        "guidance_scale": str(request.guidance_scale),
-        "temperature": str(request.temperature),
-        "top_p": str(request.top_p),
-        "model": model_id,
-    }
-
-
 def clean_description(text: str, max_chars: int) -> str:
     """The model's description as a prompt: one line, no surrounding quotes, at most `max_chars`."""
     line = " ".join(text.split()).strip().strip('"').strip()
@@ -716,15 +698,6 @@ def _size(image: Image.Image) -> str:
 
 def _size_of(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
-
-
-def png_text(image: Image.Image, max_chars: int = 20_000) -> dict[str, str]:
-    """The text chunks an uploaded PNG came with (intake keeps them), at most `max_chars` in all."""
-    kept, total = {}, 0
-    for key, value in image.info.get("text", {}).items():
-        if isinstance(key, str) and isinstance(value, str) and total + len(key) + len(value) <= max_chars:
-            kept[key], total = value, total + len(key) + len(value)
-    return kept
 
 
 def _with_note(stream: Iterator[ChatChunk | Heartbeat], note: str) -> Iterator[ChatChunk | Heartbeat]:
