@@ -93,9 +93,9 @@ MALFORMED = {
     "a file without a path": {"text": "x", "files": [{"nopath": 1}]},
     "a file as a server path": {"text": "x", "files": ["/etc/hosts"]},
     "a file dict gradio never saw": {"text": "x", "files": [{"path": "/etc/hosts"}]},
-    "a link": {"text": "x", "files": ["https://example.com/cat.png"]},
     "nothing in it": {"text": None, "files": None},
 }
+LINK = {"text": "x", "files": ["https://example.com/cat.png"]}  # refused at the gate: files are never fetched
 
 
 @pytest.mark.parametrize("shape", list(MALFORMED))
@@ -105,6 +105,17 @@ def test_a_malformed_message_through_the_api_gets_a_message_naming_it(fake, shap
     assert completed["success"] is False and error, completed["output"]
     assert error != GENERIC_MESSAGE
     assert error.startswith("Message") or error == "Type a message or attach an image.", error
+    assert fake.lock.entered == 0
+
+
+def test_a_message_naming_a_file_by_a_link_is_refused_at_the_door(fake):
+    with httpx.Client(base_url=fake.url, timeout=30) as http:
+        for index, data in [
+            (fn_index(fake.url, "chat"), [LINK, *chat_args()]),
+            (browser_chat_index(fake.url), [LINK, [], *chat_args()]),
+        ]:
+            joined = raw_join(http, index, data, "linker")
+            assert joined.status_code == 422 and "never fetched" in joined.json()["detail"], joined.text
     assert fake.lock.entered == 0
 
 
