@@ -125,17 +125,18 @@ def test_a_file_that_is_not_an_image_is_refused_naming_the_image(small_client, t
 
 def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
     """Raw queue calls naming a server file outside gradio's upload folder, a plain path, or a link: refused
-    before the model, and nothing of the file comes back."""
-    from support.raw_api import fn_index, raw_call
+    before the model (a link at the gate, which never lets gradio fetch it), and nothing of the file comes back."""
+    import httpx
+    from support.raw_api import fn_index, raw_call, raw_join
 
     entered = tiny_backend.lock.entered
     index = fn_index(app_url, "complete_image")
     meta = {"_type": "gradio.FileData"}
-    for image in (
-        {"path": "/etc/passwd", "meta": meta},
-        "/etc/passwd",
-        {"path": None, "url": "https://example.com/cat.png", "meta": meta},
-    ):
+    for image in ({"path": "/etc/passwd", "meta": meta}, "/etc/passwd"):
         done, stream = raw_call(app_url, index, [image, "a cat", 12, 1, 5.0, 1.0, 1, 0])
         assert not done["success"] and "root:" not in stream
+    link = {"path": None, "url": "https://example.com/cat.png", "meta": meta}
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        joined = raw_join(http, index, [link, "a cat", 12, 1, 5.0, 1.0, 1, 0], "linker")
+    assert joined.status_code == 422 and "never fetched" in joined.json()["detail"]
     assert tiny_backend.lock.entered == entered
