@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers.generation.streamers import BaseStreamer
 
 from benchmarks import common
-from janus_demo.model import chat
+from janus_demo.model import chat, internals
 from janus_demo.model.loading import LoadedJanus
 
 IMAGE = Path(__file__).resolve().parent.parent / "assets" / "chelsea.png"
@@ -68,7 +67,7 @@ def forced_length(loaded: LoadedJanus, tokens: int) -> Iterator[None]:
         config.min_new_tokens = previous
 
 
-class _Clock(BaseStreamer):
+class _Clock(internals.Streamer):
     """Notes when generate hands out its first new token, and counts them."""
 
     def __init__(self, start: float) -> None:

@@ -43,13 +43,13 @@ def hidden_states(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """The language model's last hidden states for `ids` (positions, hidden), embeddings looked up as the
     model's own forward does (`get_input_embeddings`)."""
     embeds = model.get_input_embeddings()(ids)
-    return model.model.language_model(inputs_embeds=embeds, use_cache=False).last_hidden_state[0]
+    return internals.language_model(model)(inputs_embeds=embeds, use_cache=False).last_hidden_state[0]
 
 
 @torch.inference_mode()
 def scores(model: torch.nn.Module, hidden: torch.Tensor, head: torch.nn.Module | None = None) -> Scores:
     text = (head or model.get_output_embeddings())(hidden).float()
-    return text, model.model.generation_head(hidden).float()
+    return text, internals.generation_head(model)(hidden).float()
 
 
 def compare(reference: torch.Tensor, changed: torch.Tensor) -> list[str]:

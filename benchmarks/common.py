@@ -410,8 +410,8 @@ def step_weight_bytes(model: JanusForConditionalGeneration) -> int:
     Not counted: `embed_tokens` and `lm_head` (unused in image mode) and `generation_embeddings`
     (one gathered row per image).
     """
-    lm = model.model.language_model
-    parts = (lm.layers, lm.norm, model.model.generation_head, model.model.generation_aligner)
+    lm = internals.language_model(model)
+    parts = (lm.layers, lm.norm, internals.generation_head(model), internals.generation_aligner(model))
     return sum(tensor_bytes(part) for part in parts)
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 import torch
 from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
+from janus_demo.model import internals
 from janus_demo.model.chat_template import literal_text
 from janus_demo.model.loading import LoadedJanus
 
@@ -102,7 +102,7 @@ class _StopCriterion(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.reason is not None, dtype=torch.bool, device=input_ids.device)
 
 
-class _EmittingStreamer(BaseStreamer):
+class _EmittingStreamer(internals.Streamer):
     """Hands out a ChatChunk after every generated token (transformers' TextStreamer waits for
     whole words, which is not token by token); its text holds back only an incomplete UTF-8 character.
 

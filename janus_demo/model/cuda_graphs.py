@@ -76,7 +76,7 @@ def blocker(model: torch.nn.Module, device: torch.device | str) -> str | None:
         return "ZeroGPU"
     if status(model) == DISABLED:
         return "disabled for this model after an earlier failure"
-    if internals.has_int8_layers(getattr(getattr(model, "model", None), "language_model", model)):
+    if internals.has_int8_layers(internals.language_model(model)):
         return "8-bit (LLM.int8) layers cannot be captured"
     return None
 
@@ -126,9 +126,7 @@ class Capture:
 
     def nbytes(self) -> int:
         """Bytes of its cache and buffers (the graph's own pool of activations is not counted)."""
-        tensors = [self.mask, self.embeds, self.out]
-        for layer in getattr(self.cache, "layers", []):
-            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+        tensors = [self.mask, self.embeds, self.out, *internals.cache_tensors(self.cache)]
         return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
 
 

@@ -234,13 +234,13 @@ class ImageTokenLoop:
 
     def _forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """language_model + generation_head for the pending embeddings: float scores (rows, codebook)."""
-        outputs = self.model.model.language_model(
+        outputs = internals.language_model(self.model)(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             past_key_values=self.cache,
             use_cache=True,
         )
-        return self.model.model.generation_head(outputs.last_hidden_state[:, -1, :]).float()
+        return internals.generation_head(self.model)(outputs.last_hidden_state[:, -1, :]).float()
 
     def _eager_scores(self) -> torch.Tensor:
         return self._forward(self.inputs_embeds, self.attention_mask[:, : self.length])

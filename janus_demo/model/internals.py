@@ -4,6 +4,7 @@
     pixels = decode_token_rows(model, tokens, rows=3)  # the VQ decoder on the first 3 token rows
     tokens = encode_image_tokens(model, pixel_values)  # the VQ encoder: (B, 3, 384, 384) -> (B, 576) ids
     positions = cache_write_positions(cache)           # per-layer device tensors of a StaticCache
+    scores = generation_head(model)(language_model(model)(inputs_embeds=...).last_hidden_state)
     layer = bitsandbytes_linear(linear, config)        # a Linear quantized as from_pretrained would
 
 Each function names the internal it reads. `tests/model/test_internals.py` exercises every one of them
@@ -22,8 +23,56 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 from transformers import BitsAndBytesConfig, JanusForConditionalGeneration
+from transformers.generation.streamers import BaseStreamer
 
 CHECKED_TRANSFORMERS = "5.23.0"
+
+# `generate(streamer=...)` takes any object with put(ids) and end(); transformers' base class for one lives in
+# a module it does not export at the top level.
+Streamer = BaseStreamer
+
+
+# --- the parts of Janus (attributes of JanusModel, under JanusForConditionalGeneration.model) ---------------
+
+# Module names, as `named_modules` and bitsandbytes' `llm_int8_skip_modules` spell them.
+TEXT_EMBEDDINGS = "model.language_model.embed_tokens"
+# Only the language model is quantized. bitsandbytes matches these from the start of the full module name (or
+# as a suffix), and a custom list replaces its default, hence `lm_head`. Skipping `model.generation_aligner`
+# also keeps its 8-input fc1 away from the CPU 4-bit kernel, which needs in_features % 64 == 0.
+NOT_QUANTIZED = [
+    "lm_head",
+    "model.vision_model",
+    "model.aligner",
+    "model.vqmodel",
+    "model.generation_embeddings",
+    "model.generation_aligner",
+    "model.generation_head",
+]
+
+
+def language_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder-only language model (`model.model.language_model`, a LlamaModel): hidden states from
+    embeddings. A module that is not a Janus model (a test's stand-in) is returned as it is."""
+    janus = getattr(model, "model", None)
+    return getattr(janus, "language_model", model)
+
+
+def generation_head(model: JanusForConditionalGeneration) -> torch.nn.Module:
+    """Image-token scores from the language model's hidden states (`model.model.generation_head`)."""
+    return model.model.generation_head
+
+
+def generation_aligner(model: JanusForConditionalGeneration) -> torch.nn.Module:
+    """Maps an image token's embedding into the language model's width (`model.model.generation_aligner`)."""
+    return model.model.generation_aligner
+
+
+def cache_tensors(cache: object) -> list[torch.Tensor]:
+    """A StaticCache's key and value tensors, every layer's (`StaticLayer.keys` and `.values`)."""
+    tensors = []
+    for layer in getattr(cache, "layers", []):
+        tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+    return [t for t in tensors if isinstance(t, torch.Tensor)]
 
 
 def codebook(model: JanusForConditionalGeneration) -> torch.Tensor:

@@ -74,8 +74,7 @@ class LoadedJanus:
     @property
     def language_billions(self) -> float:
         """Parameters of the language model, in billions (what a decoding step's cost grows with)."""
-        language_model = getattr(getattr(self.model, "model", None), "language_model", self.model)
-        return sum(p.numel() for p in language_model.parameters()) / 1e9
+        return sum(p.numel() for p in internals.language_model(self.model).parameters()) / 1e9
 
     @property
     def can_chat(self) -> bool:

@@ -33,21 +33,6 @@ GB = 1e9
 MODES = ("none", "8bit", "4bit")  # best quality first
 LABELS = {"none": "bf16", "8bit": "8-bit", "4bit": "4-bit"}
 NATIVE_BF16 = (8, 0)  # Ampere and later; below it torch.cuda.is_bf16_supported() answers True for an emulation
-EMBEDDINGS = "model.language_model.embed_tokens"
-
-# Only the language model is quantized. bitsandbytes matches these from the start of the
-# full module name (or as a suffix), and a custom list replaces its default, hence `lm_head`.
-# Skipping `model.generation_aligner` also keeps its 8-input fc1 away from the CPU 4-bit
-# kernel, which needs in_features % 64 == 0.
-QUANTIZATION_SKIP_MODULES = [
-    "lm_head",
-    "model.vision_model",
-    "model.aligner",
-    "model.vqmodel",
-    "model.generation_embeddings",
-    "model.generation_aligner",
-    "model.generation_head",
-]
 
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by Hugging Face on ZeroGPU Spaces
 
@@ -66,10 +51,10 @@ def quantization_config(quantization: str, compute_dtype: torch.dtype = torch.bf
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=compute_dtype,
             bnb_4bit_use_double_quant=True,
-            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES,
+            llm_int8_skip_modules=internals.NOT_QUANTIZED,
         )
     if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=internals.NOT_QUANTIZED)
     return None
 
 
@@ -219,7 +204,7 @@ def meta_model(config: JanusConfig) -> JanusForConditionalGeneration:
 def weight_bytes(model: torch.nn.Module, quantization: str, images_only: bool = False, loading: bool = False) -> int:
     """GPU bytes of an unquantized (or meta) model's weights once loaded in `quantization` with the lean layout
     (bitsandbytes' quantization state included); `loading`: at their peak while loading."""
-    skip = QUANTIZATION_SKIP_MODULES
+    skip = internals.NOT_QUANTIZED
     total, seen = 0, set()
     for name, module in model.named_modules():
         for kind, tensor in _own_tensors(module):
@@ -256,7 +241,7 @@ def _on_device(name: str, quantization: str, images_only: bool, loading: bool) -
         return True
     if images_only and any(_under(name, part) for part in internals.UNDERSTANDING_PARTS):
         return False
-    return not (quantization != "none" and _under(name, EMBEDDINGS))
+    return not (quantization != "none" and _under(name, internals.TEXT_EMBEDDINGS))
 
 
 def _under(name: str, prefix: str) -> bool:

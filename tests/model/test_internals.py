@@ -67,6 +67,44 @@ def test_cache_write_positions_are_device_tensors_that_advance(loaded_tiny):
     assert internals.cache_write_positions(object()) is None
 
 
+@torch.inference_mode()
+def test_the_language_model_and_generation_head_score_image_tokens(loaded_small):
+    model = loaded_small.model
+    assert internals.language_model(torch.nn.Linear(1, 1)).__class__ is torch.nn.Linear  # a stand-in: itself
+    embeds = model.get_input_embeddings()(torch.tensor([[1, 2, 3]]))
+    hidden = internals.language_model(model)(inputs_embeds=embeds, use_cache=False).last_hidden_state
+    scores = internals.generation_head(model)(hidden[:, -1, :])
+    assert scores.shape == (1, internals.codebook(model).shape[0])
+    image_embeds = internals.generation_aligner(model)(model.model.generation_embeddings(torch.tensor([[0]])))
+    assert image_embeds.shape == embeds[:, :1].shape
+
+
+def test_cache_tensors_are_every_layers_keys_and_values(loaded_small):
+    loop = ImageTokenLoop(loaded_small, image_request(loaded_small, guidance_scale=1.0, preview_mode="off"))
+    layers = loaded_small.model.config.get_text_config(decoder=True).num_hidden_layers
+    loop.advance()  # the prefill: a StaticLayer makes its tensors on its first write
+    tensors = internals.cache_tensors(loop.cache)
+    assert len(tensors) == 2 * layers and all(isinstance(t, torch.Tensor) and t.numel() for t in tensors)
+    assert internals.cache_tensors(object()) == []
+
+
+def test_the_streamer_base_is_what_generate_accepts(loaded_small):
+    class Count(internals.Streamer):
+        def __init__(self) -> None:
+            self.puts, self.ended = 0, False
+
+        def put(self, value: torch.Tensor) -> None:
+            self.puts += 1
+
+        def end(self) -> None:
+            self.ended = True
+
+    streamer = Count()
+    ids = torch.tensor([[1, 2, 3]])
+    loaded_small.model.generate(input_ids=ids, max_new_tokens=2, do_sample=False, streamer=streamer)
+    assert streamer.puts >= 2 and streamer.ended  # the prompt, then each new token
+
+
 def test_the_generation_config_survives_save_and_load(tmp_path):
     from janus_demo.model.loading import load_janus
 
