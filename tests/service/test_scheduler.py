@@ -1,0 +1,148 @@
+"""The image scheduler: requests waiting together are drawn in one batch, each as it would be alone; one
+request's Stop leaves the others whole; a request that does not fit waits for the next batch, first in line."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from PIL import Image
+from support.requests import generate_image_tokens, image_request
+
+from janus_demo.model.image_loop import ImageProgress, decode_images, encode_image
+from janus_demo.service.model_lock import Heartbeat
+from janus_demo.service.scheduler import ImageScheduler, Joined
+
+
+def collect(scheduler, request, stop=None, stop_at=None):
+    """(items, final images or None): every item the scheduler yielded for `request`."""
+    stop = stop or threading.Event()
+    items = []
+    for item in scheduler.draw(request, stop):
+        items.append(item)
+        if stop_at is not None and isinstance(item, ImageProgress) and item.step >= stop_at:
+            stop.set()
+    final = [i for i in items if isinstance(i, ImageProgress) and i.done]
+    return items, (final[0].images if final else None)
+
+
+def pixels(images):
+    return [torch.tensor(list(image.getdata())) for image in images]
+
+
+@pytest.fixture
+def held(loaded_small):
+    """A scheduler whose worker is held busy by a first request until `release` is set."""
+    scheduler = ImageScheduler(loaded_small, max_rows=16)
+    release = threading.Event()
+    original = scheduler._draw
+
+    def draw(batch):
+        if not release.is_set():
+            release.wait(60)
+        original(batch)
+
+    scheduler._draw = draw
+    return scheduler, release
+
+
+def waiting(scheduler, count):
+    with scheduler._state:
+        return len(scheduler._line) >= count
+
+
+def test_requests_waiting_together_are_drawn_in_one_batch_as_they_would_be_alone(loaded_small, held):
+    scheduler, release = held
+    requests = [
+        image_request(loaded_small, "a red fox", seed=1, num_images=2),
+        image_request(loaded_small, "a lighthouse at dusk, oil on canvas", seed=2, guidance_scale=1.0),
+        image_request(loaded_small, "cat", seed=3, temperature=0.5, top_p=0.8),
+    ]
+    first = image_request(loaded_small, "the first", seed=9)
+    with ThreadPoolExecutor(4) as pool:
+        busy = pool.submit(collect, scheduler, first)
+        while scheduler.batches < 1:
+            threading.Event().wait(0.01)
+        futures = [pool.submit(collect, scheduler, request) for request in requests]
+        while not waiting(scheduler, 3):
+            threading.Event().wait(0.01)
+        release.set()
+        results = [future.result(timeout=300) for future in futures]
+        busy.result(timeout=300)
+    assert scheduler.batches == 2 and scheduler.largest == 3
+    for request, (items, images) in zip(requests, results, strict=True):
+        assert any(isinstance(i, Heartbeat) and i.waiting and i.place >= 1 for i in items), "it waited in line"
+        assert Joined(2) in items
+        alone = generate_image_tokens(loaded_small, request)
+        assert all(p.equal(q) for p, q in zip(pixels(images), pixels(decode_images(loaded_small, alone)), strict=True))
+
+
+def test_a_stopped_request_leaves_its_batch_and_the_others_finish(loaded_small, held):
+    scheduler, release = held
+    keep = image_request(loaded_small, "a red fox", seed=1)
+    stop_me = image_request(loaded_small, "a blue fox", seed=2, num_images=2)
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(collect, scheduler, image_request(loaded_small, "first", seed=9))
+        while scheduler.batches < 1:
+            threading.Event().wait(0.01)
+        kept = pool.submit(collect, scheduler, keep)
+        stopped = pool.submit(collect, scheduler, stop_me, None, 5)
+        while not waiting(scheduler, 2):
+            threading.Event().wait(0.01)
+        release.set()
+        (_, kept_images), (stopped_items, stopped_images) = kept.result(timeout=300), stopped.result(timeout=300)
+        busy.result(timeout=300)
+    assert stopped_images is None and max(i.step for i in stopped_items if isinstance(i, ImageProgress)) < 64
+    assert kept_images is not None and len(kept_images) == 1
+
+
+def test_a_request_that_does_not_fit_waits_for_the_next_batch_first_in_line(loaded_small, held):
+    scheduler, release = held
+    scheduler.max_rows = 5
+    big = image_request(loaded_small, "big", seed=1, num_images=2)  # 4 rows with guidance
+    small = [  # 2 rows with guidance, 1 without
+        image_request(loaded_small, "small 0", seed=0),
+        image_request(loaded_small, "small 1", seed=1, guidance_scale=1.0),
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        busy = pool.submit(collect, scheduler, image_request(loaded_small, "first", seed=9))
+        while scheduler.batches < 1:
+            threading.Event().wait(0.01)
+        order = [pool.submit(collect, scheduler, small[0])]
+        while not waiting(scheduler, 1):
+            threading.Event().wait(0.01)
+        order.append(pool.submit(collect, scheduler, big))
+        while not waiting(scheduler, 2):
+            threading.Event().wait(0.01)
+        order.append(pool.submit(collect, scheduler, small[1]))
+        while not waiting(scheduler, 3):
+            threading.Event().wait(0.01)
+        release.set()
+        results = [future.result(timeout=300) for future in order]
+        busy.result(timeout=300)
+    joined = [next(i for i in items if isinstance(i, Joined)) for items, _ in results]
+    assert joined == [Joined(0), Joined(1), Joined(1)], "small 0 alone (big did not fit), then big with small 1"
+
+
+def test_an_edit_is_batched_too(loaded_small, held):
+    scheduler, release = held
+    size = loaded_small.image_shape.size
+    source = encode_image(loaded_small, Image.new("RGB", size, (200, 40, 40)))
+    mask = torch.zeros(loaded_small.image_shape.tokens, dtype=torch.bool)
+    mask[:16] = True
+    edit = image_request(loaded_small, "a cat", seed=5, forced_tokens=source, forced_mask=mask)
+    plain = image_request(loaded_small, "a dog", seed=6)
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(collect, scheduler, image_request(loaded_small, "first", seed=9))
+        while scheduler.batches < 1:
+            threading.Event().wait(0.01)
+        futures = [pool.submit(collect, scheduler, r) for r in (edit, plain)]
+        while not waiting(scheduler, 2):
+            threading.Event().wait(0.01)
+        release.set()
+        (_, edited), _ = (f.result(timeout=300) for f in futures)
+        busy.result(timeout=300)
+    alone = decode_images(loaded_small, generate_image_tokens(loaded_small, edit))
+    assert all(p.equal(q) for p, q in zip(pixels(edited), pixels(alone), strict=True))
