@@ -102,19 +102,23 @@ class ModelLock:
         wait_timeout: float | None = None,
         heartbeat: float | None = None,
         kind: str = "work",
+        exclusive: bool = True,
     ) -> Iterator[T | Heartbeat]:
         """Run `work(emit)` under the lock in a worker thread and yield what it emits.
 
         Exceptions raised by `work` are re-raised here. If the model stays busy longer than
         `wait_timeout` seconds, `BusyError` is raised and `work` never runs. With `heartbeat`, a
         `Heartbeat` is yielded after every `heartbeat` seconds without an item. `kind` names the sort
-        of work ("chat", "images") whose typical duration estimates the wait of those behind it.
+        of work ("chat", "images") whose typical duration estimates the wait of those behind it. Work that is
+        not `exclusive` (image drawing through `janus_demo.service.scheduler`, which owns its own line) runs
+        beside the lock's holder, with the same heartbeats, stop and error handling.
         """
         items: queue.Queue[Any] = queue.Queue()
-        ticket = self._join(kind)
-        worker = threading.Thread(
-            target=self._run, args=(work, stop, items, wait_timeout, ticket), name="janus-gpu", daemon=True
+        ticket = self._join(kind) if exclusive else None
+        target, args = (
+            (self._run, (work, stop, items, wait_timeout, ticket)) if exclusive else (_run_free, (work, items))
         )
+        worker = threading.Thread(target=target, args=args, name="janus-gpu", daemon=True)
         worker.start()
         try:
             while True:
@@ -147,9 +151,9 @@ class ModelLock:
             self.waiting += 1
         return ticket
 
-    def _heartbeat(self, ticket: _Ticket) -> Heartbeat:
+    def _heartbeat(self, ticket: _Ticket | None) -> Heartbeat:
         with self._state:
-            if ticket not in self._line:
+            if ticket is None or ticket not in self._line:
                 return Heartbeat(waiting=False)
             place = self._line.index(ticket) + 1
             return Heartbeat(waiting=True, place=place, wait_s=self._wait_estimate(self._line[: place - 1]))
@@ -226,6 +230,16 @@ class ModelLock:
             self._holder = None
             self.active -= 1
             self._state.notify_all()
+
+
+def _run_free(work: Callable[[Callable[[Any], None]], None], items: queue.Queue[Any]) -> None:
+    """`work` outside the lock: what it emits, then the end (or its error, translated)."""
+    try:
+        work(items.put)
+    except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
+        items.put(_Raised(translate_device_error(error)))
+    finally:
+        items.put(_DONE)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
