@@ -21,6 +21,21 @@ from janus_demo.model.tiny import build_tiny_janus  # noqa: E402
 torch.set_num_threads(1)
 
 SMALL_GRID = 8  # tokens a side of `loaded_small`
+WORKERS = 2  # pytest-xdist workers for the whole suite: 2 cores, and most tests wait on servers and browsers
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The README's command (`python -m pytest`, no paths: the testpaths) runs on WORKERS xdist workers, each test
+    module on one worker (its served apps and browser set up once); a run of chosen tests stays in one process
+    (what tests print with -s shows) unless it asks for -n."""
+    # By hand, not in pyproject's addopts: addopts cannot tell the whole suite from one file, and two workers for
+    # each run of one file would load a shared 2-core machine for nothing. Runs before xdist's own hook (tryfirst,
+    # registered later).
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    asked = getattr(config.option, "numprocesses", 0) is not None  # -n given, or xdist missing / disabled
+    if whole_suite and not asked and not hasattr(config, "workerinput"):
+        config.option.numprocesses, config.option.dist = WORKERS, "loadscope"
 
 
 @pytest.fixture(scope="session")

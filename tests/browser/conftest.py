@@ -6,9 +6,10 @@ the page as it was.
 """
 
 import pytest
-from support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, open_app
+from support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STATE_TIMEOUT_MS, open_app
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+sync_api.expect.set_options(timeout=STATE_TIMEOUT_MS)  # every expect() waits for its state this long at most
 
 
 def pytest_collection_modifyitems(items):

@@ -53,7 +53,7 @@ def paint(page, dx: float = 0.5, dy: float = 0.5) -> None:
 
 
 def done(page, images: int = 1) -> None:
-    expect(page.locator(STATUS)).to_contain_text(f"× {images} image", timeout=30_000)
+    expect(page.locator(STATUS)).to_contain_text(f"× {images} image")
     expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(images)
     expect(page.locator("#edit-clear")).to_be_enabled()
 
@@ -116,9 +116,9 @@ def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
     upload(page, "#edit-complete-image")
     page.locator("#edit-complete-prompt textarea").fill("a cat")
     page.locator("#edit-complete").click()
-    expect(page.locator(f"{GALLERY} img")).to_have_count(1, timeout=20_000)  # a preview
+    expect(page.locator(f"{GALLERY} img")).to_have_count(1)  # a preview
     page.locator("#edit-stop").click()
-    expect(page.locator(STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."), timeout=5_000)
+    expect(page.locator(STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."))
     expect(page.locator(f"{GALLERY} .caption-label").first).to_have_text("Unfinished")
     expect(page.locator("#edit-files")).to_be_hidden()
     no_error_badge(page)

@@ -4,7 +4,7 @@ the selected result, shows it and downloads a 2x PNG that keeps the original's m
 from PIL import Image
 from playwright.sync_api import expect
 from support.browser import IMAGES_STATUS, no_error_badge, shots
-from support.meters import wait_until
+from support.meters import wait_until, work_over
 from support.png import read_png_metadata
 from support.serving import image_args, new_client
 
@@ -24,11 +24,11 @@ def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp
     page.locator("#field-seed input").fill("7")
     page.locator("#t2i-prompt textarea").fill("A fox in the snow")
     page.locator("#t2i-generate").click()
-    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images", timeout=30_000)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images")
     page.locator("#t2i-gallery .grid-container img").nth(1).click()  # select the second image
     page.keyboard.press("Escape")
     upscale.click()
-    expect(page.locator(UPSCALE_STATUS)).to_contain_text("Upscaled 384×384 → 768×768", timeout=30_000)
+    expect(page.locator(UPSCALE_STATUS)).to_contain_text("Upscaled 384×384 → 768×768")
     expect(page.locator(".upscale-result img")).to_be_visible()
     no_error_badge(page)
     shots(page, "upscale-result")
@@ -44,7 +44,7 @@ def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp
 
     page.locator("#t2i-generate").click()  # a new run: the last upscale goes away with its images
     expect(page.locator(".upscale-result")).to_be_hidden()
-    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images", timeout=30_000)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images")
 
 
 def test_stop_ends_an_upscale_waiting_for_the_model(pages, upscaling):
@@ -52,7 +52,7 @@ def test_stop_ends_an_upscale_waiting_for_the_model(pages, upscaling):
     page.get_by_role("tab", name="Text to image").click()
     page.locator("#t2i-prompt textarea").fill("A fox in the snow")
     page.locator("#t2i-generate").click()
-    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 1 image", timeout=30_000)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("× 1 image")
     upscaling.reset()
     upscaling.gate.clear()  # another user's request holds the model
     other = new_client(upscaling.url)
@@ -60,7 +60,7 @@ def test_stop_ends_an_upscale_waiting_for_the_model(pages, upscaling):
     try:
         wait_until(lambda: upscaling.inside == 1, timeout=30)
         page.get_by_role("button", name="Upscale 2x").click()
-        expect(page.locator(UPSCALE_STATUS)).to_contain_text("Waiting for the model", timeout=30_000)
+        expect(page.locator(UPSCALE_STATUS)).to_contain_text("Waiting for the model")
         page.locator("#t2i-stop").click()
         expect(page.locator(UPSCALE_STATUS)).to_have_text("Stopped.")
         no_error_badge(page)
@@ -69,6 +69,6 @@ def test_stop_ends_an_upscale_waiting_for_the_model(pages, upscaling):
         upscaling.gate.set()
         job.result(timeout=60)
         other.close()
-    page.wait_for_timeout(500)
+    wait_until(lambda: work_over(upscaling), timeout=60)
     assert upscaling.lock.entered == 1, "the stopped upscale never ran"
     expect(page.locator(".upscale-result")).to_be_hidden()

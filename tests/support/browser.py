@@ -31,6 +31,9 @@ CHAT_STATUS = "#chat-status [data-testid=markdown]"  # the text only, not gradio
 IMAGES_STATUS = "#t2i-status [data-testid=markdown]"
 ERROR_BADGE = "[data-testid=status-tracker] .error"  # gradio's red "Error" over a component
 TOAST = "[data-testid=toast-body]"
+# How long a page action or an expect() waits for its state: a bound for a broken page, never a speed target
+# (the Chat tests once waited at most Playwright's default 5 s for the Send button and failed on a busy machine).
+STATE_TIMEOUT_MS = 60_000
 
 # Records every distinct value `read()` returns as the page changes (a MutationObserver, so short-lived
 # states between two polls are not missed).
@@ -52,7 +55,7 @@ def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: 
 
     context = browser.new_context(viewport=viewport or DESKTOP, accept_downloads=accept_downloads)
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(STATE_TIMEOUT_MS)
     with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):  # the load event
         page.goto(url)
     expect(page.locator("#chat-input textarea")).to_be_visible()

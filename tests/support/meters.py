@@ -26,6 +26,12 @@ def lock_idle(backend: Backend) -> bool:
     return not lock.busy and lock.active == 0 and lock.waiting == 0
 
 
+def work_over(backend: Backend) -> bool:
+    """The model is free and no model work runs or waits (a FakeBackend's work has returned): nothing more
+    will be produced, so a test can count what was."""
+    return lock_idle(backend) and getattr(backend, "inside", 0) == 0
+
+
 class ModelUseCounter:
     """Counts runs inside a module's forward at once (forward hooks); `max_inside` must stay 1."""
 
