@@ -83,7 +83,7 @@ def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend,
         time.sleep(0.5)
         image_b.cancel()
         answers = [future.result() for future in asked]
-    wait_until(lambda: lock_idle(tiny_backend), timeout=10)
+    wait_until(lambda: lock_idle(tiny_backend), timeout=60)
     elapsed = time.monotonic() - start
     painter_a.close(), painter_b.close()
     assert sorted(seed for seed, _, _ in answers) == list(range(1, chats + 1))

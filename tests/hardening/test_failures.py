@@ -66,7 +66,7 @@ def test_200_requests_half_failing_all_end_cleanly(fake, tmp_path):
     assert all(as_expected for _, _, as_expected in results), [r for r in results if not r[2]][:5]
     outcomes = [outcome for _, outcome, _ in results]
     assert outcomes.count("ok") == REQUESTS // 2 and outcomes.count("error") == REQUESTS // 2
-    wait_until(lambda: lock_idle(fake), timeout=5)
+    wait_until(lambda: lock_idle(fake), timeout=60)
     assert fake.lock.max_active == 1
 
     after = new_client(fake.url, tmp_path / "after")

@@ -269,7 +269,7 @@ def test_bob_cannot_cancel_alices_job_by_its_event_id(login_app):
     login_app.gate.clear()
     alice = Client(login_app.url, auth=LOGINS[0], download_files=False, verbose=False)
     job = alice.submit(chat_message("mine"), *chat_args(seed=7), api_name="/chat")
-    wait_until(lambda: job.communicator.event_id is not None and login_app.lock.active == 1, timeout=10)
+    wait_until(lambda: job.communicator.event_id is not None and login_app.lock.active == 1, timeout=60)
     with contextlib.closing(logged_in(login_app.url, "bob", "bob-pass")) as bob:
         body = {"session_hash": "bobs-session", "fn_index": chat_index(bob), "event_id": job.communicator.event_id}
         cancelled = bob.post("gradio_api/cancel", json=body)

@@ -1,5 +1,6 @@
 """`python app.py` on a machine that cannot reach the hub, with nothing cached: one short message naming the ways
-out, a non-zero exit status, in seconds (it used to take 146 s and print 60 retry warnings).
+out and a non-zero exit status, without retrying (it used to take 146 s and print 60 retry warnings). The test
+counts what was tried (no retry line, one error) rather than timing it: its time is printed with -s.
 
 The hub is made unreachable with HF_ENDPOINT pointing at a closed loopback port (a refused connection, as
 offline machines and firewalls give), and HF_HOME at an empty folder (nothing cached).
@@ -14,9 +15,6 @@ import pytest
 from support import ROOT
 
 pytestmark = pytest.mark.slow
-
-MAX_SECONDS = 25  # the check itself takes well under a second; importing torch, transformers and gradio
-# takes 5-10 s on a busy 2-core machine
 
 
 def test_offline_first_start_fails_fast_with_one_message(tmp_path):
@@ -34,7 +32,6 @@ def test_offline_first_start_fails_fast_with_one_message(tmp_path):
     print(f"\n[offline start] exit {run.returncode} after {seconds:.1f} s, {len(output)} lines: {output}")
 
     assert run.returncode != 0
-    assert seconds < MAX_SECONDS
     errors = [line for line in output if line.startswith("error:")]
     assert len(errors) == 1 and len(output) <= 3, output  # the error, and the "Loading ..." line before it
     for way_out in ("--model tiny", "--model PATH", "HF_HUB_OFFLINE=1"):

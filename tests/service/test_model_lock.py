@@ -159,19 +159,21 @@ def test_a_closed_stream_waits_a_bounded_time_for_the_step_in_flight():
 
     stream = ModelLock().stream(work, threading.Event())
     assert next(stream) == "first"
-    started = time.monotonic()
     stream.close()
-    assert finished.is_set() and time.monotonic() - started < 0.45
+    assert finished.is_set(), "close() waited for the step in flight"
+
+    release, ended = threading.Event(), threading.Event()
 
     def endless(emit):
         emit("first")
-        time.sleep(3)  # a step that outlasts the bound
+        release.wait(60)  # a step that outlasts the bound
+        ended.set()
 
     stream = ModelLock().stream(endless, threading.Event())
     next(stream)
-    started = time.monotonic()
     stream.close()
-    assert time.monotonic() - started < model_lock.JOIN_S + 0.3
+    assert not ended.is_set(), f"close() gives up after JOIN_S ({model_lock.JOIN_S} s), not at the step's end"
+    release.set()
 
 
 # --- the line: first come, first served, with a place and an estimate ----------------------------
@@ -239,7 +241,7 @@ def test_a_stopped_request_leaves_the_line_and_the_next_moves_up():
     second = lock.stream(lambda emit: emit("ran"), threading.Event(), heartbeat=0.01)
     assert first_heartbeat(second).place == 2
     first.close()  # the consumer left: it gives up its place
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 60  # a bound for a broken line, not a speed target
     while first_heartbeat(second).place != 1:
         assert time.monotonic() < deadline
     release.set()
