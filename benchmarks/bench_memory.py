@@ -10,8 +10,8 @@ Random weights of the real shapes (see benchmarks/common.py), built directly on 
 quantized in memory and laid out exactly as `load_janus` does (`janus_demo.model.placement`: language
 model quantized; in 8-bit and 4-bit `embed_tokens` kept on the CPU, in 4-bit `lm_head` in int8; images
 only without the vision tower, aligner and `lm_head`). Columns:
-- weights GB: what stays on the device, bitsandbytes' quantization state included (`placement.placed_bytes`).
-  "est." = `placement.weight_bytes` from the shape on the meta device, for models too large to build here
+- weights GB: what stays on the device, bitsandbytes' quantization state included (`precision.placed_bytes`).
+  "est." = `precision.weight_bytes` from the shape on the meta device, for models too large to build here
   (a built model shows both; tests keep them equal to the byte).
 - peak GB, 1 / 4 images: `torch.cuda.max_memory_allocated` over a whole request (576 steps, previews on
   as in the app, the final decode), weights included. "needs CUDA" without a GPU.
@@ -29,7 +29,7 @@ import threading
 import torch
 
 from benchmarks import common
-from janus_demo.model import cuda_graphs, loading, memory, placement
+from janus_demo.model import cuda_graphs, loading, memory, precision
 from janus_demo.model.image_loop import iter_image_generation
 from janus_demo.model.loading import LoadedJanus
 
@@ -79,16 +79,16 @@ def built_rows(name: str, device: torch.device, quantization: str, images_only: 
         loaded = common.build_random(
             shape, dtype=torch.bfloat16, device=device, quantization=quantization, images_only=images_only
         )
-    weights = placement.placed_bytes(loaded.model)
+    weights = precision.placed_bytes(loaded.model)
     shown = common.gb(weights)
     if name != "tiny":  # the estimate used for shapes too large to build, checked against the real thing
-        estimate = placement.weight_bytes(meta_model(name), quantization, images_only)
+        estimate = precision.weight_bytes(meta_model(name), quantization, images_only)
         shown += f" (est. {common.gb(estimate)})"
     peaks = [peak_for_request(loaded, n) if device.type == "cuda" else None for n in IMAGE_COUNTS]
     prompt_len = common.prompt_length(loaded.processor)
     predicted = [weights + working_bytes(loaded.model, n, prompt_len) for n in IMAGE_COUNTS]
     label = name if name == "tiny" else common.SHAPES[name].name
-    loading_peak = None if name == "tiny" else placement.weight_bytes(meta_model(name), quantization, images_only, True)
+    loading_peak = None if name == "tiny" else precision.weight_bytes(meta_model(name), quantization, images_only, True)
     cuda_graphs.release(loaded.model)
     del loaded
     common.free_device_memory(device)
@@ -99,8 +99,8 @@ def estimated_rows(name: str, variants: list[tuple[str, bool]]) -> list[list[obj
     model = meta_model(name)
     rows = []
     for quantization, images_only in variants:
-        weights = placement.weight_bytes(model, quantization, images_only)
-        loading_peak = placement.weight_bytes(model, quantization, images_only, loading=True)
+        weights = precision.weight_bytes(model, quantization, images_only)
+        loading_peak = precision.weight_bytes(model, quantization, images_only, loading=True)
         predicted = [weights + working_bytes(model, n, common.prompt_length()) for n in IMAGE_COUNTS]
         label = mode_label(quantization, images_only)
         shown = f"{common.gb(weights)} est."
@@ -110,7 +110,7 @@ def estimated_rows(name: str, variants: list[tuple[str, bool]]) -> list[list[obj
 
 def meta_model(name: str) -> torch.nn.Module:
     shape = common.SHAPES[name]
-    return placement.meta_model(common.janus_config(shape, common.filler_tokenizer(shape.vocab), shape.layers, False))
+    return precision.meta_model(common.janus_config(shape, common.filler_tokenizer(shape.vocab), shape.layers, False))
 
 
 def row(
@@ -131,22 +131,22 @@ def too_large_for_cpu(name: str) -> bool:
 
 def auto_rows(shapes: list[str], device: torch.device) -> list[list[object]]:
     """`choose_precision` for each shape, on the common GPUs and on this machine's GPU (if any)."""
-    gpus = [placement.Gpu(int(free * 1e9), cc, name) for name, free, cc in GPUS]
+    gpus = [precision.Gpu(int(free * 1e9), cc, name) for name, free, cc in GPUS]
     if device.type == "cuda":
-        here = placement.read_gpu(device)
-        gpus.append(placement.Gpu(here.free_bytes, here.capability, f"this GPU: {here.name}"))
+        here = precision.read_gpu(device)
+        gpus.append(precision.Gpu(here.free_bytes, here.capability, f"this GPU: {here.name}"))
     rows = []
     for name in shapes:
         if name == "tiny":
             continue
         config = common.janus_config(common.SHAPES[name], common.filler_tokenizer(1), common.SHAPES[name].layers, False)
         for images_only in (False, True):
-            needs = placement.needs_for(config, images_only)
+            needs = precision.needs_for(config, images_only)
             for gpu in gpus:
-                choice = placement.choose_precision(needs, gpu)
+                choice = precision.choose_precision(needs, gpu)
                 label = common.SHAPES[name].name + (", images only" if images_only else "")
-                picks = placement.LABELS[choice.quantization] if choice.quantization != "none" else "unquantized"
-                rows.append([label, gpu.name, picks, placement.dtype_label(choice.dtype), choice.reason])
+                picks = precision.LABELS[choice.quantization] if choice.quantization != "none" else "unquantized"
+                rows.append([label, gpu.name, picks, precision.dtype_label(choice.dtype), choice.reason])
     return rows
 
 

@@ -9,7 +9,7 @@ positions go through the changed model and the scores are compared with the bf16
 (`lm_head`, 102,400 per position) and, where the language model itself changes, image-token scores
 (`generation_head`, 16,384 per position). Columns: the largest absolute error, the error's RMS relative
 to the reference's RMS, and how often the top-1 token is the same. "saves" is what the change takes off
-the GPU for 1B and 7B (`placement.weight_bytes`).
+the GPU for 1B and 7B (`precision.weight_bytes`).
 
 Random weights have no outlier features, which LLM.int8 keeps in 16-bit: real checkpoints can only do
 better on that count. The figures are a CPU run (bitsandbytes' CPU kernels), on the shape that matters.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks import common
-from janus_demo.model import internals, placement
+from janus_demo.model import internals, placement, precision
 
 Scores = tuple[torch.Tensor, torch.Tensor | None]  # text logits, image scores (when the LM changed)
 
@@ -61,7 +61,7 @@ def compare(reference: torch.Tensor, changed: torch.Tensor) -> list[str]:
 
 def mode_saving(model: torch.nn.Module, mode: str) -> float:
     """GB a quantization mode (with its lean layout) takes off the GPU against bf16, from the shape."""
-    return (placement.weight_bytes(model, "none") - placement.weight_bytes(model, mode)) / 1e9
+    return (precision.weight_bytes(model, "none") - precision.weight_bytes(model, mode)) / 1e9
 
 
 def shape_models() -> dict[str, torch.nn.Module]:
@@ -69,7 +69,7 @@ def shape_models() -> dict[str, torch.nn.Module]:
     for name in ("1b", "7b"):
         shape = common.SHAPES[name]
         config = common.janus_config(shape, common.filler_tokenizer(1), shape.layers, small_vision=False)
-        models[name] = placement.meta_model(config)
+        models[name] = precision.meta_model(config)
     return models
 
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     for mode, label in (("8bit", "lm_head in LLM.int8 (chosen for 4-bit)"), ("4bit", "lm_head in NF4 (not chosen)")):
         print(f"[1b] {label}...", flush=True)
         head = internals.bitsandbytes_linear(
-            copy.deepcopy(model.get_output_embeddings()), placement.quantization_config(mode, torch.bfloat16)
+            copy.deepcopy(model.get_output_embeddings()), precision.quantization_config(mode, torch.bfloat16)
         )
         add(label, scores(model, hidden, head)[0], None, lambda m, mode=mode: head_saving(m, mode))
     for mode, label in (

@@ -41,11 +41,11 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
-from janus_demo.model import internals, loading, placement, tiny  # noqa: E402
+from janus_demo.model import internals, loading, placement, precision, tiny  # noqa: E402
 from janus_demo.model.chat import ChatOptions  # noqa: E402
 from janus_demo.model.image_loop import ImageRequest, encode_prompt, iter_image_generation  # noqa: E402
 from janus_demo.model.loading import LoadedJanus  # noqa: E402
-from janus_demo.service.requests import Limits, chat_schema, image_schema  # noqa: E402
+from janus_demo.service.schemas import Limits, chat_schema, image_schema  # noqa: E402
 
 PROMPT = "A lighthouse on a cliff at dusk, oil painting"
 IMAGE_TOKENS = 576
@@ -152,13 +152,13 @@ def _tile_(flat: torch.Tensor, source: torch.Tensor) -> None:
 def quantize_in_memory(model: torch.nn.Module, quantization: str) -> torch.nn.Module:
     """Swap the language model's nn.Linear for bitsandbytes 8-bit / 4-bit ones, as `load_janus` does.
 
-    Same settings (`placement.quantization_config`, computing in the model's dtype), same skip list, same
+    Same settings (`precision.quantization_config`, computing in the model's dtype), same skip list, same
     conversion as transformers' bitsandbytes integration (`internals.bitsandbytes_linear`); tests check it
     against `load_janus` on the tiny model. The lean layout is `placement.make_lean`'s job, after this.
     """
     if quantization == "none":
         return model
-    config = placement.quantization_config(quantization, model.dtype)
+    config = precision.quantization_config(quantization, model.dtype)
     names = [
         name
         for name, module in model.named_modules()

@@ -20,8 +20,9 @@ from janus_demo.launch.gate import GateConfig, gate_app_kwargs
 from janus_demo.launch.gate.addresses import distrust_forwarded_headers
 from janus_demo.launch.gate.bodies import BodyLimits
 from janus_demo.launch.settings import Settings
-from janus_demo.model.loading import ModelLoadError, load_janus, on_zero_gpu
+from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.model.upscaler import Upscaler, UpscalerError, load_upscaler
+from janus_demo.model.zero_gpu import on_zero_gpu
 from janus_demo.service.backend import Backend
 from janus_demo.service.clients import parse_size
 from janus_demo.web.demo import launch_options

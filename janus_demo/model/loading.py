@@ -5,9 +5,9 @@
     loaded.image_shape  # ImageShape(rows=24, columns=24, patch=16): the images it draws
 
 `model` is a hub id, a local checkpoint folder, or "tiny" (a random-weight model built
-offline by `janus_demo.model.tiny`). `auto` picks the best precision that fits the GPU and the
-model is laid out lean (`janus_demo.model.placement`); `images_only` leaves out the parts that
-chat needs. Failures raise `ModelLoadError` with a one-line message that says what to do.
+offline by `janus_demo.model.tiny`). `auto` picks the best precision that fits the GPU
+(`janus_demo.model.precision`) and the model is laid out lean (`janus_demo.model.placement`); `images_only`
+leaves out the parts that chat needs. Failures raise `ModelLoadError` with a one-line message that says what to do.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneration, JanusProcessor
 
-from janus_demo.model import hub, internals, placement, tiny
+from janus_demo.model import hub, internals, placement, precision, tiny
 from janus_demo.model.image_shape import ImageShape, read_image_shape
-from janus_demo.model.placement import ZERO_GPU_ENV, on_zero_gpu  # noqa: F401 - re-exported
+from janus_demo.model.zero_gpu import on_zero_gpu
 
 log = logging.getLogger("janus_demo")
 
@@ -90,7 +90,7 @@ class LoadedJanus:
             "quantization": self.quantization,
             "quantization_reason": self.quantization_reason,
             "quantized_layers": count_quantized_layers(self.model),
-            "footprint_bytes": placement.placed_bytes(self.model),
+            "footprint_bytes": precision.placed_bytes(self.model),
             **self.layout.info(),
             "random_weights": self.random_weights,
             "load_seconds": round(self.load_seconds, 3),
@@ -117,7 +117,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     DeepSeek's own demo runs fp16 on CPU and dies in the convolutions; fp32 always works.
     """
     check_choice("dtype", dtype, DTYPES)
-    return placement.default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
+    return precision.default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -166,15 +166,15 @@ def load_janus(
     try:
         processor = AutoProcessor.from_pretrained(path, local_files_only=local_only)
         config = AutoConfig.from_pretrained(path, local_files_only=local_only)
-        choice = placement.resolve_precision(
-            quantization, dtype, torch_device, lambda: placement.needs_for(config, images_only)
+        choice = precision.resolve_precision(
+            quantization, dtype, torch_device, lambda: precision.needs_for(config, images_only)
         )
         log.info("Precision for %s: %s (%s)", model, choice.quantization, choice.reason)
         janus = JanusForConditionalGeneration.from_pretrained(
             path,
             config=config,
             dtype=choice.dtype,
-            quantization_config=placement.quantization_config(choice.quantization, choice.dtype),
+            quantization_config=precision.quantization_config(choice.quantization, choice.dtype),
             device_map=device_map(torch_device),
             local_files_only=local_only,
         )

@@ -11,12 +11,9 @@ and on the high side; `benchmarks/bench_memory.py` prints it next to measured pe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
-
-if TYPE_CHECKING:
-    from janus_demo.model.loading import LoadedJanus
 
 GB = 1e9
 GPU_DEFAULT_IMAGES = 4  # the Images tab's default on a GPU; `--quantization auto` makes room for such a request
@@ -144,8 +141,17 @@ def available_cuda_bytes(device: torch.device) -> int:
     return int(free + max(cached, 0))
 
 
+class PlacedModel(Protocol):
+    """What the check reads of a loaded model (`janus_demo.model.loading.LoadedJanus` is one; naming that type
+    here would make an import circle: loading needs this module)."""
+
+    model: torch.nn.Module
+    dtype: torch.dtype
+    device: torch.device
+
+
 def image_memory_problem(
-    loaded: LoadedJanus, num_images: int, prompt_len: int, guided: bool, decode_chunk: int, reclaimable: int = 0
+    loaded: PlacedModel, num_images: int, prompt_len: int, guided: bool, decode_chunk: int, reclaimable: int = 0
 ) -> str | None:
     """On CUDA, why a request of `num_images` cannot fit in free GPU memory now; None when it can (or off CUDA).
 

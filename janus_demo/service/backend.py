@@ -6,7 +6,7 @@ under the model lock.
     for chunk in backend.run_chat(prepared):      # ChatChunk (the answer so far) or Heartbeat
         print(chunk.text)
 
-Preparing reads the request's schema (`janus_demo.service.requests`) and checks every value once, loads
+Preparing reads the request's schema (`janus_demo.service.schemas`) and checks every value once, loads
 the images safely, parses the conversation once and tokenizes it: everything that can refuse a request
 happens there, before the request waits for the model, and on ZeroGPU before a GPU is borrowed. The
 prepared request is plain data (it crosses into ZeroGPU's worker process). Running it takes the model
@@ -32,18 +32,19 @@ from PIL import Image
 from janus_demo.model import chat, cuda_graphs, image_loop, memory
 from janus_demo.model.chat import ChatChunk, ChatOptions
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
-from janus_demo.model.loading import LoadedJanus, on_zero_gpu
+from janus_demo.model.loading import LoadedJanus
 from janus_demo.model.upscaler import Stopped, Upscaler, memory_problem
+from janus_demo.model.zero_gpu import on_zero_gpu
 from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
 from janus_demo.service.errors import BusyError, FieldError, InputError
 from janus_demo.service.gpu_budget import GpuBudget
-from janus_demo.service.histories import Histories
 from janus_demo.service.model_lock import Heartbeat, ModelLock
 from janus_demo.service.png_metadata import image_metadata, png_text
 from janus_demo.service.preview_sheet import preview_sheet
-from janus_demo.service.requests import RANDOM_SEED, SEED_MAX, Limits, Schema, prompt_field, schemas_for
+from janus_demo.service.schemas import RANDOM_SEED, SEED_MAX, Limits, Schema, prompt_field, schemas_for
+from janus_demo.service.session_histories import Histories
 
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 HEARTBEAT_S = 0.2  # how long a stream stays silent at most, so a cancelled request is closed promptly

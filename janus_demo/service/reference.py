@@ -9,7 +9,7 @@ from janus_demo.model.image_shape import JANUS_PRO
 from janus_demo.service.clients import ClientLimits, cap_fields
 from janus_demo.service.fields import ChoiceField, ImageField, NumberField
 from janus_demo.service.intake import FORMAT_NAMES, ImageLimits
-from janus_demo.service.requests import Limits, Schema, schemas_for
+from janus_demo.service.schemas import Limits, Schema, schemas_for
 
 
 def parameters_table(schema: Schema) -> str:

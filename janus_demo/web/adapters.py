@@ -21,7 +21,7 @@ import gradio as gr
 
 from janus_demo.service.events import Event, Problem
 from janus_demo.service.fields import Field, NumberField
-from janus_demo.service.requests import Schema
+from janus_demo.service.schemas import Schema
 from janus_demo.web.messages import problem_text
 
 T = TypeVar("T")

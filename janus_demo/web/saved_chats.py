@@ -3,7 +3,7 @@ localStorage), a list of them to switch between, "New chat", "Delete chat" and "
 
 The conversation is saved after every answer (stopped ones included), Undo and Retry; a page that loads
 reopens the newest one. What the browser sends back is untrusted: every event reads it again through
-`janus_demo.service.histories`, which keeps only readable messages, caps the list, and shows an image
+`janus_demo.service.saved_chats`, which keeps only readable messages, caps the list, and shows an image
 only if its file is still in this process's gradio cache folder (or is one of the example pictures);
 any other image becomes a note in its message. Switching chats and "New chat" wait for a running answer
 to end or be stopped (a note under the list says so); deleting the open chat stops its answer, as Clear does.
@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from janus_demo.service import histories
-from janus_demo.service.requests import Limits
+from janus_demo.service import saved_chats as service_chats
+from janus_demo.service.schemas import Limits
 from janus_demo.web.assets import ASSETS
 
 STORAGE_KEY = "janus-demo-saved-chats"
@@ -47,7 +47,7 @@ def roots() -> list[Path]:
     return [Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio"), ASSETS]
 
 
-def picker_update(chats: Sequence[histories.SavedChat], current: str | None) -> gr.Dropdown:
+def picker_update(chats: Sequence[service_chats.SavedChat], current: str | None) -> gr.Dropdown:
     return gr.Dropdown(choices=[(chat.title, chat.id) for chat in chats], value=current)
 
 
@@ -71,45 +71,45 @@ def make_handlers(limits: Limits):
 
     def restore(stored: Any) -> tuple[Any, ...]:
         """Page load: the saved list, checked and written back, and the newest chat opened."""
-        chats = histories.restore(stored, roots(), limits)
+        chats = service_chats.restore(stored, roots(), limits)
         first = chats[0] if chats else None
         chat_id = first.id if first else None
-        shown = histories.shown(first, roots(), limits)
-        return histories.to_storage(chats), picker_update(chats, chat_id), chat_id, shown
+        shown = service_chats.shown(first, roots(), limits)
+        return service_chats.to_storage(chats), picker_update(chats, chat_id), chat_id, shown
 
     def save(chatbot: Any, current: Any, stored: Any) -> tuple[Any, ...]:
         """After an answer, Undo or Retry: the open chat saved (moved to the front of the list); a note about
         waiting for the answer is over."""
-        chats = histories.restore(stored, roots(), limits)
-        chat_id, chats = histories.remember(chats, current, chatbot, limits)
-        return chat_id, histories.to_storage(chats), picker_update(chats, chat_id), ""
+        chats = service_chats.restore(stored, roots(), limits)
+        chat_id, chats = service_chats.remember(chats, current, chatbot, limits)
+        return chat_id, service_chats.to_storage(chats), picker_update(chats, chat_id), ""
 
     def open_chat(chosen: Any, current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
         """A chat picked from the list, shown and moved to the front (reopened after a reload); while an answer
         runs, the list goes back to the open chat and the note says why."""
         if chosen == current:  # the list was opened and closed again
             return (gr.skip(),) * 6
-        chats = histories.restore(stored, roots(), limits)
+        chats = service_chats.restore(stored, roots(), limits)
         if (run or {}).get("running"):
             return gr.skip(), current, BUSY, gr.skip(), picker_update(chats, current), gr.skip()
-        chat = histories.find(chats, chosen)
+        chat = service_chats.find(chats, chosen)
         if chat is None:  # gone meanwhile (deleted in another tab)
-            return [], None, "", "", picker_update(chats, None), histories.to_storage(chats)
-        chat_id, chats = histories.remember(chats, chat.id, chat.messages, limits)
-        shown = histories.shown(chat, roots(), limits)
-        return shown, chat_id, "", "", picker_update(chats, chat_id), histories.to_storage(chats)
+            return [], None, "", "", picker_update(chats, None), service_chats.to_storage(chats)
+        chat_id, chats = service_chats.remember(chats, chat.id, chat.messages, limits)
+        shown = service_chats.shown(chat, roots(), limits)
+        return shown, chat_id, "", "", picker_update(chats, chat_id), service_chats.to_storage(chats)
 
     def new_chat(current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
         """An empty chat (the open one stays saved); while an answer runs, the note says to wait."""
-        chats = histories.restore(stored, roots(), limits)
+        chats = service_chats.restore(stored, roots(), limits)
         if (run or {}).get("running"):
             return gr.skip(), current, BUSY, gr.skip(), picker_update(chats, current)
         return [], None, "", "", picker_update(chats, None)
 
     def delete(current: Any, stored: Any) -> tuple[Any, ...]:
         """After the chat was cleared: the open chat forgotten."""
-        chats = histories.forget(histories.restore(stored, roots(), limits), current)
-        return None, histories.to_storage(chats), picker_update(chats, None)
+        chats = service_chats.forget(service_chats.restore(stored, roots(), limits), current)
+        return None, service_chats.to_storage(chats), picker_update(chats, None)
 
     def delete_all() -> tuple[Any, ...]:
         return None, [], picker_update([], None)

@@ -7,7 +7,7 @@ import torch
 from support.gpu import needs_cuda
 
 from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, bench_quality, common
-from janus_demo.model import loading, placement
+from janus_demo.model import loading, placement, precision
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
 
@@ -96,8 +96,8 @@ def test_weight_estimate_from_the_shape_matches_a_built_random_model(quantizatio
         shape, small_vision=True, dtype=torch.bfloat16, quantization=quantization, images_only=images_only
     )
     config = common.janus_config(shape, common.filler_tokenizer(shape.vocab), shape.layers, small_vision=True)
-    estimate = placement.weight_bytes(placement.meta_model(config), quantization, images_only)
-    assert estimate == placement.placed_bytes(built.model)
+    estimate = precision.weight_bytes(precision.meta_model(config), quantization, images_only)
+    assert estimate == precision.placed_bytes(built.model)
     assert built.can_chat is not images_only
 
 

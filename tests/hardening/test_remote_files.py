@@ -34,7 +34,7 @@ from janus_demo.launch.gate.remote_files import (
     remote_file_urls,
 )
 from janus_demo.service.fields import ImageField
-from janus_demo.service.requests import Limits, schemas_for
+from janus_demo.service.schemas import Limits, schemas_for
 
 PICTURE = (ASSETS / "chelsea.png").read_bytes()
 

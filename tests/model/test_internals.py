@@ -129,7 +129,7 @@ def test_skip_weight_init_switches_torch_initialisers_off_for_its_duration():
 @pytest.mark.parametrize("mode", ["4bit", "8bit"])
 @pytest.mark.parametrize(("fan_in", "fan_out"), [(128, 256), (256, 320), (2048, 5632)])
 def test_bitsandbytes_linear_and_its_byte_formulas(mode, fan_in, fan_out):
-    from janus_demo.model.placement import quantization_config
+    from janus_demo.model.precision import quantization_config
 
     linear = torch.nn.Linear(fan_in, fan_out, bias=False, dtype=torch.bfloat16)
     torch.nn.init.normal_(linear.weight, std=0.02)

@@ -6,8 +6,9 @@ import torch
 from support.gpu import needs_cuda
 from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
-from janus_demo.model import internals, placement
-from janus_demo.model.placement import Gpu, Needs
+from janus_demo.model import internals, placement, precision
+from janus_demo.model.precision import Gpu, Needs
+from janus_demo.model.zero_gpu import ZERO_GPU_ENV
 
 GB = 10**9
 
@@ -31,9 +32,9 @@ def pro_config(hidden: int, layers: int, heads: int, intermediate: int, vision_l
 @pytest.fixture(scope="module")
 def needs() -> dict[str, Needs]:
     return {
-        "1b": placement.needs_for(pro_config(2048, 24, 16, 5632)),
-        "7b": placement.needs_for(pro_config(4096, 30, 32, 11008)),
-        "7b images only": placement.needs_for(pro_config(4096, 30, 32, 11008), images_only=True),
+        "1b": precision.needs_for(pro_config(2048, 24, 16, 5632)),
+        "7b": precision.needs_for(pro_config(4096, 30, 32, 11008)),
+        "7b images only": precision.needs_for(pro_config(4096, 30, 32, 11008), images_only=True),
     }
 
 
@@ -60,7 +61,7 @@ CASES = [  # model, GPU, free GB, compute capability -> quantization, dtype
 
 @pytest.mark.parametrize(("model", "gpu", "free_gb", "capability", "mode", "dtype"), CASES, ids=lambda v: str(v))
 def test_auto_picks_the_best_quality_that_fits(needs, model, gpu, free_gb, capability, mode, dtype):
-    choice = placement.choose_precision(needs[model], Gpu(int(free_gb * GB), capability, gpu))
+    choice = precision.choose_precision(needs[model], Gpu(int(free_gb * GB), capability, gpu))
     assert (choice.quantization, choice.dtype) == (mode, dtype), choice.reason
     assert choice.reason.startswith(f"auto on {gpu}: ") and f"{free_gb:.1f} GB free" in choice.reason
     assert ("no native bf16" in choice.reason) == (dtype == torch.float16)
@@ -73,10 +74,10 @@ def test_a_mode_fits_when_its_need_equals_the_free_memory_and_loading_peaks_coun
     serving, loading = {"none": 10, "8bit": 6, "4bit": 4}, {"none": 10, "8bit": 9, "4bit": 5}
     needs = Needs(serving=serving, loading=loading, working=2, images=4)
     assert needs.total("none") == 12 and needs.total("8bit") == 9 and needs.total("4bit") == 6
-    assert placement.choose_precision(needs, Gpu(12, H100)).quantization == "none"
-    assert placement.choose_precision(needs, Gpu(11, H100)).quantization == "8bit"
-    assert placement.choose_precision(needs, Gpu(8, H100)).quantization == "4bit"  # 8-bit's load peak: 9
-    nothing = placement.choose_precision(needs, Gpu(5, H100))
+    assert precision.choose_precision(needs, Gpu(12, H100)).quantization == "none"
+    assert precision.choose_precision(needs, Gpu(11, H100)).quantization == "8bit"
+    assert precision.choose_precision(needs, Gpu(8, H100)).quantization == "4bit"  # 8-bit's load peak: 9
+    nothing = precision.choose_precision(needs, Gpu(5, H100))
     assert nothing.quantization == "4bit" and "4-bit anyway" in nothing.reason
 
 
@@ -108,26 +109,26 @@ def fail(*_):
 def test_cpu_zero_gpu_and_explicit_settings_never_ask_for_the_models_needs(
     monkeypatch, quantization, dtype, device, zero_gpu, expected
 ):
-    monkeypatch.setenv(placement.ZERO_GPU_ENV, "1" if zero_gpu else "0")
+    monkeypatch.setenv(ZERO_GPU_ENV, "1" if zero_gpu else "0")
     t4 = (lambda _device: Gpu(14 * GB, T4, "T4")) if device == "cuda" and not zero_gpu else fail
-    choice = placement.resolve_precision(quantization, dtype, torch.device(device), needs=fail, gpu=t4)
+    choice = precision.resolve_precision(quantization, dtype, torch.device(device), needs=fail, gpu=t4)
     assert (choice.quantization, choice.dtype, choice.reason) == expected
 
 
 def test_auto_on_a_gpu_asks_for_the_needs_and_keeps_an_explicit_dtype(monkeypatch, needs):
-    monkeypatch.delenv(placement.ZERO_GPU_ENV, raising=False)
+    monkeypatch.delenv(ZERO_GPU_ENV, raising=False)
     t4 = lambda _device: Gpu(int(14.5 * GB), T4, "T4")  # noqa: E731
-    choice = placement.resolve_precision("auto", "auto", torch.device("cuda"), lambda: needs["7b"], t4)
+    choice = precision.resolve_precision("auto", "auto", torch.device("cuda"), lambda: needs["7b"], t4)
     assert (choice.quantization, choice.dtype) == ("8bit", torch.float16)
-    choice = placement.resolve_precision("auto", "float32", torch.device("cuda"), lambda: needs["7b"], t4)
+    choice = precision.resolve_precision("auto", "float32", torch.device("cuda"), lambda: needs["7b"], t4)
     assert choice.dtype == torch.float32
 
 
 def test_bf16_counts_as_native_from_compute_capability_8():
-    assert [placement.gpu_dtype(cc) for cc in [(7, 0), (7, 5), (8, 0), (8, 6), (9, 0)]] == [torch.float16] * 2 + [
+    assert [precision.gpu_dtype(cc) for cc in [(7, 0), (7, 5), (8, 0), (8, 6), (9, 0)]] == [torch.float16] * 2 + [
         torch.bfloat16
     ] * 3
-    assert placement.quantization_config("4bit", torch.float16).bnb_4bit_compute_dtype == torch.float16
+    assert precision.quantization_config("4bit", torch.float16).bnb_4bit_compute_dtype == torch.float16
 
 
 # --- the bytes: the estimate from the shape equals the built model ----------------------------------------
@@ -137,32 +138,32 @@ def test_bf16_counts_as_native_from_compute_capability_8():
 @pytest.mark.parametrize("quantization", ["none", "8bit", "4bit"])
 def test_weight_bytes_from_the_shape_equal_the_built_and_laid_out_model(quantization, images_only):
     config = pro_config(128, 2, 4, 256, vision_layers=1)
-    estimate = placement.weight_bytes(placement.meta_model(config), quantization, images_only)
-    loading = placement.weight_bytes(placement.meta_model(config), quantization, images_only, loading=True)
+    estimate = precision.weight_bytes(precision.meta_model(config), quantization, images_only)
+    loading = precision.weight_bytes(precision.meta_model(config), quantization, images_only, loading=True)
     model = built(config)
     quantize(model, quantization)
-    assert loading == placement.placed_bytes(model)  # as from_pretrained leaves it
+    assert loading == precision.placed_bytes(model)  # as from_pretrained leaves it
     if images_only:
         internals.drop_understanding(model)
     if quantization == "4bit" and not images_only:
         placement.lm_head_to_int8(model)
     if quantization != "none":
         placement.keep_embeddings_on_cpu(model)  # what make_lean does on a GPU
-    assert estimate == placement.placed_bytes(model)
+    assert estimate == precision.placed_bytes(model)
 
 
 def built(config: JanusConfig):
     from transformers import JanusForConditionalGeneration
 
     torch.manual_seed(0)
-    with placement._default_dtype(torch.bfloat16):
+    with precision._default_dtype(torch.bfloat16):
         return JanusForConditionalGeneration(config).eval()
 
 
 def quantize(model, quantization: str) -> None:
     if quantization == "none":
         return
-    config = placement.quantization_config(quantization, torch.bfloat16)
+    config = precision.quantization_config(quantization, torch.bfloat16)
     for name, module in list(model.named_modules()):
         if type(module) is torch.nn.Linear and internals.quantizes(name, config.llm_int8_skip_modules):
             model.set_submodule(name, internals.bitsandbytes_linear(module, config))
@@ -203,7 +204,7 @@ def test_lm_head_int8_stays_close_to_the_full_precision_head(tiny_dir):
 def test_auto_on_this_gpu_names_it_and_picks_the_dtype_by_compute_capability(tiny_dir, monkeypatch):
     from janus_demo.model.loading import load_janus
 
-    monkeypatch.delenv(placement.ZERO_GPU_ENV, raising=False)
+    monkeypatch.delenv(ZERO_GPU_ENV, raising=False)
     loaded = load_janus(str(tiny_dir), quantization="auto", device="cuda")
     capability = torch.cuda.get_device_capability()
     assert loaded.quantization == "none"  # the tiny model fits anywhere
@@ -237,4 +238,4 @@ def test_images_only_on_cuda_holds_less_gpu_memory(tiny_dir):
     before = torch.cuda.memory_allocated()
     lean = load_janus(str(tiny_dir), quantization="none", device="cuda", dtype="bfloat16", images_only=True)
     added = torch.cuda.memory_allocated() - before
-    assert placement.placed_bytes(lean.model) <= added < placement.placed_bytes(full.model)  # allocator rounding
+    assert precision.placed_bytes(lean.model) <= added < precision.placed_bytes(full.model)  # allocator rounding

@@ -11,7 +11,7 @@ from janus_demo.model.image_shape import JANUS_PRO
 from janus_demo.service.backend import Backend
 from janus_demo.service.errors import FieldError
 from janus_demo.service.gpu_budget import GpuBudget
-from janus_demo.service.requests import Limits
+from janus_demo.service.schemas import Limits
 from janus_demo.web.refusals import validator
 
 B1, B7 = 1.5, 6.9  # language-model parameters of Janus-Pro-1B and -7B, in billions

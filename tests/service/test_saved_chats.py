@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from janus_demo.service.histories import (
+from janus_demo.service.saved_chats import (
     IMAGE_GONE,
     SavedChat,
     find,
@@ -16,7 +16,7 @@ from janus_demo.service.histories import (
     stored_messages,
     to_storage,
 )
-from janus_demo.service.requests import Limits
+from janus_demo.service.schemas import Limits
 
 LIMITS = Limits()
 
@@ -238,7 +238,7 @@ def spy_on_resolve(monkeypatch):
 def test_the_saved_list_is_measured_before_it_is_read(cache, monkeypatch):
     folder, _ = cache
     read = []
-    monkeypatch.setattr("janus_demo.service.histories.stored_messages", lambda m: read.append(m) or [])
+    monkeypatch.setattr("janus_demo.service.saved_chats.stored_messages", lambda m: read.append(m) or [])
     limits = Limits(max_saved_size=10_000)
     stored = [chat(2, "x" * 3_000, "0000000a"), chat(2, "y" * 3_000, "0000000b"), chat(2, "z" * 10, "0000000c")]
     restore(stored, [folder], limits)

@@ -11,7 +11,7 @@ import torch
 from janus_demo.model.chat import ChatOptions
 from janus_demo.model.image_loop import ImageRequest, encode_prompt, iter_image_tokens
 from janus_demo.model.loading import LoadedJanus
-from janus_demo.service.requests import Limits, chat_schema, image_schema
+from janus_demo.service.schemas import Limits, chat_schema, image_schema
 
 PROMPT = "A red fox in the snow"
 

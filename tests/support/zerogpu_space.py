@@ -79,7 +79,7 @@ def main() -> None:
     from janus_demo.model.loading import load_janus
     from janus_demo.service.backend import Backend
     from janus_demo.service.gpu_budget import GpuBudget
-    from janus_demo.service.requests import Limits
+    from janus_demo.service.schemas import Limits
     from janus_demo.web.demo import build_demo
     from support.fake_backend import FakeBackend
 

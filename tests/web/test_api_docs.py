@@ -75,7 +75,7 @@ def test_the_readme_tables_are_the_schemas_and_caps():
     from janus_demo.service.clients import ClientLimits
     from janus_demo.service.intake import ImageLimits
     from janus_demo.service.reference import caps_table, client_caps_table, parameters_table
-    from janus_demo.service.requests import Limits, schemas_for
+    from janus_demo.service.schemas import Limits, schemas_for
 
     readme = (ROOT / "README.md").read_text()
     for schema in schemas_for(Limits(), gpu=False):

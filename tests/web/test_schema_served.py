@@ -8,7 +8,7 @@ from support.fake_backend import FakeBackend
 from support.raw_api import fn_index, raw_call
 from support.serving import served
 
-from janus_demo.service.requests import Limits
+from janus_demo.service.schemas import Limits
 
 NUMERIC = {"slider", "number"}
 GOOD = {  # each endpoint's data, in API order

@@ -27,7 +27,7 @@ from typing import TypeGuard
 
 REMOTE = ("http://", "https://")
 FILE_ROUTE = "/gradio_api/file="
-# The names this app's requests give files under (the image fields of `janus_demo.service.requests`, a chat
+# The names this app's requests give files under (the image fields of `janus_demo.service.schemas`, a chat
 # message's `files`): an MCP client names a file there by a URL string.
 FILE_PARAMETERS = frozenset({"image", "mask", "files"})
 NOT_FETCHED = (

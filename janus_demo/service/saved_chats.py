@@ -1,15 +1,5 @@
-"""Where conversations are kept between turns: each API session's on the server, and the browser's saved chats.
-
-On the server (`Histories`), so that a follow-up `/chat` call sees the earlier turns:
-
-    histories = Histories(max_sessions=500, idle_s=3600)
-    history = histories.get(session_hash)          # [] for a new or forgotten session
-    histories.put(session_hash, history + [turn])
-
-Bounded for a public server: at most `max_sessions` conversations (the least recently used go first), each
-forgotten `idle_s` seconds after its last use.
-
-In the browser (saved chats), so that the Chat tab's conversations survive a reload; read back as untrusted:
+"""The Chat tab's saved chats, kept in the browser so that its conversations survive a reload, and read back
+as untrusted (API sessions' conversations are kept on the server: `janus_demo.service.session_histories`).
 
     chats = restore(stored, roots=[cache_dir, assets_dir], limits=Limits())   # whatever the browser sent
     chat_id, chats = remember(chats, chat_id, chatbot_messages, limits)       # after each answer
@@ -36,43 +26,13 @@ import functools
 import os
 import re
 import secrets
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cachetools import TTLCache
-
 from janus_demo.service.conversation import Message, file_block, readable_messages
-from janus_demo.service.requests import Limits
-
-
-class Histories:
-    """Conversations by session, bounded in number and forgotten when idle."""
-
-    def __init__(self, max_sessions: int, idle_s: float) -> None:
-        self._cache: TTLCache[str, list[Message]] = TTLCache(maxsize=max_sessions, ttl=idle_s)
-        self._lock = threading.Lock()
-
-    def get(self, session: str | None) -> list[Message]:
-        """The session's conversation so far (a copy), [] when there is none."""
-        with self._lock:
-            return list(self._cache.get(session, [])) if session else []
-
-    def put(self, session: str | None, history: list[Message]) -> None:
-        """Keep `history` as the session's conversation (and count this as its last use)."""
-        if session:
-            with self._lock:
-                self._cache[session] = list(history)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._cache)
-
-
-# --- saved chats (kept in the browser)
-
+from janus_demo.service.schemas import Limits
 
 IMAGE_GONE = "(An image of this message is no longer on the server.)"
 UNTITLED = "Chat"

@@ -10,7 +10,7 @@ import pytest
 
 from janus_demo.service.errors import FieldError, InputError
 from janus_demo.service.fields import NumberField, TextField
-from janus_demo.service.requests import Limits, chat_schema, image_schema, schemas_for
+from janus_demo.service.schemas import Limits, chat_schema, image_schema, schemas_for
 
 CHAT = chat_schema(Limits())
 IMAGES = image_schema(Limits(), gpu=False)
