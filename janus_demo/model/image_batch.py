@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from janus_demo.model import internals
+from janus_demo.model import internals, memory
 from janus_demo.model.image_loop import (
     ImageRequest,
     forced_prefix,
@@ -160,6 +160,20 @@ class ImageBatch:
         renumber = {old: new for new, old in enumerate(keep)}
         for other in self.members:
             other.rows = [renumber[row] for row in other.rows]
+
+
+def batch_fits(loaded: LoadedJanus, requests: list[ImageRequest]) -> bool:
+    """On CUDA, whether these requests drawn together fit in free GPU memory now (the per-image estimate of
+    `janus_demo.model.memory`, every prompt padded to the longest); always True off CUDA."""
+    if loaded.device.type != "cuda":
+        return True
+    shape = memory.memory_shape(loaded.model, loaded.dtype)
+    longest = max(request.prompt_ids.shape[1] for request in requests)
+    needed = memory.SAFETY_BYTES
+    for request in requests:
+        estimate = memory.estimate_image_memory(shape, longest, request.guided, memory.DECODE_CHUNK)
+        needed += estimate.total(request.num_images) - estimate.fixed
+    return needed <= memory.available_cuda_bytes(loaded.device)
 
 
 def _pad_left(row: torch.Tensor, length: int) -> torch.Tensor:

@@ -21,10 +21,11 @@ from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.service.downloads import download_folder, save_pngs, zip_files
 from janus_demo.service.events import Event, Preview, Problem, Progress, Result, Started, Stopped
 from janus_demo.service.model_lock import Heartbeat
-from janus_demo.service.status_lines import STARTING, EtaMeter, progress_text, waiting_text
+from janus_demo.service.scheduler import Joined
+from janus_demo.service.status_lines import STARTING, EtaMeter, joined_text, progress_text, waiting_text, with_company
 
 STATUS_EVERY_S = 0.5  # progress-text updates without a new preview, at most this often
-DrawFn = Callable[[Any], Iterator[ImageProgress | Heartbeat]]
+DrawFn = Callable[[Any], Iterator[ImageProgress | Heartbeat | Joined]]
 
 
 def guarded(events: Iterator[Event]) -> Iterator[Event]:
@@ -46,14 +47,18 @@ def drawing(
     """`Started` at once, then a preview or a progress line as they come (a line alone at most every
     STATUS_EVERY_S), the final files last; `Stopped` if the drawing ended without them."""
     yield Started(STARTING, request.seed, crop, prompt)
-    eta, last_status, step, total = EtaMeter(), 0.0, 0, 0
+    eta, last_status, step, total, others = EtaMeter(), 0.0, 0, 0, 0
     with download_folder() as folder, contextlib.closing(draw(prepared)) as stream:
         for progress in stream:
             if isinstance(progress, Heartbeat):  # nothing new; yielding is what lets gradio stop us
                 yield Progress(waiting_text(progress) if progress.waiting else None, step, total)
                 continue
+            if isinstance(progress, Joined):  # the scheduler drew it with other visitors' requests
+                others = progress.others
+                yield Progress(joined_text(others) if others else STARTING, step, total)
+                continue
             step, total = progress.step, progress.total
-            text = progress_text(progress, request.num_images, eta.seconds_left(progress))
+            text = with_company(progress_text(progress, request.num_images, eta.seconds_left(progress)), others)
             if progress.done:  # the service has put prompt, seed, ... into each image's PNG metadata
                 files = save_pngs(progress.images, request.seed, folder)
                 yield Result(text, tuple(files), zip_files(files, folder / f"janus-{request.seed}.zip"))

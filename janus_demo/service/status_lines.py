@@ -3,6 +3,7 @@
 waiting_text(heartbeat)       # "Waiting for the model · 2nd in line · about 40 s"
 progress_text(progress, 4)    # "Step 96/576 · 4.1 s · 23.4 steps/s · about 20 s left"
 answer_status(chunk)          # "123 tokens · 4.5 s · 27.3 tokens/s · max tokens reached"
+joined_text(2)                # "Drawing with 2 other requests"
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ WAITING = "Waiting for the model…"
 STARTING = "Starting…"
 READING = "Reading the conversation…"  # the model has it, no token yet (prefill)
 DESCRIBING = "Describing the photo"
+
+
+def joined_text(others: int) -> str:
+    """'Drawing with 2 other requests': the request's batch started with `others` other visitors' requests."""
+    return f"Drawing with {others} other request{'' if others == 1 else 's'}"
+
+
+def with_company(text: str, others: int) -> str:
+    """`text`, saying how many other requests are drawn with this one (nothing when none)."""
+    return f"{text} · with {others} other request{'' if others == 1 else 's'}" if others else text
 
 
 def waiting_text(beat: Heartbeat) -> str:
