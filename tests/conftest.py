@@ -64,7 +64,7 @@ def loaded_small(small_dir):
 
 @pytest.fixture(scope="session")
 def small_backend(loaded_small):
-    from janus_demo.service.backend import Backend
+    from support.service_calls import Backend
 
     return Backend(loaded_small)
 
@@ -91,7 +91,7 @@ def small_client(small_url, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_backend(loaded_tiny):
-    from janus_demo.service.backend import Backend
+    from support.service_calls import Backend
 
     return Backend(loaded_tiny)
 

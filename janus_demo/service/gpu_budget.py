@@ -24,7 +24,11 @@ two points of each line), scaled by the GPU's speed relative to a ZeroGPU slice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from janus_demo.service.schemas import Limits
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,18 @@ class GpuBudget:
 
     def limit_text(self) -> str:
         return f"a request may borrow a ZeroGPU GPU for at most {self.max_duration_s} s"
+
+    def fitted(self, limits: Limits, billions: float, *, steps: int) -> Limits:
+        """`limits` with the answer-length and image caps lowered to what fits the longest loan (for a model of
+        `billions` drawing `steps` tokens per image); `capped` names the fields lowered."""
+        tokens = min(limits.max_new_tokens, self.max_new_tokens(billions, limits.max_images_per_conversation))
+        images = min(limits.max_num_images, max(1, self.max_images(billions, guided=False, steps=steps)))
+        lowered = {"max_new_tokens": tokens < limits.max_new_tokens, "num_images": images < limits.max_num_images}
+        return replace(
+            limits,
+            max_new_tokens=tokens,
+            max_num_images=images,
+            capped=tuple(name for name, low in lowered.items() if low),
+            cap_reason=self.limit_text(),
+            preview_interval_s=self.preview_interval_s,
+        )

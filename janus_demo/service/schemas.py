@@ -18,6 +18,7 @@ GPU loan (`Limits.capped` names the fields it lowered).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -31,6 +32,11 @@ from janus_demo.service.intake import FORMAT_NAMES
 
 RANDOM_SEED = -1  # "pick a random seed": the service draws one before the model sees the request
 SEED_MAX = 2**32 - 1
+
+
+def concrete_seed(seed: int) -> int:
+    """A checked seed as the model gets it: itself, or a fresh random one for RANDOM_SEED."""
+    return secrets.randbelow(SEED_MAX + 1) if seed == RANDOM_SEED else seed
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,110 @@
-"""Upscale 2x (`/upscale`, with `--upscaler`): one request's run, from the image to the larger PNG.
+"""Upscale 2x (`/upscale`, with `--upscaler`): one request, from the image to the larger PNG.
 
+    prepared = prepare_upscale(backend, "photo.png")
+    for item in run_upscale(backend, prepared): ...        # Heartbeats while waiting, then one Upscaled
     for event in upscale_image(backend, upscale_on_gpu, path):
         ...                                  # Started, Progress while waiting, then Result (or Stopped)
 
-The image is checked and read on the CPU (`Backend.prepare_upscale`); only then does `upscale_on_gpu` run it
-under the model lock (borrowing a GPU on ZeroGPU). The PNG, `<name>-2x.png`, keeps the source's text.
+The image is checked and read on the CPU (`prepare_upscale`); only then does `upscale_on_gpu` run it under
+the model lock (borrowing a GPU on ZeroGPU). The PNG, `<name>-2x.png`, keeps the source's text and notes
+the checkpoint it was enlarged with (by file name only: a server path stays on the server).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
+from janus_demo.model import upscaler
+from janus_demo.service import intake
 from janus_demo.service.downloads import download_folder, save_png
 from janus_demo.service.drawing import guarded
+from janus_demo.service.errors import FieldError, InputError
 from janus_demo.service.events import Event, Progress, Result, Started, Stopped
 from janus_demo.service.model_lock import Heartbeat
+from janus_demo.service.png_metadata import png_text
 from janus_demo.service.status_lines import STARTING, waiting_text
 
 if TYPE_CHECKING:
     from janus_demo.service.backend import Backend
 
 UpscaleFn = Callable[[Any], Iterator[Any]]
+NO_UPSCALER = "This server has no upscaler (start it with --upscaler to offer Upscale 2x)."
+
+
+@dataclass(frozen=True)
+class PreparedUpscale:
+    """A checked image to enlarge, with the PNG text it came with (kept in the result)."""
+
+    image: Image.Image
+    metadata: dict[str, str]
+    name: str  # the source file's name without its extension ("image" for a data URL)
+
+
+@dataclass(frozen=True)
+class Upscaled:
+    """An upscale's result: the larger image (its `info` holds the source's PNG text and an "upscaled" note)."""
+
+    image: Image.Image
+    seconds: float
+
+
+def prepare_upscale(backend: Backend, *settings: object, **named: object) -> PreparedUpscale:
+    """Check an `/upscale` request and read its image (CPU); InputError (FieldError "image") says why not."""
+    if backend.upscaler is None:
+        raise InputError(NO_UPSCALER)
+    schema = backend.schemas.upscale
+    source = schema.check(schema.bind(*settings, **named))["image"]
+    try:
+        image = intake.load_image(source, backend.image_limits)
+    except InputError as error:
+        raise FieldError("image", f"Image: {error}") from None
+    side = backend.limits.max_upscale_side
+    if max(image.size) > side:
+        raise FieldError(
+            "image", f"Image is {image.width}x{image.height} pixels; upscaling takes at most {side} a side."
+        )
+    if problem := upscaler.memory_problem(backend.upscaler, image.width, image.height):
+        raise InputError(problem)
+    name = "image" if source.startswith("data:") else Path(source).stem
+    return PreparedUpscale(image, png_text(image), name)
+
+
+def run_upscale(
+    backend: Backend, prepared: PreparedUpscale, stop: threading.Event | None = None, deadline_s: float | None = None
+) -> Iterator[Any]:
+    """Enlarge a prepared image under the model lock: Heartbeats while waiting (at most `deadline_s`, default
+    `limits.request_deadline_s`), then one `Upscaled` (nothing if stopped)."""
+    stop = stop or threading.Event()
+    up = backend.upscaler
+    if up is None:
+        raise InputError(NO_UPSCALER)
+
+    def work(emit: Callable[[Upscaled], None]) -> None:
+        start = time.perf_counter()
+        try:
+            image = up.upscale(prepared.image, stop)
+        except upscaler.Stopped:
+            return
+        source = prepared.image
+        note = f"{up.scale}x from {source.width}x{source.height} with {Path(up.source.rpartition(':')[2]).name}"
+        image.info.update(prepared.metadata | {"upscaled": note})
+        emit(Upscaled(image, time.perf_counter() - start))
+
+    return backend.stream(work, stop, "upscale", deadline_s)
+
+
+def upscale_duration(backend: Backend, prepared: PreparedUpscale) -> int:
+    """Seconds a prepared upscale borrows a ZeroGPU GPU for (its work grows with the image's area)."""
+    budget = backend.budget
+    return budget.duration(budget.upscale_seconds(prepared.image.width, prepared.image.height))
 
 
 def upscale_image(backend: Backend, upscale: UpscaleFn, image: object) -> Iterator[Event]:
@@ -31,7 +113,7 @@ def upscale_image(backend: Backend, upscale: UpscaleFn, image: object) -> Iterat
 
 
 def _upscale_image(backend: Backend, upscale: UpscaleFn, image: object) -> Iterator[Event]:
-    prepared = backend.prepare_upscale(image)
+    prepared = prepare_upscale(backend, image)
     yield Started(STARTING)
     with download_folder() as folder, contextlib.closing(upscale(prepared)) as stream:
         for item in stream:

@@ -16,13 +16,14 @@ Stop; the status line under it says where the request stands (its place in line 
 stopped answer stays in the chat marked "Stopped", and the status line says so.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypedDict
 
 import gradio as gr
 
 from janus_demo.service.backend import Backend
-from janus_demo.service.chat import AnswerFn, chat_turn
+from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_chat, run_chat
 from janus_demo.service.conversation import ImagePath, history_message, parse_message, readable_messages
 from janus_demo.service.events import Event, Problem, Result, Started, Text
 from janus_demo.service.fields import clean_text
@@ -69,7 +70,7 @@ class ChatTab(NamedTuple):
 
 def make_answer_fn(backend: Backend) -> AnswerFn:
     """The one function that borrows a GPU for chat: it runs an already prepared turn under the model lock."""
-    return gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend)
+    return gpu_function("answer_on_gpu", run_chat, chat_duration, backend)
 
 
 def user_parts(message: Any) -> list[ImagePath | str]:
@@ -252,7 +253,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         respond,
         [textbox, chatbot, *settings],
         list(outputs),
-        validator=validator(backend.check_chat, ["message", "history", *names], "message", groups),
+        validator=validator(functools.partial(check_chat, backend), ["message", "history", *names], "message", groups),
         **ui,
     )
     retry = chatbot.retry(
@@ -308,7 +309,7 @@ def check_retry(backend: Backend) -> Callable[..., None]:
 
     def check(chatbot: list[dict[str, Any]], *settings: Any) -> None:
         earlier, message = last_turn(chatbot)
-        backend.check_chat(message, earlier, *settings)
+        check_chat(backend, message, earlier, *settings)
 
     return check
 
@@ -317,7 +318,7 @@ def validate_example(backend: Backend, names: list[str], groups: dict[str, str])
     """An example's check: the example message after the chat, with the settings (shown on their fields)."""
 
     def validate(event: gr.SelectData, chatbot: list[dict[str, Any]], *settings: Any) -> list[dict]:
-        check = lambda history, *values: backend.check_chat(event.value, history, *values)  # noqa: E731
+        check = lambda history, *values: check_chat(backend, event.value, history, *values)  # noqa: E731
         return validator(check, names, "history", groups)(chatbot, *settings)
 
     return validate

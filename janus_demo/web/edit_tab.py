@@ -23,14 +23,24 @@ this tab reuses.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import gradio as gr
 
 from janus_demo.service.backend import Backend
 from janus_demo.service.drawing import DrawFn
-from janus_demo.service.edits import edit, variations
+from janus_demo.service.edits import (
+    check_complete,
+    check_redraw,
+    edit,
+    edit_duration,
+    prepare_complete,
+    prepare_redraw,
+    run_edit,
+)
 from janus_demo.service.events import Event
+from janus_demo.service.variations import check_described, check_variations, prepare_described, variations
 from janus_demo.web.adapters import api_function
 from janus_demo.web.chat_tab import make_answer_fn
 from janus_demo.web.images_tab import (
@@ -63,7 +73,7 @@ def editor_files(value: Any) -> tuple[str | None, str | None]:
 
 def make_edit_fn(backend: Backend) -> DrawFn:
     """The one function that borrows a GPU for an edit: it runs an already prepared one under the model lock."""
-    return gpu_function("edit_on_gpu", backend.run_edit, backend.edit_duration, backend)
+    return gpu_function("edit_on_gpu", run_edit, edit_duration, backend)
 
 
 # --- the API ---------------------------------------------------------------------------------------------
@@ -75,11 +85,11 @@ def make_api_fns(backend: Backend, edit_on_gpu: DrawFn, answer_on_gpu: DrawFn) -
     schemas, clients = backend.schemas, backend.clients
 
     def complete(request: gr.Request, image: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
-        run = edit(backend.prepare_complete, edit_on_gpu, uploaded(image), *settings)
+        run = edit(partial(prepare_complete, backend), edit_on_gpu, uploaded(image), *settings)
         return until_client_leaves(drawing_api(run), request, clients)
 
     def redraw(request: gr.Request, image: Any, mask: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
-        run = edit(backend.prepare_redraw, edit_on_gpu, uploaded(image), uploaded(mask), *settings)
+        run = edit(partial(prepare_redraw, backend), edit_on_gpu, uploaded(image), uploaded(mask), *settings)
         return until_client_leaves(drawing_api(run), request, clients)
 
     def vary(request: gr.Request, image: Any, *settings: Any) -> Iterator[tuple[Any, ...]]:
@@ -246,16 +256,16 @@ def build_edit_tab(backend: Backend) -> list[int]:
     redraw_inputs, vary_inputs = inputs(redraw, image=editor, prompt=redraw_prompt), inputs(vary, image=vary_image)
 
     def completed(image: Any, *values: Any) -> Iterator[Event]:
-        return edit(backend.prepare_complete, edit_on_gpu, uploaded(image), *values)
+        return edit(partial(prepare_complete, backend), edit_on_gpu, uploaded(image), *values)
 
     def redrawn(value: Any, *values: Any) -> Iterator[Event]:  # the editor holds the photo and the mask
-        return edit(backend.prepare_redraw, edit_on_gpu, *editor_files(value), *values)
+        return edit(partial(prepare_redraw, backend), edit_on_gpu, *editor_files(value), *values)
 
     def varied(image: Any, *values: Any) -> Iterator[Event]:
         return variations(backend, answer_on_gpu, edit_on_gpu, uploaded(image), *values)
 
     def described(description: Any, *values: Any) -> Iterator[Event]:
-        return edit(backend.prepare_described, edit_on_gpu, description, *values)
+        return edit(partial(prepare_described, backend), edit_on_gpu, description, *values)
 
     runs = [
         gr.on(
@@ -264,7 +274,10 @@ def build_edit_tab(backend: Backend) -> list[int]:
             complete_inputs,
             results.outputs(),
             validator=validator(
-                lambda image, *values: backend.check_complete(uploaded(image), *values), complete.names, "image", groups
+                lambda image, *values: check_complete(backend, uploaded(image), *values),
+                complete.names,
+                "image",
+                groups,
             ),
             **ui,
         ),
@@ -274,7 +287,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
             redraw_inputs,
             results.outputs(),
             validator=validator(
-                lambda value, *values: backend.check_redraw(*editor_files(value), *values),
+                lambda value, *values: check_redraw(backend, *editor_files(value), *values),
                 [name for name in redraw.names if name != "mask"],
                 "image",
                 groups,
@@ -286,7 +299,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
             vary_inputs,
             results.outputs(),
             validator=validator(
-                lambda image, *values: backend.check_variations(uploaded(image), *values), vary.names, "image", groups
+                lambda image, *values: check_variations(backend, uploaded(image), *values), vary.names, "image", groups
             ),
             **ui,
         ),
@@ -294,7 +307,9 @@ def build_edit_tab(backend: Backend) -> list[int]:
             browser_run(results, backend, described),
             [description, *vary_inputs[1:]],
             results.outputs(),
-            validator=validator(backend.check_described, ["description", *vary.names[1:]], "description", groups),
+            validator=validator(
+                partial(check_described, backend), ["description", *vary.names[1:]], "description", groups
+            ),
             **ui,
         ),
     ]

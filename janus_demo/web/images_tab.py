@@ -14,6 +14,7 @@ and the buttons, the settings after them (assets/style.css).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import gradio as gr
 from janus_demo.service.backend import Backend
 from janus_demo.service.drawing import DrawFn
 from janus_demo.service.events import Event, Preview, Problem, Result, Started, Stopped, Text
-from janus_demo.service.images import text_to_image
+from janus_demo.service.images import check_images, images_duration, run_images, text_to_image
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, shown
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
@@ -55,7 +56,7 @@ def stopped_text(run: dict[str, Any]) -> str:
 
 def make_draw_fn(backend: Backend) -> DrawFn:
     """The one function that borrows a GPU for images: it runs an already prepared request under the model lock."""
-    return gpu_function("draw_on_gpu", backend.run_images, backend.images_duration, backend)
+    return gpu_function("draw_on_gpu", run_images, images_duration, backend)
 
 
 def drawing_api(events: Iterator[Event], described: bool = False) -> Iterator[tuple[Any, ...]]:
@@ -246,7 +247,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
         browser_run(results, backend, draw_images),
         inputs,
         results.outputs(),
-        validator=validator(backend.check_images, schema.names, "prompt", groups),
+        validator=validator(functools.partial(check_images, backend), schema.names, "prompt", groups),
         api_visibility="private",
         show_progress="minimal",  # gradio's own line while the request waits in its queue, by the status
         show_progress_on=[status],

@@ -21,7 +21,7 @@ import gradio as gr
 
 from janus_demo.service.backend import Backend
 from janus_demo.service.events import Event, Problem, Result, Stopped
-from janus_demo.service.upscale import UpscaleFn, upscale_image
+from janus_demo.service.upscale import UpscaleFn, run_upscale, upscale_duration, upscale_image
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, shown
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.watch import until_client_leaves
@@ -33,7 +33,7 @@ UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line 
 
 def make_upscale_on_gpu(backend: Backend) -> UpscaleFn:
     """The one function that borrows a GPU to upscale: it runs an already prepared request under the model lock."""
-    return gpu_function("upscale_on_gpu", backend.run_upscale, backend.upscale_duration, backend)
+    return gpu_function("upscale_on_gpu", run_upscale, upscale_duration, backend)
 
 
 def upscale_api(event: Event) -> tuple[Any, Any]:

@@ -1,7 +1,7 @@
 """ZeroGPU glue: `@on_gpu(duration=...)` is `@spaces.GPU(duration=...)`, or nothing without `spaces`; every
 function that borrows a GPU is made by `gpu_function`.
 
-    answer_on_gpu = gpu_function("answer_on_gpu", backend.run_chat, backend.chat_duration, backend)
+    answer_on_gpu = gpu_function("answer_on_gpu", run_chat, chat_duration, backend)   # janus_demo.service.chat
     for chunk in answer_on_gpu(prepared): ...      # in the server process; an error in the loan is raised here
 
 On a ZeroGPU Space (SPACES_ZERO_GPU=true) each call of a decorated function borrows a GPU in a worker
@@ -53,19 +53,20 @@ def on_gpu(duration: Callable[..., float]) -> Callable[[F], F]:
 def gpu_function(
     name: str,
     run: Callable[..., Iterator[T]],
-    duration: Callable[[Any], int],
+    duration: Callable[[Backend, Any], int],
     backend: Backend,
 ) -> Callable[[Any], Iterator[T]]:
-    """A function that runs `run(prepared, deadline_s=...)` in a function `name` that borrows a GPU on ZeroGPU
-    for `duration(prepared)` seconds; the run stops itself before the loan ends (with `backend`'s GPU budget;
-    else at the request's own limit). Errors inside the loan end it normally and are raised again here."""
+    """A function that runs `run(backend, prepared, deadline_s=...)` in a function `name` that borrows a GPU on
+    ZeroGPU for `duration(backend, prepared)` seconds; the run stops itself before the loan ends (with
+    `backend`'s GPU budget; else at the request's own limit). Errors inside the loan end it normally and are
+    raised again here."""
 
     def borrowed(prepared: Any) -> Iterator[T | Failed]:
-        limit = backend.run_deadline(duration(prepared)) if backend.gpu_budget else None
-        yield from kept_warm(run(prepared, deadline_s=limit))
+        limit = backend.budget.run_deadline(duration(backend, prepared)) if backend.gpu_budget else None
+        yield from kept_warm(run(backend, prepared, deadline_s=limit))
 
     def sized(prepared: Any) -> int:  # spaces calls it with the function's own arguments
-        return duration(prepared)
+        return duration(backend, prepared)
 
     borrowed.__name__ = borrowed.__qualname__ = name
     on_loan = on_gpu(duration=sized)(borrowed)

@@ -18,9 +18,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from support.meters import lock_idle
 from support.raw_api import raw_call
+from support.service_calls import Backend
 from support.serving import chat_args, chat_message, image_args
 
-from janus_demo.service.backend import Backend
 from janus_demo.service.errors import BusyError, InputError
 from janus_demo.service.schemas import Limits
 from janus_demo.web.chat_tab import status_line

@@ -5,10 +5,10 @@ refused naming its field, before any GPU is borrowed)."""
 import pytest
 from support import ROOT
 from support.fake_backend import FakeBackend
+from support.service_calls import Backend
 
 from janus_demo.model.image_loop import ImageProgress
 from janus_demo.model.image_shape import JANUS_PRO
-from janus_demo.service.backend import Backend
 from janus_demo.service.errors import FieldError
 from janus_demo.service.gpu_budget import GpuBudget
 from janus_demo.service.schemas import Limits

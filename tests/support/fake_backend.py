@@ -20,7 +20,7 @@ from PIL import Image
 
 from janus_demo.model import chat
 from janus_demo.model import image_loop as imagegen
-from janus_demo.service.backend import Backend
+from support.service_calls import Backend
 
 IMAGE_STEPS = 24  # fake image generation: steps per picture, unless `image_steps` is changed
 

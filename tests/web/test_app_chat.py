@@ -43,15 +43,17 @@ def test_chat_text_only(client):
     assert answer.strip()
 
 
-def test_follow_up_sees_the_earlier_turn(client, tiny_backend, monkeypatch):
+def test_follow_up_sees_the_earlier_turn(client, monkeypatch):
+    from janus_demo.service import chat
+
     seen = []
-    original = tiny_backend.prepare_chat
+    original = chat.prepare_chat
 
-    def spy(message, history=None, *args, **kwargs):
+    def spy(backend, message, history=None, *args, **kwargs):
         seen.append(history)
-        return original(message, history, *args, **kwargs)
+        return original(backend, message, history, *args, **kwargs)
 
-    monkeypatch.setattr(tiny_backend, "prepare_chat", spy)
+    monkeypatch.setattr(chat, "prepare_chat", spy)
     first, _ = final_answer(ask(client, "What animal is this?", [CAT]))
     final_answer(ask(client, "What colour is it?"))
     earlier = seen[-1]

@@ -1,10 +1,11 @@
 """Images-only mode: no Chat tab, no "Ask about this image", no /chat; images and /model_info work."""
 
 import pytest
+from support.service_calls import Backend
 from support.serving import new_client, served
 
 from janus_demo.model.loading import load_janus
-from janus_demo.service.backend import IMAGES_ONLY, Backend
+from janus_demo.service.chat import IMAGES_ONLY
 from janus_demo.service.errors import InputError
 from janus_demo.web.demo import build_demo
 

@@ -90,7 +90,7 @@ def test_a_host_with_higher_limits_serves_requests_above_the_defaults(roomy):
 
 
 def test_the_real_model_layer_runs_a_request_above_the_default_limits(loaded_tiny):
-    from janus_demo.service.backend import Backend
+    from support.service_calls import Backend
 
     backend = Backend(loaded_tiny, limits=Limits(max_num_images=32))
     stream = backend.generate_images("a fox", 1, num_images=20, guidance_scale=1.0, preview_every=0)
