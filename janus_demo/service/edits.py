@@ -134,9 +134,7 @@ def checked_file(backend: Backend, schema: Schema, values: Mapping[str, Any], na
         raise FieldError(name, f"{schema[name].label}: {error}") from None
 
 
-def loaded_file(
-    backend: Backend, schema: Schema, values: Mapping[str, Any], name: str, **options: Any
-) -> Image.Image:
+def loaded_file(backend: Backend, schema: Schema, values: Mapping[str, Any], name: str, **options: Any) -> Image.Image:
     """The image file of field `name`, loaded safely; its problems are FieldErrors naming the field."""
     try:
         return intake.load_image(values[name], backend.image_limits, **options)
