@@ -4,7 +4,8 @@
     problem = access_problem(settings, logins)  # a one-line refusal, or None
     warning = access_warning(settings, logins)  # a one-line caution, or None
 
-Pure functions (no gradio): app_setup turns a problem into `error: ...` and exit status 2.
+Pure functions (no gradio): `janus_demo.launch.server.check_access_or_exit` turns a problem into `error: ...`
+and exit status 2.
 """
 
 from __future__ import annotations

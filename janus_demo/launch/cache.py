@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; earlier runs' folders are then left alone
     fcntl = None
+
+from gradio.utils import get_upload_folder
 
 from janus_demo.service import model_lock
 
@@ -57,8 +58,8 @@ GRADIO_IMPORT_TIME_DIRS = (
 
 
 def cache_base() -> Path:
-    """Where gradio keeps its cache: GRADIO_TEMP_DIR, else <tmp>/gradio (gradio's own rule)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    """Where gradio keeps its cache: GRADIO_TEMP_DIR, else <tmp>/gradio (gradio's own rule, read from gradio)."""
+    return Path(get_upload_folder()).resolve()
 
 
 @dataclass

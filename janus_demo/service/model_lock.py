@@ -1,7 +1,7 @@
 """The model lock: at most one generation (chat or image) uses the model at a time.
 
 Gradio's queue cannot promise that (each event has its own queue, cancelling frees a slot
-while the work runs on, some routes bypass the queue), so the model layer does:
+while the work runs on, some routes bypass the queue), so this lock, in the service layer, does:
 
     lock = ModelLock()
     for item in lock.stream(work, stop):      # work(emit) runs in a worker thread, under the lock

@@ -27,7 +27,6 @@ from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_ch
 from janus_demo.service.conversation import ImagePath, history_message, parse_message, readable_messages
 from janus_demo.service.events import Event, Problem, Result, Started, Text
 from janus_demo.service.fields import clean_text
-from janus_demo.service.status_lines import answer_status as status_line  # noqa: F401 - its old home, for tests
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs
 from janus_demo.web.assets import ASSETS
 from janus_demo.web.messages import PROBLEM, problem_text

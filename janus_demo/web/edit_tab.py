@@ -51,6 +51,7 @@ from janus_demo.web.images_tab import (
     after_images,
     browser_run,
     drawing_api,
+    drawn_images,
 )
 from janus_demo.web.refusals import validator
 from janus_demo.web.uploads import uploaded
@@ -189,26 +190,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
                 elem_id="edit-crop",
                 buttons=[],
             )
-            gallery = gr.Gallery(
-                label="Images",
-                show_label=False,
-                columns=2,
-                height="auto",
-                format="png",
-                object_fit="contain",
-                elem_id="edit-gallery",
-                buttons=["download", "fullscreen"],
-                interactive=False,
-            )
-            archive = gr.DownloadButton("Download all (.zip)", visible=False, elem_id="edit-zip", size="sm")
-            files = gr.File(
-                label="Download one by one",
-                file_count="multiple",
-                interactive=False,
-                visible=False,
-                height=150,
-                elem_id="edit-files",
-            )
+            gallery, archive, files = drawn_images("edit")
             with gr.Row(elem_id="edit-after"):
                 seed_used = gr.Number(
                     None, label="Seed used", precision=0, interactive=False, visible=False, elem_id="edit-seed-used"

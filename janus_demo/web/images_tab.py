@@ -54,6 +54,32 @@ def stopped_text(run: dict[str, Any]) -> str:
 # --- a drawing's events, as the API and the browser show them ---------------------------------------------
 
 
+def drawn_images(prefix: str) -> tuple[gr.Gallery, gr.DownloadButton, gr.File]:
+    """A drawing's results, as the Images and Edit tabs show them: the gallery, the zip of all and the files
+    one by one (element ids `<prefix>-gallery`, `<prefix>-zip`, `<prefix>-files`)."""
+    gallery = gr.Gallery(
+        label="Images",
+        show_label=False,
+        columns=2,  # assets/style.css picks the columns from the number of images, so each is whole
+        height="auto",
+        format="png",
+        object_fit="contain",
+        elem_id=f"{prefix}-gallery",
+        buttons=["download", "fullscreen"],
+        interactive=False,  # an output; without this, being an input of "Ask" makes it an upload area
+    )
+    archive = gr.DownloadButton("Download all (.zip)", visible=False, elem_id=f"{prefix}-zip", size="sm")
+    files = gr.File(  # one click per image, named janus-<seed>-<n>.png
+        label="Download one by one",
+        file_count="multiple",
+        interactive=False,
+        visible=False,
+        height=150,
+        elem_id=f"{prefix}-files",
+    )
+    return gallery, archive, files
+
+
 def make_draw_fn(backend: Backend) -> DrawFn:
     """The one function that borrows a GPU for images: it runs an already prepared request under the model lock."""
     return gpu_function("draw_on_gpu", run_images, images_duration, backend)
@@ -187,26 +213,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
                 clear = gr.Button("Clear", variant="secondary", elem_id="t2i-clear", scale=1, min_width=70)
         with gr.Column(scale=3, min_width=300, elem_id="t2i-results"):
             status = gr.Markdown("", elem_id="t2i-status")
-            gallery = gr.Gallery(
-                label="Images",
-                show_label=False,
-                columns=2,  # assets/style.css picks the columns from the number of images, so each is whole
-                height="auto",
-                format="png",
-                object_fit="contain",
-                elem_id="t2i-gallery",
-                buttons=["download", "fullscreen"],
-                interactive=False,  # an output; without this, being an input of "Ask" makes it an upload area
-            )
-            archive = gr.DownloadButton("Download all (.zip)", visible=False, elem_id="t2i-zip", size="sm")
-            files = gr.File(  # one click per image, named janus-<seed>-<n>.png
-                label="Download one by one",
-                file_count="multiple",
-                interactive=False,
-                visible=False,
-                height=150,
-                elem_id="t2i-files",
-            )
+            gallery, archive, files = drawn_images("t2i")
             with gr.Row(elem_id="t2i-after"):
                 seed_used = gr.Number(  # hidden until a run has a seed to show
                     None,

@@ -11,13 +11,12 @@ to end or be stopped (a note under the list says so); deleting the open chat sto
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from janus_demo.service import saved_chats as service_chats
 from janus_demo.service.schemas import Limits
@@ -42,9 +41,9 @@ class SavedChats(NamedTuple):
 
 
 def roots() -> list[Path]:
-    """Where images of saved chats may be: gradio's cache folder (its own rule: GRADIO_TEMP_DIR, else
+    """Where images of saved chats may be: gradio's cache folder (gradio's own rule: GRADIO_TEMP_DIR, else
     <tmp>/gradio; this process's folder when the app runs under `janus_demo.launch.cache`) and the examples."""
-    return [Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio"), ASSETS]
+    return [Path(get_upload_folder()), ASSETS]
 
 
 def picker_update(chats: Sequence[service_chats.SavedChat], current: str | None) -> gr.Dropdown:

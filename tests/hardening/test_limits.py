@@ -23,7 +23,7 @@ from support.serving import chat_args, chat_message, image_args
 
 from janus_demo.service.errors import BusyError, InputError
 from janus_demo.service.schemas import Limits
-from janus_demo.web.chat_tab import status_line
+from janus_demo.service.status_lines import answer_status as status_line
 
 ONE_MB = "a" * 2**20  # over the request body cap (--max-body-size, 1 MB) with the rest of the request
 HUNDRED_KB = "a" * 100 * 2**10
