@@ -99,7 +99,7 @@ def tiny_backend(loaded_tiny):
 @pytest.fixture(scope="session")
 def app_url(tiny_backend, tmp_path_factory):
     """The full app around the tiny model, served on loopback for the whole session."""
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-tmp"))
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))  # one for every app
     from support.serving import serve
 
     from janus_demo.web.demo import build_demo

@@ -109,6 +109,7 @@ def claim_cache_dir(base: Path | None = None, on_exit: bool = True) -> CacheDir:
     if fcntl is not None:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.environ["GRADIO_TEMP_DIR"] = str(path)
+    gradio_writes_into(path)  # once per process: a second app served in it (tests) keeps its own folder
     cache = CacheDir(path, lock_file)
     if on_exit:
         atexit.register(cache.remove)

@@ -14,7 +14,7 @@ import torch
 import transformers
 
 from janus_demo.launch import access
-from janus_demo.launch.cache import CacheDir, cache_base, gradio_writes_into
+from janus_demo.launch.cache import CacheDir, cache_base
 from janus_demo.launch.cache_budget import CacheBudget
 from janus_demo.launch.gate import GateConfig, gate_app_kwargs
 from janus_demo.launch.gate.addresses import distrust_forwarded_headers
@@ -105,11 +105,9 @@ def safe_launch_options(settings: Settings, backend: Backend, logins: list[acces
 
 
 def cache_budget(settings: Settings) -> CacheBudget:
-    """The bound on the app's cache folder (GRADIO_TEMP_DIR now: claim_cache_dir has set it), with gradio's
-    import-time copies of that folder pointed at it so MCP images are counted and swept too."""
-    folder = cache_base()
-    gradio_writes_into(folder)
-    return CacheBudget(folder, parse_size(settings.cache_size), settings.cache_files)
+    """The bound on the app's cache folder (GRADIO_TEMP_DIR now: claim_cache_dir has set it, and pointed gradio's
+    import-time copies of it there, so MCP images are counted and swept too)."""
+    return CacheBudget(cache_base(), parse_size(settings.cache_size), settings.cache_files)
 
 
 def upload_request_bytes(settings: Settings, backend: Backend) -> int:

@@ -23,6 +23,7 @@ from janus_demo.service.errors import BusyError, FieldError, InputError
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.png_metadata import image_metadata
 from janus_demo.service.preview_sheet import preview_sheet
+from janus_demo.service.scheduler import Joined
 from janus_demo.service.schemas import concrete_seed
 
 if TYPE_CHECKING:
@@ -84,23 +85,35 @@ def run_drawing(
     stop = stop or threading.Event()
     limit_s = deadline_s or backend.limits.request_deadline_s
 
-    def work(emit: Callable[[ImageProgress], None]) -> None:
-        deadline = time.monotonic() + limit_s
+    scheduled = backend.scheduler is not None
+
+    def work(emit: Callable[[ImageProgress | Heartbeat | Joined], None]) -> None:
+        waiting_until = time.monotonic() + limit_s  # through the scheduler: the wait for its batch
+        deadline = None if scheduled else time.monotonic() + limit_s  # the drawing itself, from its start
         request = make_request()
         spaced = _spaced_previews(backend.limits.preview_interval_s)
-        for progress in map(spaced, backend._draw(request, stop)):
+        for progress in backend._draw(request, stop):
+            if isinstance(progress, Heartbeat | Joined):  # the scheduler's line: waiting, then its batch
+                deadline = time.monotonic() + limit_s if isinstance(progress, Joined) else deadline
+                if deadline is None and time.monotonic() > waiting_until:
+                    stop.set()
+                    raise BusyError("The model is busy with other requests. Please try again shortly.")
+                emit(progress)
+                continue
+            progress = spaced(progress)
             if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
                 progress.previews = [preview_sheet(progress.previews)]
             if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
                 for image in progress.images:
                     image.info.update(image_metadata(request, backend.loaded.model_id) | dict(metadata))
             emit(progress)
-            backend.lock.expect_done_in(progress.eta)  # what those waiting behind this request are told
-            if time.monotonic() > deadline and not progress.done:
+            if not scheduled:
+                backend.lock.expect_done_in(progress.eta)  # what those waiting behind this request are told
+            if deadline is not None and time.monotonic() > deadline and not progress.done:
                 stop.set()
                 raise BusyError(f"Image generation ran past the {limit_s:g} s limit and was stopped. Try fewer images.")
 
-    return backend.stream(work, stop, "images")
+    return backend.stream(work, stop, "images", exclusive=not scheduled)
 
 
 def preview_every(backend: Backend, every: int) -> int:

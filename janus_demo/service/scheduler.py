@@ -72,7 +72,14 @@ class ImageScheduler:
         self._steps_left = 0
         self.batches = 0  # batches drawn so far
         self.largest = 0  # most requests drawn in one batch
+        self.entered = 0  # requests that began drawing: unchanged means the model was never used for images
         threading.Thread(target=self._work, name="janus-images", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch is being drawn."""
+        with self._state:
+            return bool(self._running)
 
     # --- the caller's side
 
@@ -141,6 +148,7 @@ class ImageScheduler:
             del self._line[: len(batch)]
             self._running, self._steps_left = batch, self.loaded.image_shape.tokens
             self.batches += 1
+            self.entered += len(batch)
             self.largest = max(self.largest, len(batch))
             return batch
 

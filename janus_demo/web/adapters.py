@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gradio as gr
 
@@ -23,6 +23,9 @@ from janus_demo.service.events import Event, Problem
 from janus_demo.service.fields import Field, NumberField
 from janus_demo.service.schemas import Schema
 from janus_demo.web.messages import problem_text
+
+if TYPE_CHECKING:
+    from janus_demo.service.backend import Backend
 
 T = TypeVar("T")
 
@@ -94,3 +97,9 @@ def _python_type(field: Field) -> Any:
     if isinstance(field, NumberField):
         return int if field.integer else float
     return Any if field.__class__.__name__ == "ImageField" else str
+
+
+def image_concurrency(backend: Backend) -> int | str:
+    """How many image requests gradio hands over at once: as many as the scheduler may draw together (it is
+    the line that counts), else one at a time (gradio's default: the model lock, or ZeroGPU's own workers)."""
+    return backend.scheduler.max_rows if backend.scheduler is not None else "default"

@@ -41,7 +41,7 @@ from janus_demo.service.edits import (
 )
 from janus_demo.service.events import Event
 from janus_demo.service.variations import check_described, check_variations, prepare_described, variations
-from janus_demo.web.adapters import api_function
+from janus_demo.web.adapters import api_function, image_concurrency
 from janus_demo.web.chat_tab import make_answer_fn
 from janus_demo.web.images_tab import (
     ADVANCED,
@@ -225,6 +225,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
         "show_progress_on": [status],
         "preprocess": False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
         "concurrency_id": "images",
+        "concurrency_limit": image_concurrency(backend),
     }
     shared = {"seed": seed, "guidance_scale": guidance, "temperature": temperature, "num_images": num_images}
     shared |= {"preview_every": preview_every}
@@ -315,7 +316,12 @@ def build_edit_tab(backend: Backend) -> list[int]:
     reuse.click(lambda used: used, seed_used, seed, api_visibility="private", queue=False)
 
     api_fns = make_api_fns(backend, edit_on_gpu, answer_on_gpu)
-    api = {"show_progress": "hidden", "preprocess": False, "concurrency_id": "images"}
+    api = {
+        "show_progress": "hidden",
+        "preprocess": False,
+        "concurrency_id": "images",
+        "concurrency_limit": image_concurrency(backend),
+    }
     api_inputs = {"complete_image": complete_inputs, "variations": vary_inputs}
     api_inputs["redraw_region"] = [api_image, api_mask, *redraw_inputs[1:]]
     apis = [

@@ -24,7 +24,7 @@ from janus_demo.service.backend import Backend
 from janus_demo.service.drawing import DrawFn
 from janus_demo.service.events import Event, Preview, Problem, Result, Started, Stopped, Text
 from janus_demo.service.images import check_images, images_duration, run_images, text_to_image
-from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, shown
+from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, image_concurrency, shown
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
 from janus_demo.web.upscale import UNFINISHED, add_upscale, pick_selected
@@ -260,6 +260,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
         show_progress_on=[status],
         preprocess=False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
         concurrency_id="images",
+        concurrency_limit=image_concurrency(backend),
     )
     run.then(
         after_images,
@@ -288,6 +289,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
         show_progress="hidden",
         preprocess=False,  # every value reaches the schema's checks as sent (janus_demo/web/widgets.py)
         concurrency_id="images",
+        concurrency_limit=image_concurrency(backend),
     )
     model_events = [run["id"], api["id"], *upscale_events]
     if chat_input is None:

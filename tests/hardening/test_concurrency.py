@@ -67,27 +67,38 @@ def test_50_concurrent_chats_are_all_answered_once_and_one_at_a_time(roomy_app, 
     print(f"\n[hardening] {USERS} chats at once: all answered in {elapsed:.1f} s, {distinct} distinct, max_active 1")
 
 
-def test_chat_and_images_together_never_share_the_model(roomy_app, tiny_backend, model_use, tmp_path):
-    """An image holds the model while chats wait; cancelling it frees gradio's slot at once (a second image
-    starts) while its last step still runs: the model lock and the forward hooks must still see one at a time."""
-    lock, chats = tiny_backend.lock, 6
+def test_chats_run_one_at_a_time_beside_images_drawn_by_one_worker(roomy_app, tiny_backend, loaded_tiny, tmp_path):
+    """Chats share the model lock (one at a time); images go to the scheduler's one worker (one batch at a time),
+    beside the chats; cancelling an image frees gradio's slot at once while its step still runs. Forward hooks
+    on the text head (chat) and on the image head (drawing) each see one run at a time."""
+    from janus_demo.model import internals
+
+    lock, scheduler, chats = tiny_backend.lock, tiny_backend.scheduler, 6
+    lock.max_active = 0
+    text_head = ModelUseCounter(loaded_tiny.model.get_output_embeddings())
+    image_head = ModelUseCounter(internals.generation_head(loaded_tiny.model))
     painter_a, painter_b = new_client(roomy_app, tmp_path / "a", 201), new_client(roomy_app, tmp_path / "b", 202)
-    start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=chats) as pool:
-        image_a = painter_a.submit("a red fox", *image_args(seed=1, guidance_scale=1.0), api_name="/generate_images")
-        wait_until(lambda: lock.active == 1, timeout=30)
-        asked = [pool.submit(ask, roomy_app, tmp_path / f"c{n}", n) for n in range(1, chats + 1)]
-        wait_until(lambda: lock.waiting >= 1, timeout=30)  # a chat waits for the model
-        image_b = painter_b.submit("a blue fox", *image_args(seed=2, guidance_scale=1.0), api_name="/generate_images")
-        image_a.cancel()
-        time.sleep(0.5)
-        image_b.cancel()
-        answers = [future.result() for future in asked]
-    wait_until(lambda: lock_idle(tiny_backend), timeout=60)
-    elapsed = time.monotonic() - start
-    painter_a.close(), painter_b.close()
+    try:
+        with ThreadPoolExecutor(max_workers=chats) as pool:
+            image_a = painter_a.submit(
+                "a red fox", *image_args(seed=1, guidance_scale=1.0), api_name="/generate_images"
+            )
+            wait_until(lambda: scheduler.busy, timeout=60)
+            asked = [pool.submit(ask, roomy_app, tmp_path / f"c{n}", n) for n in range(1, chats + 1)]
+            image_b = painter_b.submit(
+                "a blue fox", *image_args(seed=2, guidance_scale=1.0), api_name="/generate_images"
+            )
+            wait_until(lambda: text_head.calls > 0, timeout=60)  # a chat answers while the image is drawn
+            drawing_during_chat = scheduler.busy
+            image_a.cancel()
+            image_b.cancel()
+            answers = [future.result() for future in asked]
+        wait_until(lambda: lock_idle(tiny_backend) and not scheduler.busy, timeout=120)
+    finally:
+        text_head.remove(), image_head.remove()
+        painter_a.close(), painter_b.close()
     assert sorted(seed for seed, _, _ in answers) == list(range(1, chats + 1))
     assert all("tokens/s" in status for _, _, status in answers)
-    assert lock.max_active == 1
-    assert model_use.max_inside == 1
-    print(f"\n[hardening] {chats} chats + 2 images (cancelled mid-run): {elapsed:.1f} s, max_active 1, forward max 1")
+    assert drawing_during_chat, "the first chat answered while the image was being drawn"
+    assert lock.max_active == 1 and text_head.max_inside == 1 and image_head.max_inside == 1
+    print(f"\n[hardening] {chats} chats beside 2 images (cancelled): chats one at a time, one batch at a time")

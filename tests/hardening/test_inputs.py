@@ -67,17 +67,17 @@ def test_hostile_numbers_are_refused_before_the_model_naming_the_field(
     app_url, tiny_backend, endpoint, field, value_name
 ):
     position, label = FIELDS[endpoint][field]
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     message = refusal(app_url, endpoint, position, HOSTILE[value_name])
     assert message and message.startswith(label), message
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
 
 
 @pytest.mark.parametrize("value", ["bogus", None, 3, math.nan, ["off"]])
 def test_a_bad_preview_mode_is_refused_naming_the_field(app_url, tiny_backend, value):
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     assert refusal(app_url, "generate_images", 7, value).startswith("Preview mode must be one of auto, decode")
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
 
 
 def test_a_missing_prompt_is_refused(app_url):

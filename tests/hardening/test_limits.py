@@ -59,22 +59,22 @@ def timed_refusal(call):
 
 
 def test_a_100_kb_message_is_refused_and_a_1_mb_one_never_parsed(client, tiny_backend):
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     message, seconds = timed_refusal(lambda: client.predict(chat_message(HUNDRED_KB), *chat_args(), api_name="/chat"))
     assert message == "Message is too long: 102,400 characters; the limit is 8,000."
     status, detail = body_refusal(lambda: client.predict(chat_message(ONE_MB), *chat_args(), api_name="/chat"))
     assert status == 413 and detail.startswith("Request too large: 1.0 MB; the limit is 1.0 MB.")
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
     print(f"\n[hardening] 100 KB chat message refused in {seconds:.2f} s; 1 MB refused with HTTP 413")
 
 
 def test_a_100_kb_prompt_is_refused_and_a_1_mb_one_never_parsed(client, tiny_backend):
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     message, seconds = timed_refusal(lambda: client.predict(HUNDRED_KB, *image_args(), api_name="/generate_images"))
     assert message == "Prompt is too long: 102,400 characters; the limit is 4,000."
     status, _ = body_refusal(lambda: client.predict(ONE_MB, *image_args(), api_name="/generate_images"))
     assert status == 413
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
     print(f"\n[hardening] 100 KB image prompt refused in {seconds:.2f} s; 1 MB refused with HTTP 413")
 
 
@@ -133,10 +133,10 @@ def test_max_context_tokens_counts_the_rendered_conversation_with_its_images(loa
 
 def test_20_images_in_one_message_are_refused(client, tiny_backend, tmp_path):
     files = tuple(small_pngs(tmp_path, 20))
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     message, seconds = timed_refusal(lambda: client.predict(chat_message("all", files), *chat_args(), api_name="/chat"))
     assert message == "This conversation has 20 images; the limit is 4. Please clear it and start a new one."
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
     print(f"\n[hardening] 20 images in one message refused in {seconds:.2f} s")
 
 

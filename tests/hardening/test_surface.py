@@ -28,7 +28,7 @@ def queued_endpoints(url):
 def test_every_queued_endpoint_refuses_direct_post(app_url, tiny_backend):
     names = queued_endpoints(app_url)
     assert {"chat", "generate_images"} <= set(names)
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     for name in names:
         for route in ("run", "api"):
             response = httpx.post(f"{app_url}gradio_api/{route}/{name}", json={"data": []}, timeout=10)
@@ -36,7 +36,7 @@ def test_every_queued_endpoint_refuses_direct_post(app_url, tiny_backend):
             assert "join the queue" in response.text
     body = {"data": [{"text": "hi", "files": []}, *chat_args()]}
     assert httpx.post(f"{app_url}gradio_api/run/chat", json=body, timeout=10).status_code == 404
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
 
 
 @pytest.mark.parametrize("path", ["monitoring", "monitoring/summary", "gradio_api/monitoring"])

@@ -132,7 +132,7 @@ def test_decompression_bombs_are_refused_fast_without_memory(client, tiny_backen
     path = bombs / name
     assert path.stat().st_size < 512 * 1024
     ask_about(client, ASSET_CAT)  # warm up: the first request of a session allocates caches
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     with PeakRss() as memory:
         start = time.monotonic()
         with pytest.raises(AppError) as refused:
@@ -140,7 +140,7 @@ def test_decompression_bombs_are_refused_fast_without_memory(client, tiny_backen
         elapsed = time.monotonic() - start
     assert str(refused.value) == message
     assert memory.growth_mb < 50, "refused from its header, never decoded"
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
     print(f"\n[hardening] {name}: refused in {elapsed:.2f} s, memory growth {memory.growth_mb:.1f} MB")
 
 

@@ -124,11 +124,11 @@ def test_a_missing_or_unreadable_image_is_refused_naming_the_image(tiny_backend,
 
 
 def test_preparing_an_edit_never_enters_the_model(tiny_backend, tmp_path):
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     tiny_backend.prepare_complete(PHOTO, "a cat", 12)
     tiny_backend.prepare_redraw(PHOTO, mask_file(tmp_path, (451, 300), [(200, 100, 210, 110)]), "a cat")
     tiny_backend.prepare_variations(PHOTO, 2, 5)
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered
 
 
 def test_a_description_becomes_the_images_prompt(tiny_backend):

@@ -34,6 +34,7 @@ class FakeBackend(Backend):
     """
 
     def __init__(self, loaded: Any, *, token_delay: float = 0.0, step_delay: float = 0.0, **kwargs: Any) -> None:
+        kwargs.setdefault("max_batch_rows", 0)  # one request at a time under the model lock: the fakes' timing
         super().__init__(loaded, **kwargs)
         self.gate = threading.Event()  # cleared: the work waits (holding the section) until it is set again
         self._lock = threading.Lock()

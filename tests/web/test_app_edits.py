@@ -129,7 +129,7 @@ def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
     import httpx
     from support.raw_api import fn_index, raw_call, raw_join
 
-    entered = tiny_backend.lock.entered
+    entered = tiny_backend.entered
     index = fn_index(app_url, "complete_image")
     meta = {"_type": "gradio.FileData"}
     for image in ({"path": "/etc/passwd", "meta": meta}, "/etc/passwd"):
@@ -139,4 +139,4 @@ def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
     with httpx.Client(base_url=app_url, timeout=30) as http:
         joined = raw_join(http, index, [link, "a cat", 12, 1, 5.0, 1.0, 1, 0], "linker")
     assert joined.status_code == 422 and "never fetched" in joined.json()["detail"]
-    assert tiny_backend.lock.entered == entered
+    assert tiny_backend.entered == entered

@@ -93,11 +93,11 @@ def test_cancel_stops_generation_within_a_step(client, tiny_backend, loaded_tiny
     deadline = time.monotonic() + 60
     while len(job.outputs()) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert tiny_backend.lock.busy
+    assert tiny_backend.busy
     counter = ModelUseCounter(loaded_tiny.model.model.language_model)  # one call per step of the batch
     try:
         job.cancel()
-        wait_until(lambda: not tiny_backend.lock.busy, timeout=120)
+        wait_until(lambda: not tiny_backend.busy, timeout=120)
     finally:
         counter.remove()
     print(f"\n[cancel] {counter.calls} steps ran after the cancel")
