@@ -53,7 +53,9 @@ def load_backend_or_exit(settings: Settings) -> Backend:
     if upscaler:
         upscaler.place(loaded.device, loaded.dtype)
         log.info("Upscaler %s on %s in %s", settings.upscaler, upscaler.device, upscaler.dtype)
-    return Backend(loaded, client_limits=settings.client_limits(), upscaler=upscaler)
+    return Backend(
+        loaded, client_limits=settings.client_limits(), upscaler=upscaler, max_batch_rows=settings.max_batch_rows
+    )
 
 
 def load_upscaler_or_exit(settings: Settings) -> Upscaler | None:

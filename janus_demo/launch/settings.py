@@ -34,6 +34,7 @@ class Settings:
     port: int = 7860
     queue_size: int = 32
     zerogpu_concurrency: int = 2
+    max_batch_rows: int = 16
     max_file_size: str = "20mb"
     share: bool = False
     auth: str | None = field(default=None, repr=False)  # "USER:PASS"; kept out of logs and reprs
@@ -88,6 +89,13 @@ def _concurrency(value: str) -> int:
     if not 1 <= number <= MAX_ZEROGPU_CONCURRENCY:
         raise argparse.ArgumentTypeError(f"must be 1 to {MAX_ZEROGPU_CONCURRENCY}, got {value}")
     return number
+
+
+def _batch_rows(value: str) -> int:
+    rows = int(value)
+    if rows < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return rows
 
 
 def _size(value: str) -> str:
@@ -163,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_concurrency(_env("JANUS_ZEROGPU_CONCURRENCY", "2")),
         help=f"on ZeroGPU, requests of each kind (chat, images) served at once, each on its own GPU (1-"
         f"{MAX_ZEROGPU_CONCURRENCY}); elsewhere one at a time [JANUS_ZEROGPU_CONCURRENCY] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch-rows",
+        type=_batch_rows,
+        default=_batch_rows(_env("JANUS_MAX_BATCH_ROWS", "16")),
+        help="rows one batch of images may hold (an image is 2 rows with guidance, 1 without): visitors' images "
+        "waiting together are drawn in one loop up to this many, beside chat; 0 draws one request at a time "
+        "(not on ZeroGPU, where each request has a GPU of its own) [JANUS_MAX_BATCH_ROWS] (default: %(default)s)",
     )
     parser.add_argument(
         "--max-file-size",
