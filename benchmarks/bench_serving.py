@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_serving                  # tiny model, 4 visitors: ~1 min on 2 cores
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_serving --models tiny,mid --mid-layers 1
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_serving --quick          # tiny, 3 visitors, 8x8 grid: seconds
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_serving --models 1b,7b --device cuda   # on a GPU
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_serving --models 1b --arrivals together --device cuda  # a GPU
 
 Visitors ask for images (visitor k: `1 + k % --max-images` images, seed k, a preview every 4 token rows) and one
 more asks a chat question half a second in. They arrive together, or staggered (`--gap` seconds apart). Two
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between staggered arrivals")
     parser.add_argument("--chat-tokens", type=int, default=32, help="tokens of the chat answer")
     parser.add_argument("--max-rows", type=int, default=16, help="the scheduler's row cap")
+    parser.add_argument("--arrivals", default="both", choices=("both", "together", "staggered"))
     parser.add_argument("--quick", action="store_true", help="tiny model on an 8x8 grid, 3 visitors")
     args = parser.parse_args(argv)
     device, dtype, models = common.setup(args)
@@ -160,7 +161,8 @@ def measure_model(name: str, device: torch.device, dtype: torch.dtype, args: arg
     loaded, rows = load(name, device, dtype, args), []
     common.warm_up(loaded)
     policies = {"one at a time": lambda: one_at_a_time(loaded), "scheduler": lambda: scheduled(loaded, args.max_rows)}
-    for scenario, gap in (("together", 0.0), (f"{args.gap:g} s apart", args.gap)):
+    arrivals = {"together": [("together", 0.0)], "staggered": [(f"{args.gap:g} s apart", args.gap)]}
+    for scenario, gap in arrivals.get(args.arrivals, arrivals["together"] + arrivals["staggered"]):
         for policy, make in policies.items():
             print(f"[{name}] {scenario}, {policy}...", flush=True)
             visits, wall = serve(loaded, make(), args, gap)

@@ -113,6 +113,13 @@ STEPS = [
         bench("bench_chat", "--quick", "--device", "cpu"),
         35,
     ),
+    Step(
+        "serving",
+        "Many visitors: 4 image visitors and a chat, the scheduler against one request at a time (1B)",
+        bench("bench_serving", "--models", "1b", "--arrivals", "together", "--device", "cuda"),
+        bench("bench_serving", "--quick", "--arrivals", "together", "--device", "cpu"),
+        30,
+    ),
 ]
 
 

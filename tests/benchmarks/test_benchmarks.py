@@ -6,7 +6,16 @@ import pytest
 import torch
 from support.gpu import needs_cuda
 
-from benchmarks import bench_chat, bench_image, bench_loading, bench_memory, bench_previews, bench_quality, common
+from benchmarks import (
+    bench_chat,
+    bench_image,
+    bench_loading,
+    bench_memory,
+    bench_previews,
+    bench_quality,
+    bench_serving,
+    common,
+)
 from janus_demo.model import loading, placement, precision
 
 TABLE_HEADER = re.compile(r"^\| model \| .+ \|$", re.MULTILINE)
@@ -55,6 +64,13 @@ def test_memory_benchmark_on_cuda_measures_peaks(capsys):
     output = run_main(capsys, bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cuda"])
     rows = table_rows(output, "tiny")
     assert len(rows) == 2 and not any("needs CUDA" in row for row in rows), output
+
+
+def test_serving_benchmark_compares_the_scheduler_with_one_at_a_time(capsys):
+    output = run_main(capsys, bench_serving.main, ["--quick", "--arrivals", "together"])
+    rows = table_rows(output, "tiny8")
+    assert [row.split(" | ")[2] for row in rows] == ["one at a time", "scheduler"], output
+    assert all(len(row.split(" | ")) == 10 for row in rows)
 
 
 def test_quality_benchmark_measures_each_saving_and_the_gather_is_exact(capsys):
