@@ -33,6 +33,9 @@ from janus_demo.service.model_lock import Heartbeat, translate_device_error
 
 log = logging.getLogger("janus_demo")
 HEARTBEAT_S = 0.25  # a waiting request hears where it stands at least this often
+GATHER_S = (
+    0.1  # an idle worker waits this long for requests sent at the same moment (gradio hands them over one by one)
+)
 _END = object()
 
 
@@ -63,8 +66,9 @@ class ImageScheduler:
         loaded: LoadedJanus,
         max_rows: int = 16,
         fits: Callable[[list[ImageRequest]], bool] | None = None,
+        gather_s: float = GATHER_S,
     ) -> None:
-        self.loaded, self.max_rows, self.fits = loaded, max_rows, fits
+        self.loaded, self.max_rows, self.fits, self.gather_s = loaded, max_rows, fits, gather_s
         self._line: list[_Ticket] = []
         self._state = threading.Condition()
         self._typical_step_s: float | None = None  # seconds per step of the last batch (for wait estimates)
@@ -138,6 +142,9 @@ class ImageScheduler:
             while not any(not t.stop.is_set() for t in self._line):
                 self._line = [t for t in self._line if not t.stop.is_set()]
                 self._state.wait()
+                gather_until = time.monotonic() + self.gather_s  # the worker was idle: let a burst arrive whole
+                while sum(t.rows for t in self._line) < self.max_rows and time.monotonic() < gather_until:
+                    self._state.wait(timeout=max(0.0, gather_until - time.monotonic()))
             self._line = [t for t in self._line if not t.stop.is_set()]
             batch = [self._line[0]]
             for ticket in self._line[1:]:

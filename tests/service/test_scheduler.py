@@ -146,3 +146,13 @@ def test_an_edit_is_batched_too(loaded_small, held):
         busy.result(timeout=300)
     alone = decode_images(loaded_small, generate_image_tokens(loaded_small, edit))
     assert all(p.equal(q) for p, q in zip(pixels(edited), pixels(alone), strict=True))
+
+
+def test_requests_sent_at_the_same_moment_to_an_idle_model_are_drawn_together(loaded_small):
+    """gradio hands a burst over one request at a time: the idle worker gathers it (up to its row cap) first."""
+    scheduler = ImageScheduler(loaded_small, max_rows=8, gather_s=60.0)  # 4 guided images fill the cap at once
+    requests = [image_request(loaded_small, f"fox {n}", seed=n) for n in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda request: collect(scheduler, request), requests))
+    assert scheduler.batches == 1 and scheduler.largest == 4
+    assert all(images is not None for _, images in results)
