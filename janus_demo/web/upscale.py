@@ -109,8 +109,9 @@ def add_upscale(
         if isinstance(event, Problem):
             return {status: PROBLEM + problem_text(event.error), busy: False}
         if isinstance(event, Result):
-            done = gr.update(value=str(event.files[0]), visible=True)
-            return {result: done, download: done, status: event.status, busy: False}
+            path = str(event.files[0])  # one update each: gradio consumes an update's value as it applies it
+            shown = {result: gr.update(value=path, visible=True), download: gr.update(value=path, visible=True)}
+            return shown | {status: event.status, busy: False}
         view = {busy: not isinstance(event, Stopped)}
         return view | ({status: event.status} if event.status is not None else {})
 
@@ -125,9 +126,8 @@ def add_upscale(
     )
     event.then(after_upscale, busy, [status, busy], api_visibility="private", queue=False)
     gallery.select(pick_selected, None, selected, api_visibility="private", queue=False)
-    hide = gr.update(value=None, visible=False)
     gallery.change(
-        lambda: (None, hide, hide, ""),
+        lambda: (None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""),
         None,
         [selected, result, download, status],
         api_visibility="private",
