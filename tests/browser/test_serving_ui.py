@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 from support.browser import CHAT_STATUS, IMAGES_STATUS, no_error_badge, seen, send, set_number, shots, watch
 from support.meters import wait_until
+from support.scheduling import holding, waiting
 from support.serving import image_args, new_client
 
 from janus_demo.service import scheduler as scheduling
@@ -30,22 +31,8 @@ def generate(page, prompt: str, images: int = 1) -> None:
 @pytest.fixture
 def held(small_backend):
     """The scheduler holds its next batch until `release` is set."""
-    scheduler = small_backend.scheduler
-    release, original = threading.Event(), scheduler._draw
-
-    def draw(batch):
-        release.wait(120)
-        original(batch)
-
-    scheduler._draw = draw
-    yield scheduler, release
-    release.set()
-    scheduler._draw = original
-
-
-def waiting(scheduler, count: int) -> bool:
-    with scheduler._state:
-        return len(scheduler._line) >= count
+    with holding(small_backend.scheduler) as release:
+        yield small_backend.scheduler, release
 
 
 def test_two_tabs_drawing_at_once_are_drawn_together(pages, small_url, held, tmp_path):

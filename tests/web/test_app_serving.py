@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 from support.meters import wait_until
+from support.scheduling import holding, running, waiting
 from support.serving import chat_args, chat_message, close_all, image_args, new_client
 
 from janus_demo.service import scheduler as scheduling
@@ -17,28 +18,9 @@ from janus_demo.service import scheduler as scheduling
 
 @pytest.fixture
 def held(small_backend):
-    """The scheduler's worker holds its next batch until `release` is set (the model 'busy' with it)."""
-    scheduler = small_backend.scheduler
-    release, original = threading.Event(), scheduler._draw
-
-    def draw(batch):
-        release.wait(120)
-        original(batch)
-
-    scheduler._draw = draw
-    yield scheduler, release
-    release.set()
-    scheduler._draw = original
-
-
-def waiting(scheduler, count: int) -> bool:
-    with scheduler._state:
-        return len(scheduler._line) >= count
-
-
-def running(scheduler) -> int:
-    with scheduler._state:
-        return len(scheduler._running)
+    """The scheduler holds its next batch until `release` is set."""
+    with holding(small_backend.scheduler) as release:
+        yield small_backend.scheduler, release
 
 
 def pixels(path) -> list:
