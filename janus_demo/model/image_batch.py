@@ -30,6 +30,7 @@ from transformers import DynamicCache
 
 from janus_demo.model import internals, memory
 from janus_demo.model.image_loop import (
+    FitScores,
     ImageRequest,
     forced_prefix,
     guidance_input_ids,
@@ -50,6 +51,7 @@ class Member:
     tokens: torch.Tensor  # (num_images, grid tokens)
     forced: torch.Tensor | None
     forced_at: list[bool]
+    fit: FitScores  # the forced tokens after the first drawn one, scored as in the one-request loop
     step: int = 0  # tokens of each image drawn so far
     rows: list[int] = field(default_factory=list)  # its rows in the batch: conditional, then unconditional
 
@@ -73,13 +75,15 @@ class ImageBatch:
     def _member(self, request: ImageRequest, stop: threading.Event | None) -> Member:
         forced = None if request.forced_tokens is None else request.forced_tokens.to(self.device)
         mask = request.forced_mask
+        forced_at = [False] * self.total if mask is None or forced is None else mask.bool().tolist()
         return Member(
             request=request,
             stop=stop,
             generator=torch.Generator(device=self.device).manual_seed(int(request.seed)),
             tokens=torch.zeros((request.num_images, self.total), dtype=torch.long, device=self.device),
             forced=forced,
-            forced_at=[False] * self.total if mask is None or forced is None else mask.bool().tolist(),
+            forced_at=forced_at,
+            fit=FitScores(forced_at, request.num_images, self.device),
         )
 
     @torch.inference_mode()
@@ -132,12 +136,14 @@ class ImageBatch:
         return moved
 
     def _next_tokens(self, member: Member, scores: torch.Tensor) -> torch.Tensor:
-        """The member's next token per image: forced where its mask says so, else sampled with its generator."""
+        """The member's next token per image: forced (and scored) where its mask says so, else sampled with its
+        generator."""
         request, step = member.request, member.step
+        logits = guided_logits(scores, request.num_images, request.guidance_scale)
         if member.forced_at[step]:
             tokens = member.forced[step].expand(request.num_images)
+            member.fit.add(step, logits, member.forced[step])
         else:
-            logits = guided_logits(scores, request.num_images, request.guidance_scale)
             tokens = pick_tokens(logits, request.temperature, request.top_p, member.generator)
         member.tokens[:, step] = tokens
         member.step += 1

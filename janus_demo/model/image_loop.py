@@ -12,6 +12,8 @@ forced_mask=mask)` takes the source image's token wherever `mask` (one boolean p
 `loaded.image_shape`, in raster order: 576 for Janus-Pro) is True, in the guided and unguided rows alike, and
 samples the rest; forced tokens fill the grid (and the previews) as the loop reaches them. The leading forced
 tokens (a completion's kept rows) go in with the prompt, in one forward, so the first update already shows them.
+The forced tokens after the first sampled one are scored as they are fed (`FitScores`): the final update's `fit`
+says, per image, how likely the model finds the kept tokens that follow what it drew.
 
 `loaded` comes from `janus_demo.model.loading.load_janus`. The loop is our own, written over the model's
 public pieces, because `model.generate(generation_mode="image")` has no streamer, no Stop, uses the
@@ -29,12 +31,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import StaticCache
 
 from janus_demo.model import cuda_graphs, internals, memory, previews
 from janus_demo.model.chat_template import literal_text
+from janus_demo.model.image_shape import ImageShape
 from janus_demo.model.loading import LoadedJanus
 from janus_demo.model.memory import DECODE_CHUNK
 
@@ -79,6 +83,8 @@ class ImageProgress:
     steps_per_second: float  # each step adds one token to every image of the batch
     previews: list[Image.Image] | None = None
     images: list[Image.Image] | None = None
+    fit: list[float] | None = None  # per final image: `FitScores.scores()` (None when no forced token follows)
+    order: list[int] | None = None  # each final image's place in the batch as drawn (0-based), once reordered
 
     @property
     def done(self) -> bool:
@@ -128,10 +134,23 @@ def guidance_input_ids(input_ids: torch.Tensor, num_images: int, guided: bool, p
 
 @torch.inference_mode()
 def encode_image(loaded: LoadedJanus, image: Image.Image) -> torch.Tensor:
-    """An RGB image of `loaded.image_shape.size` as its codebook ids (raster order; 576 for Janus-Pro's 384x384),
-    normalised by the processor first."""
-    pixels = loaded.processor.image_processor(image, return_tensors="pt")["pixel_values"]
-    return internals.encode_image_tokens(loaded.model, pixels)[0].cpu()
+    """An RGB image of `loaded.image_shape.size` as its codebook ids (raster order; 576 for Janus-Pro's 384x384).
+
+    The VQ encoder's input is built here (`vq_pixels`), not by the processor: the hub checkpoints' processor
+    config (mean = std = 0.5) happens to give the same range, but one without those values would normalise with
+    CLIP's defaults and feed the encoder the wrong range silently.
+    """
+    return internals.encode_image_tokens(loaded.model, vq_pixels(image, loaded.image_shape))[0].cpu()
+
+
+def vq_pixels(image: Image.Image, shape: ImageShape) -> torch.Tensor:
+    """The VQ encoder's input: `image` in RGB at the model's size (`shape.size`, resized bicubic if it is not),
+    as (1, 3, height, width) floats x / 127.5 - 1, in [-1, 1]."""
+    image = image.convert("RGB")
+    if image.size != shape.size:
+        image = image.resize(shape.size, Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)
+    return pixels.permute(2, 0, 1).unsqueeze(0)
 
 
 def forced_prefix(forced_mask: torch.Tensor | None, total: int) -> int:
@@ -179,6 +198,33 @@ def pick_tokens(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
+class FitScores:
+    """Per image, the log-probabilities of the forced tokens that come after the first sampled one, summed as
+    the loop feeds them: how well the drawn tokens fit the kept ones that follow them. (In raster order a drawn
+    region cannot see the kept tokens below and to its right; their scores, which the loop computes anyway, can.)
+
+    The distribution is the guided one the loop samples from (`guided_logits`), at temperature 1 and without
+    top-p: the model's own belief, defined for greedy requests too (temperature 0 has no distribution), and
+    never minus infinity (top-p would give a kept token outside the nucleus no probability at all).
+    """
+
+    def __init__(self, forced_at: list[bool], num_images: int, device: torch.device) -> None:
+        self.first_drawn = forced_at.index(False) if False in forced_at else len(forced_at)
+        self.total = torch.zeros(num_images, dtype=torch.float32, device=device)
+        self.count = 0
+
+    def add(self, step: int, logits: torch.Tensor, token: torch.Tensor) -> None:
+        """Score the forced `token` at `step` under the guided `logits` (images, codebook), if a drawn token
+        came before it."""
+        if step > self.first_drawn:
+            self.total += torch.log_softmax(logits.float(), dim=-1)[:, token]
+            self.count += 1
+
+    def scores(self) -> list[float] | None:
+        """Per image, the mean log-probability of the forced tokens scored; None when none were."""
+        return (self.total / self.count).tolist() if self.count else None
+
+
 # --- the token loop ----------------------------------------------------------------------------
 
 
@@ -202,6 +248,7 @@ class ImageTokenLoop:
         mask = request.forced_mask
         self.forced_at = [False] * self.total if mask is None or self.forced is None else mask.bool().tolist()
         self.prefix = 0 if self.forced is None else forced_prefix(mask, self.total)
+        self.fit = FitScores(self.forced_at, request.num_images, self.device)
         self._prefill_inputs(loaded)
 
     @torch.inference_mode()
@@ -255,10 +302,11 @@ class ImageTokenLoop:
         if self.step == 0 and self.prefix:  # the prefill took the forced first tokens too
             self.tokens[:, : self.prefix] = self.forced[: self.prefix]
             self.step = self.prefix
-        if self.forced_at[self.step]:  # the source image's token, for every image (its scores are not used)
+        logits = guided_logits(scores, self.request.num_images, self.request.guidance_scale)
+        if self.forced_at[self.step]:  # the source image's token, for every image, scored
             next_tokens = self.forced[self.step].expand(self.request.num_images)
+            self.fit.add(self.step, logits, self.forced[self.step])
         else:
-            logits = guided_logits(scores, self.request.num_images, self.request.guidance_scale)
             next_tokens = pick_tokens(logits, self.request.temperature, self.request.top_p, self.generator)
         self.tokens[:, self.step] = next_tokens
         feed = torch.cat([next_tokens, next_tokens]) if self.guided else next_tokens
@@ -276,7 +324,10 @@ def iter_image_tokens(
 
     The grid is the loop's own buffer: copy it to keep it. Returns early, between steps, once `stop` is set.
     """
-    loop = ImageTokenLoop(loaded, request)
+    yield from _steps(ImageTokenLoop(loaded, request), stop)
+
+
+def _steps(loop: ImageTokenLoop, stop: threading.Event | None) -> Iterator[tuple[int, torch.Tensor]]:
     while loop.step < loop.total:
         if stop is not None and stop.is_set():
             return
@@ -315,7 +366,8 @@ def iter_image_generation(
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
     total = loaded.image_shape.tokens
-    for step, tokens in iter_image_tokens(loaded, request, stop):
+    loop = ImageTokenLoop(loaded, request)
+    for step, tokens in _steps(loop, stop):
         elapsed = time.perf_counter() - start
         shots = None
         if _preview_due(step, total, request.preview_every, mode):
@@ -325,7 +377,7 @@ def iter_image_generation(
         return
     images = decode_images(loaded, tokens)
     elapsed = time.perf_counter() - start
-    yield ImageProgress(total, total, elapsed, total / max(elapsed, 1e-9), images=images)
+    yield ImageProgress(total, total, elapsed, total / max(elapsed, 1e-9), images=images, fit=loop.fit.scores())
 
 
 def _preview_due(step: int, total: int, every: int, mode: str) -> bool:

@@ -98,7 +98,7 @@ def decode_token_rows(model: JanusForConditionalGeneration, tokens: torch.Tensor
 
 
 def encode_image_tokens(model: JanusForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The VQ encoder: (B, 3, H, W) pixels normalised as the processor does -> (B, rows*columns) codebook ids.
+    """The VQ encoder: (B, 3, H, W) pixels in [-1, 1] (`image_loop.vq_pixels`) -> (B, rows*columns) codebook ids.
 
     `vqmodel.encoder` and `vqmodel.quant_conv`, then the nearest code by cosine similarity. Janus' VQ model
     (LlamaGen's, `codebook_l2_norm=True`) compares l2-normalised latents with l2-normalised codes, as its
