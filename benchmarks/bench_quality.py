@@ -1,7 +1,7 @@
 """What each memory saving costs in quality: scores of the changed model next to the bf16 reference, 1B shape.
 
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_quality            # Janus-Pro-1B shape, 24 layers, CPU: ~3 min
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_quality --quick    # 2 layers, 32 positions: ~40 s
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_quality --quick    # a small shape: runs in seconds, figures say nothing
 
 A Janus-Pro-1B-shaped model with independent N(0, 0.02) weights (every matrix drawn, not tiled, so no two
 vocabulary rows tie), in bf16 as on a GPU, reads `--positions` random token ids. For each change, the same
@@ -89,16 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=24, help="language-model layers (Janus-Pro-1B has 24)")
     parser.add_argument("--positions", type=int, default=128, help="token positions compared")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="2 layers, 32 positions")
+    parser.add_argument("--quick", action="store_true", help="a small shape: checks that it runs")
     args = parser.parse_args(argv)
-    if args.quick:
+    shape = common.SHAPES["1b"]
+    if args.quick:  # the 1B shape takes minutes to draw and quantize on a CPU
+        shape = common.Shape("small", hidden=256, layers=2, heads=4, intermediate=512, vocab=4096)
         args.layers, args.positions = 2, 32
     common.quiet()
     torch.set_num_threads(args.threads)
-    shape = common.SHAPES["1b"]
 
     def fresh() -> torch.nn.Module:
-        print(f"[1b, {args.layers} layers] building and drawing weights...", flush=True)
+        print(f"[{shape.name}, {args.layers} layers] building and drawing weights...", flush=True)
         built = common.build_random(shape, args.layers, small_vision=True, dtype=torch.bfloat16).model
         randomize_(built)
         return built
@@ -116,13 +117,13 @@ def main(argv: list[str] | None = None) -> None:
         if image is not None:
             rows.append([change, "image-token scores", *compare(image_ref, image), "", ""])
 
-    print("[1b] embed_tokens on the CPU behind a gather...", flush=True)
+    print(f"[{shape.name}] embed_tokens on the CPU behind a gather...", flush=True)
     table = model.get_input_embeddings()
     placement.keep_embeddings_on_cpu(model)
     add("embed_tokens on the CPU (gather)", scores(model, hidden_states(model, ids))[0], None, embedding_bytes)
     model.set_input_embeddings(table)
     for mode, label in (("8bit", "lm_head in LLM.int8 (chosen for 4-bit)"), ("4bit", "lm_head in NF4 (not chosen)")):
-        print(f"[1b] {label}...", flush=True)
+        print(f"[{shape.name}] {label}...", flush=True)
         head = internals.bitsandbytes_linear(
             copy.deepcopy(model.get_output_embeddings()), precision.quantization_config(mode, torch.bfloat16)
         )
@@ -133,14 +134,14 @@ def main(argv: list[str] | None = None) -> None:
     ):
         del model
         model = fresh()  # the same weights again (same seeds), then quantized in place
-        print(f"[1b] {label}: quantizing...", flush=True)
+        print(f"[{shape.name}] {label}: quantizing...", flush=True)
         common.quantize_in_memory(model, mode)
         placement.make_lean(model, mode, images_only=False, device=torch.device("cpu"))
         text, image = scores(model, hidden_states(model, ids))
         add(label, text, image, lambda m, mode=mode: mode_saving(m, mode))
 
     print(
-        f"\n{common.describe_machine(torch.device('cpu'), args.threads)}. Janus-Pro-1B shape, {args.layers} "
+        f"\n{common.describe_machine(torch.device('cpu'), args.threads)}. {shape.name} shape, {args.layers} "
         f"layer(s), bf16, {args.positions} positions; errors against the bf16 model's scores.\n"
     )
     headers = ["change", "scores", "max abs error", "relative RMS error", "top-1 agreement"]
