@@ -1,13 +1,15 @@
 """Upscale 2x (`/upscale`, with `--upscaler`): one request, from the image to the larger PNG.
 
     prepared = prepare_upscale(backend, "photo.png")
-    for item in run_upscale(backend, prepared): ...        # Heartbeats while waiting, then one Upscaled
+    for item in run_upscale(backend, prepared): ...   # Heartbeats while waiting, Upscaling, then one Upscaled
     for event in upscale_image(backend, upscale_on_gpu, path):
-        ...                                  # Started, Progress while waiting, then Result (or Stopped)
+        ...          # Started, Progress (waiting, then "Upscaling 42% · 5.1 s · about 7 s left"), then Result
 
 The image is checked and read on the CPU (`prepare_upscale`); only then does `upscale_on_gpu` run it under
 the model lock (borrowing a GPU on ZeroGPU). The PNG, `<name>-2x.png`, keeps the source's text and notes
-the checkpoint it was enlarged with (by file name only: a server path stays on the server).
+the checkpoint it was enlarged with (by file name only: a server path stays on the server). While the
+network runs, the status says how far it is, how long it has taken and about how long is left, after each of
+its blocks (23 lines for Real-ESRGAN x2plus: `janus_demo.model.upscaler`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from janus_demo.service.errors import FieldError, InputError
 from janus_demo.service.events import Event, Progress, Result, Started, Stopped
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.png_metadata import png_text
-from janus_demo.service.status_lines import STARTING, waiting_text
+from janus_demo.service.status_lines import STARTING, about, waiting_text
 
 if TYPE_CHECKING:
     from janus_demo.service.backend import Backend
 
 UpscaleFn = Callable[[Any], Iterator[Any]]
 NO_UPSCALER = "This server has no upscaler (start it with --upscaler to offer Upscale 2x)."
+UPSCALING = "Upscaling…"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,14 @@ class PreparedUpscale:
     image: Image.Image
     metadata: dict[str, str]
     name: str  # the source file's name without its extension ("image" for a data URL)
+
+
+@dataclass(frozen=True)
+class Upscaling:
+    """How far an upscale is: the share of the network's work `done` after `elapsed` seconds."""
+
+    done: float
+    elapsed: float
 
 
 @dataclass(frozen=True)
@@ -81,16 +92,18 @@ def run_upscale(
     backend: Backend, prepared: PreparedUpscale, stop: threading.Event | None = None, deadline_s: float | None = None
 ) -> Iterator[Any]:
     """Enlarge a prepared image under the model lock: Heartbeats while waiting (at most `deadline_s`, default
-    `limits.request_deadline_s`), then one `Upscaled` (nothing if stopped)."""
+    `limits.request_deadline_s`), `Upscaling` as it starts and after each of the network's blocks, then one
+    `Upscaled` (nothing more if stopped)."""
     stop = stop or threading.Event()
     up = backend.upscaler
     if up is None:
         raise InputError(NO_UPSCALER)
 
-    def work(emit: Callable[[Upscaled], None]) -> None:
+    def work(emit: Callable[[Upscaling | Upscaled], None]) -> None:
         start = time.perf_counter()
+        emit(Upscaling(0.0, 0.0))
         try:
-            image = up.upscale(prepared.image, stop)
+            image = up.upscale(prepared.image, stop, lambda done: emit(Upscaling(done, time.perf_counter() - start)))
         except upscaler.Stopped:
             return
         source = prepared.image
@@ -120,9 +133,20 @@ def _upscale_image(backend: Backend, upscale: UpscaleFn, image: object) -> Itera
             if isinstance(item, Heartbeat):
                 yield Progress(waiting_text(item) if item.waiting else None)
                 continue
+            if isinstance(item, Upscaling):
+                yield Progress(upscaling_text(item), round(100 * item.done), 100)
+                continue
             source, larger = prepared.image, item.image
             path = save_png(larger, folder / f"{prepared.name}-2x.png")
             size = f"{source.width}×{source.height} → {larger.width}×{larger.height}"
             yield Result(f"Upscaled {size} in {item.seconds:.1f} s.", (path,))
             return
     yield Stopped("Stopped.")
+
+
+def upscaling_text(progress: Upscaling) -> str:
+    """'Upscaling 42% · 5.1 s · about 7 s left' ('Upscaling…' before the first block is done)."""
+    if progress.done <= 0:
+        return UPSCALING
+    left = progress.elapsed * (1 - progress.done) / progress.done
+    return f"Upscaling {progress.done:.0%} · {progress.elapsed:.1f} s · {about(left)} left"

@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 from PIL import Image
-from support.upscaler import tiny_upscaler, tiny_upscaler_file
+from support.upscaler import held_upscaler, tiny_upscaler, tiny_upscaler_file
 
 from janus_demo.model import upscaler as up
 
@@ -112,6 +112,37 @@ def test_stop_ends_an_upscale_between_blocks(tmp_path):
     stop.set()
     with pytest.raises(up.Stopped):
         tiny_upscaler(tmp_path).upscale(Image.new("RGB", (64, 64)), stop)
+
+
+def test_progress_is_the_share_of_the_work_after_each_block_and_changes_nothing(tmp_path):
+    upscaler = tiny_upscaler(tmp_path, blocks=3)
+    image = Image.effect_noise((64, 48), 60).convert("RGB")
+    shares = []
+    assert upscaler.upscale(image, progress=shares.append).tobytes() == upscaler.upscale(image).tobytes()
+    assert len(shares) == 3 and 0 < shares[0] < shares[1] < shares[2] < 1
+    with torch.device("meta"):
+        x2plus = up.RRDBNet(scale=2).work_shares(192 * 192)  # RealESRGAN_x2plus on a 384x384 image
+    assert len(x2plus) == 23 and x2plus[0] == pytest.approx(0.04, abs=0.005)
+    assert x2plus[-1] == pytest.approx(0.92, abs=0.005), "the full-size convs after the blocks: the last 8%"
+
+
+def test_stop_during_an_upscale_ends_it_before_the_next_block(tmp_path):
+    held, stop, told = held_upscaler(tmp_path), threading.Event(), []  # three blocks; the second waits
+    worker = threading.Thread(target=lambda: told.append(catch_stopped(held.upscaler, stop)))
+    worker.start()
+    assert held.waiting.wait(60)
+    stop.set()  # Stop while the upscale is in its second block
+    held.gate.set()
+    worker.join(60)
+    assert told == ["stopped"] and held.ran == [0, 1], "the third block never ran"
+
+
+def catch_stopped(upscaler, stop):
+    try:
+        upscaler.upscale(Image.new("RGB", (32, 32)), stop)
+    except up.Stopped:
+        return "stopped"
+    return "finished"
 
 
 def test_no_memory_check_off_cuda(tmp_path):

@@ -22,6 +22,8 @@ from support.raw_api import fn_index, raw_call
 from support.serving import image_args, new_client
 
 from janus_demo.service.errors import FieldError
+from janus_demo.service.model_lock import Heartbeat
+from janus_demo.service.upscale import Upscaling, upscaling_text
 
 
 def config(url):
@@ -89,6 +91,16 @@ def test_a_data_url_works_and_stop_ends_a_run(upscaling, tmp_path):
     stop = threading.Event()
     stop.set()
     assert [item for item in upscaling.run_upscale(prepared, stop) if hasattr(item, "image")] == []
+
+
+def test_an_upscale_says_how_far_it_is_after_each_block(upscaling, tmp_path):
+    save_png(Image.new("RGB", (40, 30), "teal"), tmp_path / "small.png", {})
+    prepared = upscaling.prepare_upscale(str(tmp_path / "small.png"))
+    items = [item for item in upscaling.run_upscale(prepared) if not isinstance(item, Heartbeat)]
+    assert [type(item).__name__ for item in items] == ["Upscaling", "Upscaling", "Upscaled"]  # start, one block
+    assert items[0].done == 0 and 0 < items[1].done < 1
+    assert upscaling_text(items[0]) == "Upscaling…"
+    assert upscaling_text(Upscaling(0.25, 3.0)) == "Upscaling 25% · 3.0 s · about 9 s left"
 
 
 def test_without_an_upscaler_neither_the_button_nor_the_endpoint_exists(loaded_tiny):
