@@ -65,7 +65,8 @@ class Backend:
             limits = self.gpu_budget.fitted(limits, self.billions, steps=self.image_shape.tokens)
         self.limits = limits
         self.image_limits = image_limits or intake.ImageLimits()
-        self.schemas = schemas_for(self.limits, gpu=loaded.device.type == "cuda", shape=self.image_shape)
+        gpu = loaded.device.type == "cuda"  # a GPU draws 4 images by default; random weights answer briefly
+        self.schemas = schemas_for(self.limits, gpu, self.image_shape, random_weights=loaded.random_weights)
         self.lock = ModelLock()
         self.clients = ClientLedger(client_limits)  # per-client counts, fed by the server's middleware
         self.histories = Histories(self.clients.limits.max_sessions, self.clients.limits.session_ttl_s)

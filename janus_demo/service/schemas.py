@@ -31,6 +31,7 @@ from janus_demo.service.fields import ChoiceField, Field, ImageField, NumberFiel
 from janus_demo.service.intake import FORMAT_NAMES
 
 RANDOM_SEED = -1  # "pick a random seed": the service draws one before the model sees the request
+RANDOM_WEIGHTS_TOKENS = 48  # a random-weight model's default answer length (its noise rarely ends by itself)
 SEED_MAX = 2**32 - 1
 
 
@@ -192,8 +193,11 @@ def top_p_field(default: float, help_text: str) -> NumberField:
     return NumberField("top_p", "Top-p", default, 0.05, 1.0, 0.05, help=help_text)
 
 
-def chat_schema(limits: Limits) -> Schema:
-    """`/chat`: a message ({"text", "files"}; its text is checked here) and the answer's sampling settings."""
+def chat_schema(limits: Limits, random_weights: bool = False) -> Schema:
+    """`/chat`: a message ({"text", "files"}; its text is checked here) and the answer's sampling settings. A
+    model of random weights (`--model tiny`) answers noise that rarely ends by itself: its answers are
+    `RANDOM_WEIGHTS_TOKENS` long by default, so a first try takes seconds."""
+    short = "Random weights: answers stop after this many tokens by default." if random_weights else ""
     return Schema(
         "/chat",
         (
@@ -208,12 +212,12 @@ def chat_schema(limits: Limits) -> Schema:
             NumberField(
                 "max_new_tokens",
                 "Max new tokens",
-                min(512, limits.max_new_tokens),
+                min(RANDOM_WEIGHTS_TOKENS if random_weights else 512, limits.max_new_tokens),
                 1,
                 limits.max_new_tokens,
                 1,
                 integer=True,
-                help=_joined("Longest answer, in tokens.", limits.why_capped("max_new_tokens")),
+                help=_joined("Longest answer, in tokens.", short, limits.why_capped("max_new_tokens")),
                 over_max=limits.why_capped("max_new_tokens"),
             ),  # fmt: skip
             temperature_field(0.1),  # DeepSeek's demo defaults: temperature 0.1, top-p 0.95
@@ -382,11 +386,11 @@ class Schemas(NamedTuple):
     upscale: Schema
 
 
-def schemas_for(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schemas:
+def schemas_for(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO, random_weights: bool = False) -> Schemas:
     """Every request's schema; the image fields' ranges follow `shape`, the loaded model's (Janus-Pro's by
-    default, for the README)."""
+    default, for the README), and a model of `random_weights` gets short answers by default."""
     return Schemas(
-        chat_schema(limits),
+        chat_schema(limits, random_weights),
         image_schema(limits, gpu, shape),
         complete_schema(limits, gpu, shape),
         redraw_schema(limits, gpu, shape),

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from janus_demo.service.backend import Backend
+from janus_demo.service.schemas import RANDOM_WEIGHTS_TOKENS
 from janus_demo.web.assets import ASSETS
 from janus_demo.web.chat_tab import build_chat_tab
 from janus_demo.web.edit_tab import build_edit_tab
@@ -27,6 +28,15 @@ RANDOM_WEIGHTS_NOTICE = (
     "without a download; for real results start it without `--model`, which loads Janus-Pro-1B, "
     "or with `--model deepseek-community/Janus-Pro-7B`."
 )
+
+
+def random_weights_notice(backend: Backend) -> str:
+    """The notice over a random-weight model, with its short chat answers (`schemas.RANDOM_WEIGHTS_TOKENS`)."""
+    notice = RANDOM_WEIGHTS_NOTICE.format(model_id=backend.info()["model_id"])
+    tokens = backend.schemas.chat["max_new_tokens"].default
+    if not backend.can_chat or tokens > RANDOM_WEIGHTS_TOKENS:
+        return notice
+    return f"{notice} Chat answers stop after {tokens} tokens by default (Max new tokens, in Generation settings)."
 
 
 def describe_model(info: dict[str, Any]) -> str:
@@ -47,7 +57,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
         about = "Chat about images, turn words into pictures, or complete and redraw a photo."
         gr.Markdown(f"# {TITLE}\n{about} {describe_model(info)}")
         if info["random_weights"]:
-            gr.Markdown(RANDOM_WEIGHTS_NOTICE.format(model_id=info["model_id"]), elem_id="random-weights-notice")
+            gr.Markdown(random_weights_notice(backend), elem_id="random-weights-notice")
         with gr.Tabs(elem_id="tabs") as tabs:
             chat = None
             if backend.can_chat:  # not in images-only mode

@@ -1,6 +1,7 @@
 """The app in a real browser on the tiny model: chat streams token by token (the status moves with every
-token, even tokens that add no text yet) and follows up; previews build up before the final gallery; "Ask
-about this image" carries it to the chat; Stop ends image generation and says where.
+token, even tokens that add no text yet) and follows up; its answers are short by default (random weights);
+previews build up before the final gallery; "Ask about this image" carries it to the chat; Stop ends image
+generation and says where.
 """
 
 import re
@@ -55,6 +56,17 @@ def test_chat_about_an_uploaded_image_streams_and_follows_up(page):
     wait_for_answer(page, 2)
     assert len(tokens_in(seen(page, "chat-status"))) >= 2
     expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text("What colour is it?")
+
+
+def test_the_tiny_models_answers_stop_by_themselves_after_a_short_default(page):
+    """Random weights answer noise that rarely ends: 48 new tokens by default (the page says so), not 512."""
+    expect(page.locator("#random-weights-notice")).to_contain_text("Chat answers stop after 48 tokens by default")
+    send(page, "Hello?")
+    wait_for_answer(page, 1)
+    assert max(tokens_in([page.locator(CHAT_STATUS).inner_text()])) <= 48
+    page.get_by_role("button", name="Generation settings").click()
+    expect(page.get_by_label("number input for Max new tokens")).to_have_value("48")
+    expect(page.locator("#field-max_new_tokens")).to_contain_text("Random weights: answers stop after this many")
 
 
 # --- text to image --------------------------------------------------------------------------------

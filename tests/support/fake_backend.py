@@ -21,6 +21,7 @@ from PIL import Image
 from janus_demo.model import chat
 from janus_demo.model import image_loop as imagegen
 from support.service_calls import Backend
+from janus_demo.service.schemas import chat_schema
 
 IMAGE_STEPS = 24  # fake image generation: steps per picture, unless `image_steps` is changed
 
@@ -39,6 +40,7 @@ class FakeBackend(Backend):
         self.gate = threading.Event()  # cleared: the work waits (holding the section) until it is set again
         self._lock = threading.Lock()
         self.reset(token_delay=token_delay, step_delay=step_delay)
+        self.schemas = self.schemas._replace(chat=chat_schema(self.limits))  # a real model's defaults: fake work
 
     def reset(self, token_delay: float = 0.0, step_delay: float = 0.0) -> FakeBackend:
         """Back to fast, open and never failing, counters at zero (the section's too)."""
