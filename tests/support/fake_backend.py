@@ -20,8 +20,8 @@ from PIL import Image
 
 from janus_demo.model import chat
 from janus_demo.model import image_loop as imagegen
-from support.service_calls import Backend
 from janus_demo.service.schemas import chat_schema
+from support.service_calls import Backend
 
 IMAGE_STEPS = 24  # fake image generation: steps per picture, unless `image_steps` is changed
 
@@ -37,10 +37,10 @@ class FakeBackend(Backend):
     def __init__(self, loaded: Any, *, token_delay: float = 0.0, step_delay: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("max_batch_rows", 0)  # one request at a time under the model lock: the fakes' timing
         super().__init__(loaded, **kwargs)
+        self.schemas = self.schemas._replace(chat=chat_schema(self.limits))  # a real model's defaults: fake work
         self.gate = threading.Event()  # cleared: the work waits (holding the section) until it is set again
         self._lock = threading.Lock()
         self.reset(token_delay=token_delay, step_delay=step_delay)
-        self.schemas = self.schemas._replace(chat=chat_schema(self.limits))  # a real model's defaults: fake work
 
     def reset(self, token_delay: float = 0.0, step_delay: float = 0.0) -> FakeBackend:
         """Back to fast, open and never failing, counters at zero (the section's too)."""
