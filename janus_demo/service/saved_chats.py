@@ -121,7 +121,8 @@ def to_storage(chats: Iterable[SavedChat]) -> list[dict[str, Any]]:
 
 def stored_messages(messages: object) -> list[Message]:
     """A chat's readable messages in the shape they are kept in: role, text blocks, images by path, and a
-    status mark ("Stopped") by its title only."""
+    status mark ("Stopped") by its title, with one empty text block (the Chatbot leaves out a message with no
+    content at all, which lost the mark after a reload)."""
     kept = []
     for message in readable_messages(messages):
         if message["role"] not in ("user", "assistant"):
@@ -131,7 +132,9 @@ def stored_messages(messages: object) -> list[Message]:
         metadata = message.get("metadata")
         if isinstance(metadata, Mapping) and isinstance(metadata.get("title"), str) and metadata["title"]:
             entry["metadata"] = {"title": metadata["title"][:TITLE_CHARS], "status": "done"}
-        if entry["content"] or "metadata" in entry:
+        if "metadata" in entry and not entry["content"]:
+            entry["content"] = [{"type": "text", "text": ""}]
+        if entry["content"]:
             kept.append(entry)
     return kept
 

@@ -68,7 +68,7 @@ def test_a_chat_comes_back_as_it_was_saved_with_its_image(cache):
     again = restore(stored, [folder], LIMITS)
     assert [chat.id for chat in again] == [chat_id]
     messages = shown(find(again, chat_id), [folder], LIMITS)
-    assert texts(messages) == ["What is this?", "A cat."]
+    assert texts(messages) == ["What is this?", "A cat.", ""]  # the mark's empty text: see below
     assert files(messages) == [{"path": picture, "mime_type": "image/png"}], "shown as a picture, not a file link"
     assert messages[-1]["metadata"] == {"title": "Stopped", "status": "done"}
     assert again[0].title == "What is this?"
@@ -131,7 +131,7 @@ def test_unreadable_messages_are_left_out_and_ids_made_unique(cache):
     assert [message["role"] for message in chats[0].messages] == ["user", "assistant"]
     assert chats[0].messages[1] == {
         "role": "assistant",
-        "content": [],
+        "content": [{"type": "text", "text": ""}],
         "metadata": {"title": "Stopped", "status": "done"},
     }
 
@@ -251,3 +251,14 @@ def test_the_saved_list_is_measured_before_it_is_read(cache, monkeypatch):
     for _ in range(100_000):  # deeper than Python's recursion limit
         nested = [nested]
     assert restore([{"id": "0000000d", "messages": nested}], [folder], limits) == []
+
+
+def test_a_stopped_mark_comes_back_as_a_message_the_chatbot_shows(cache):
+    """The Chatbot leaves out a message without content: the mark keeps one empty text (it was lost on reload)."""
+    import gradio as gr
+
+    folder, picture = cache
+    _, chats = remember([], None, browser_chatbot(picture), LIMITS)
+    messages = shown(restore(to_storage(chats), [folder], LIMITS)[0], [folder], LIMITS)
+    shown_by_chatbot = gr.Chatbot().postprocess(messages).root
+    assert [message.metadata for message in shown_by_chatbot][-1] == {"title": "Stopped", "status": "done"}
