@@ -85,11 +85,17 @@ class ImageProgress:
     images: list[Image.Image] | None = None
     fit: list[float] | None = None  # per final image: `FitScores.scores()` (None when no forced token follows)
     order: list[int] | None = None  # each final image's place in the batch as drawn (0-based), once reordered
+    decoded: list[Image.Image] | None = None  # while decoding: the images decoded since the last update, in order
 
     @property
     def done(self) -> bool:
         """True on the last update, the one that carries the final images."""
         return self.images is not None
+
+    @property
+    def decoding(self) -> bool:
+        """True after the last step until the final update: every token is drawn, the images are being decoded."""
+        return self.step >= self.total and not self.done
 
     @property
     def eta(self) -> float | None:
@@ -353,15 +359,35 @@ def decode_images(loaded: LoadedJanus, tokens: torch.Tensor) -> list[Image.Image
     return images
 
 
+def decoding_updates(
+    loaded: LoadedJanus, tokens: torch.Tensor, stop: threading.Event | None, start: float, **final: object
+) -> Iterator[ImageProgress]:
+    """After the last step: the images of `tokens` (B, grid tokens) decoded DECODE_CHUNK at a time (as
+    `decode_images` does, so the pixels are the same), an update with each group (`decoded`) but the last, then
+    the final update with all of them (and `final`'s fields). Returns between two groups once `stop` is set: the
+    caller has the images decoded so far. `start`: the request's perf_counter."""
+    total, images = tokens.shape[1], []
+    for group in tokens.split(DECODE_CHUNK):  # each group reported, and Stop heard between them
+        if stop is not None and stop.is_set():
+            return
+        images.extend(decode_images(loaded, group))
+        elapsed = time.perf_counter() - start
+        rate = total / max(elapsed, 1e-9)
+        if len(images) < tokens.shape[0]:
+            yield ImageProgress(total, total, elapsed, rate, decoded=images[-group.shape[0] :])
+    yield ImageProgress(total, total, elapsed, rate, images=images, **final)
+
+
 # --- the public generator --------------------------------------------------------------------
 
 
 def iter_image_generation(
     loaded: LoadedJanus, request: ImageRequest, stop: threading.Event | None = None
 ) -> Iterator[ImageProgress]:
-    """Yield an ImageProgress after every step, previews when due, and finally one with the images.
+    """Yield an ImageProgress after every step, previews when due, then one per group of images decoded
+    (`decoded`), and finally one with the images.
 
-    When `stop` is set the generator returns before the next step, without images.
+    When `stop` is set the generator returns before the next step or group, without the final images.
     """
     start = time.perf_counter()
     mode = previews.resolve_mode(request.preview_mode, loaded.device)
@@ -375,9 +401,7 @@ def iter_image_generation(
         yield ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9), previews=shots)
     if stop is not None and stop.is_set():
         return
-    images = decode_images(loaded, tokens)
-    elapsed = time.perf_counter() - start
-    yield ImageProgress(total, total, elapsed, total / max(elapsed, 1e-9), images=images, fit=loop.fit.scores())
+    yield from decoding_updates(loaded, tokens, stop, start, fit=loop.fit.scores())
 
 
 def _preview_due(step: int, total: int, every: int, mode: str) -> bool:

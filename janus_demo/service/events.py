@@ -4,7 +4,8 @@
         match event:
             case Started(seed=seed): ...           # at once: the request was prepared (or refused: Problem)
             case Progress(status=line): ...        # a step, or waiting for the model (None: no news)
-            case Preview(images=previews): ...     # unfinished images
+            case Preview(images=previews): ...     # unfinished images, one small tile each
+            case Decoding(files=kept): ...         # every token drawn: the images decoded so far, as PNGs
             case Text(text=answer): ...            # an answer, or a description, so far
             case Result(files=files): ...          # the end: files to keep, the last status
             case Stopped(status=line): ...         # it ended early by itself (nothing more comes)
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -48,12 +48,32 @@ class Progress:
 
 @dataclass(frozen=True)
 class Preview:
-    """Unfinished images (one sheet of the batch), with the progress line."""
+    """Unfinished images as PNG files, one tile per image of the batch (each smaller for a larger batch: together
+    they cost about one image), with the progress line."""
 
-    images: list[Any]
+    images: list[Path]
     status: str
     step: int
     total: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Every token is drawn and the images are being decoded ("Decoding 5/16"): `files` are the PNGs of those
+    decoded so far (the first of the batch, named and described as the final ones: they are the user's from
+    now on), `previews` the last previews of the others (none without previews), `count` the batch's images."""
+
+    status: str
+    files: tuple[Path, ...]
+    previews: tuple[Path, ...]
+    count: int
+    step: int
+    total: int
+
+    @property
+    def images(self) -> list[Path]:
+        """The batch as it stands: the decoded images' files, then the other images' last previews."""
+        return [*self.files, *self.previews]
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,8 @@ class Text:
 
 @dataclass(frozen=True)
 class Result:
-    """The end of a run: its files (PNGs, named to keep), the zip of several, and the last status line."""
+    """The end of a run: its files (PNGs, named to keep), the zip of several, and the last status line. A
+    drawing that ended inside the model while its images were decoded ends with those decoded by then."""
 
     status: str
     files: tuple[Path, ...] = ()
@@ -89,4 +110,4 @@ class Problem:
     error: Exception
 
 
-Event = Started | Progress | Preview | Text | Result | Stopped | Problem
+Event = Started | Progress | Preview | Decoding | Text | Result | Stopped | Problem

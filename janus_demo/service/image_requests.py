@@ -3,10 +3,11 @@
     request = image_request(backend, values)                 # checked values -> the model's ImageRequest
     for progress in run_drawing(backend, lambda: request, {}, stop): ...    # ImageProgress or Heartbeat
 
-`image_request` draws the seed, widens the preview spacing, tokenizes the prompt and refuses a request that
-would not fit the GPU's free memory or, on ZeroGPU, the longest GPU loan (naming the number of images).
-`run_drawing` streams the drawing, previews of a batch as one sheet, and puts the settings that reproduce
-each final image into its PNG text; it stops with BusyError at the request's deadline.
+`image_request` draws the seed, widens the preview spacing (more for a larger batch), tokenizes the prompt and
+refuses a request that would not fit the GPU's free memory or, on ZeroGPU, the longest GPU loan (naming the
+number of images). `run_drawing` streams the drawing, previews of a batch as small tiles (one per image), and
+puts the settings that reproduce each image into its PNG text as it is decoded; it stops with BusyError at the
+request's deadline, unless every token is drawn (the images being decoded are the user's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.service.errors import BusyError, FieldError, InputError
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.png_metadata import image_metadata
-from janus_demo.service.preview_sheet import preview_sheet
+from janus_demo.service.preview_tiles import preview_spacing, preview_tiles
 from janus_demo.service.scheduler import Joined
 from janus_demo.service.schemas import concrete_seed
 
@@ -34,7 +35,7 @@ def image_request(backend: Backend, values: dict[str, Any], forced_mask: Any = N
     """The model's request for checked `values` (seed drawn, previews widened, prompt tokenized), refused
     when it would not fit in the GPU's free memory or the GPU budget."""
     values["seed"] = concrete_seed(values["seed"])
-    values["preview_every"] = preview_every(backend, values["preview_every"])
+    values["preview_every"] = preview_every(backend, values["preview_every"], values["num_images"])
     prompt_ids = image_loop.encode_prompt(backend.loaded, values["prompt"])
     request = ImageRequest(prompt_ids=prompt_ids, forced_mask=forced_mask, **values)
     forced = image_loop.forced_prefix(forced_mask, backend.image_shape.tokens)  # fed with the prompt
@@ -55,7 +56,8 @@ def image_request(backend: Backend, values: dict[str, Any], forced_mask: Any = N
 def check_drawing(backend: Backend, values: Mapping[str, Any]) -> None:
     """Checked drawing `values` against the GPU budget (the number of images a loan can draw): a browser
     validator's check, nothing tokenized."""
-    count = preview_count(backend, preview_every(backend, values["preview_every"]), values.get("preview_mode", "auto"))
+    every = preview_every(backend, values["preview_every"], values["num_images"])
+    count = preview_count(backend, every, values.get("preview_mode", "auto"))
     check_gpu_time(backend, values["num_images"], image_loop.is_guided(values["guidance_scale"]), count)
 
 
@@ -101,25 +103,24 @@ def run_drawing(
                 emit(progress)
                 continue
             progress = spaced(progress)
-            if progress.previews and len(progress.previews) > 1:  # one file per update, not one per image
-                progress.previews = [preview_sheet(progress.previews)]
-            if progress.done:  # gradio copies a PIL image's text info into the PNG it serves
-                for image in progress.images:
-                    image.info.update(image_metadata(request, backend.loaded.model_id) | dict(metadata))
+            if progress.previews:  # small tiles: a batch's previews cost about one image
+                progress.previews = preview_tiles(progress.previews)
+            for image in progress.images or progress.decoded or ():  # into the PNG text (gradio copies it too)
+                image.info.update(image_metadata(request, backend.loaded.model_id) | dict(metadata))
             emit(progress)
             if not scheduled:
                 backend.lock.expect_done_in(progress.eta)  # what those waiting behind this request are told
-            if deadline is not None and time.monotonic() > deadline and not progress.done:
+            if deadline is not None and time.monotonic() > deadline and progress.step < progress.total:
                 stop.set()
                 raise BusyError(f"Image generation ran past the {limit_s:g} s limit and was stopped. Try fewer images.")
 
     return backend.stream(work, stop, "images", exclusive=not scheduled)
 
 
-def preview_every(backend: Backend, every: int) -> int:
-    """`every`, widened so that a request streams at most `limits.max_preview_updates` previews."""
-    fewest = math.ceil(backend.image_shape.tokens / backend.limits.max_preview_updates)
-    return every and max(every, fewest)
+def preview_every(backend: Backend, every: int, num_images: int) -> int:
+    """`every`, widened so that a request streams at most `limits.max_preview_updates` previews (fewer for a
+    batch: `preview_tiles.preview_spacing`)."""
+    return preview_spacing(every, backend.image_shape.tokens, backend.limits.max_preview_updates, num_images)
 
 
 def previews(backend: Backend, request: ImageRequest) -> int:

@@ -50,8 +50,8 @@ def caps_table(limits: Limits, images: ImageLimits) -> str:
         "longest wait for the model |",
         f"| image file / pixels / side | {mb:g} MB / {images.max_pixels / 1e6:g} MP / {images.max_side:,} px (JPEGs up "
         f"to {images.max_jpeg_pixels / 1e6:g} MP are decoded at reduced scale) | refused |",
-        f"| `max_preview_updates` | {limits.max_preview_updates} previews per request (a batch's previews are one "
-        'image) | a smaller "Preview every" is widened to fit |',
+        f"| `max_preview_updates` | {limits.max_preview_updates} previews per request, fewer for a batch (6 for 16 "
+        'images), each a small tile per image | a smaller "Preview every" is widened to fit |',
         f"| `max_shown_messages` | {limits.max_shown_messages} messages of the browser's chat | older messages leave "
         "the chat |",
         f"| `max_saved_chats` / `max_saved_messages` / `max_saved_chars` | {limits.max_saved_chats} conversations / "

@@ -187,7 +187,7 @@ class ImageScheduler:
                 ticket.items.put(ImageProgress(member.step, total, elapsed, member.step / max(elapsed, 1e-9), shots))
                 self._note_step(max(m.step for m in members.members), time.perf_counter() - start)
             for member in members.finished():
-                self._finish(member, tickets[member], total)
+                self._finish(member, tickets[member])
                 members.leave(member)
 
     def _previews(self, member: Member, mode: str, total: int) -> list | None:
@@ -196,13 +196,16 @@ class ImageScheduler:
             return None
         return previews.render_previews(self.loaded.model, member.tokens, member.step, mode)
 
-    def _finish(self, member: Member, ticket: _Ticket, total: int) -> None:
-        """A member that leaves: its images decoded and handed over (nothing when it was stopped), then its end."""
+    def _finish(self, member: Member, ticket: _Ticket) -> None:
+        """A member that leaves: its images decoded and handed over a few at a time (Stop heard between them;
+        nothing when it was stopped before), then its end."""
         try:
             if not member.stopped:
-                images = image_loop.decode_images(self.loaded, member.tokens)
-                elapsed = time.perf_counter() - ticket.started
-                ticket.items.put(ImageProgress(total, total, elapsed, total / max(elapsed, 1e-9), images=images))
+                updates = image_loop.decoding_updates(
+                    self.loaded, member.tokens, ticket.stop, ticket.started, fit=member.fit.scores()
+                )
+                for progress in updates:
+                    ticket.items.put(progress)
         except Exception as error:  # noqa: BLE001 - this request's end, not its neighbours'
             ticket.items.put(translate_device_error(error))
         finally:

@@ -2,6 +2,8 @@
 
 waiting_text(heartbeat)       # "Waiting for the model · 2nd in line · about 40 s"
 progress_text(progress, 4)    # "Step 96/576 · 4.1 s · 23.4 steps/s · about 20 s left"
+decoding_text(progress, 5, 16)   # "Decoding 5/16 · 12.0 s"
+stopped_text(48, 576)         # "Stopped at step 48/576."; stopped_text(576, 576, kept=5, count=16) when decoding
 answer_status(chunk)          # "123 tokens · 4.5 s · 27.3 tokens/s · max tokens reached"
 joined_text(2)                # "Drawing with 2 other requests"
 """
@@ -81,15 +83,30 @@ def counts(progress: ImageProgress, num_images: int) -> str:
 
 def progress_text(progress: ImageProgress, num_images: int = 1, eta: float | None = None) -> str:
     """'Step 96/576 · 4.1 s · 23.4 steps/s · about 20 s left', or 'Done: 576 tokens × 4 images in 12.3 s
-    (46.8 steps/s).'."""
+    (46.8 steps/s).' (', ordered by fit to the rest of the photo' before the stop when an edit's images were
+    reordered)."""
     if progress.done:
+        ordered = ", ordered by fit to the rest of the photo" if progress.order is not None else ""
         return (
             f"Done: {counts(progress, num_images)} in {progress.elapsed:.1f} s "
-            f"({progress.steps_per_second:.1f} steps/s)."
+            f"({progress.steps_per_second:.1f} steps/s){ordered}."
         )
     left = "" if eta is None else f" · about {max(1, round(eta))} s left"
     rate = f"{progress.steps_per_second:.1f} steps/s"
     return f"Step {progress.step}/{progress.total} · {progress.elapsed:.1f} s · {rate}{left}"
+
+
+def decoding_text(progress: ImageProgress, decoded: int, num_images: int) -> str:
+    """'Decoding 5/16 · 12.0 s': every token is drawn, `decoded` of the images are decoded."""
+    return f"Decoding {decoded}/{num_images} · {progress.elapsed:.1f} s"
+
+
+def stopped_text(step: int, total: int, kept: int | None = None, count: int = 0) -> str:
+    """Where a drawing stopped: 'Stopped at step 48/576.', 'Stopped before the first step.', or, once every
+    token was drawn (`kept` not None), 'Stopped while decoding: 5 of 16 images kept.'."""
+    if kept is not None:
+        return f"Stopped while decoding: {kept} of {count} image{'s' if count != 1 else ''} kept."
+    return f"Stopped at step {step}/{total}." if step else "Stopped before the first step."
 
 
 # --- chat

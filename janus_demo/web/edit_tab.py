@@ -48,7 +48,7 @@ from janus_demo.web.images_tab import (
     GALLERY_RETURNS,
     IDLE,
     Results,
-    after_images,
+    after_every_run,
     browser_run,
     drawing_api,
     drawn_images,
@@ -297,14 +297,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
         ),
     ]
     for run in runs:
-        run.then(
-            after_images,
-            [gallery, run_state],
-            [gallery, status, run_state, clear],
-            api_visibility="private",
-            queue=False,
-            preprocess=False,
-        )
+        after_every_run(run, results)
     stop.click(None, None, None, cancels=runs, api_visibility="private")
     clear.click(
         clear_results,

@@ -7,27 +7,35 @@ guidance, temperature and model in their metadata) last. The request is checked 
 on the CPU; only then does `draw_on_gpu` borrow a GPU on a ZeroGPU Space.
 
 In the browser the same run also fills the downloads (each PNG, and all of them as one zip) and the
-buttons that act on a result; a refusal appears next to its input before the request is queued; Stop
-leaves the previews marked "Stopped at step N/576". On a phone the results come right after the prompt
-and the buttons, the settings after them (assets/style.css).
+buttons that act on a result; a refusal appears next to its input before the request is queued. A batch's
+previews are one tile per image, laid out as the final gallery. Once every token is drawn each image is shown
+and offered for download as soon as it is decoded ("Decoding 5/16"). Stop says where it stopped and captions
+each preview "Image 3 · unfinished"; a Stop while decoding keeps every image decoded by then, zipped too
+("Stopped while decoding: 5 of 16 images kept."). On a phone the results come right after the prompt and the
+buttons, the settings after them (assets/style.css).
 """
 
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from janus_demo.service.backend import Backend
+from janus_demo.service.downloads import zip_files
 from janus_demo.service.drawing import DrawFn
-from janus_demo.service.events import Event, Preview, Problem, Result, Started, Stopped, Text
+from janus_demo.service.events import Decoding, Event, Preview, Problem, Result, Started, Stopped, Text
 from janus_demo.service.images import check_images, images_duration, run_images, text_to_image
+from janus_demo.service.status_lines import stopped_text
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, image_concurrency, shown
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
-from janus_demo.web.upscale import UNFINISHED, add_upscale, pick_selected
+from janus_demo.web.upscale import UNFINISHED, add_upscale, is_finished, pick_selected
 from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import gpu_function
@@ -42,13 +50,11 @@ EXAMPLE_PROMPTS = [
     "An astronaut riding a horse on the moon, digital art",
     "A watercolor painting of a lighthouse on a cliff at sunset",
 ]
-GALLERY_RETURNS = "The gallery (previews while drawing, then the final images), the seed used, and a status line."
-
-
-def stopped_text(run: dict[str, Any]) -> str:
-    if run.get("step"):
-        return f"Stopped at step {run['step']}/{run['total']}."
-    return "Stopped before the first step."
+GALLERY_RETURNS = (
+    "The gallery (previews while drawing, each image as soon as it is decoded, then the final images), the seed "
+    "used, and a status line."
+)
+MAX_PATH_CHARS = 4096  # a gallery path the browser sends back that is longer is not looked at
 
 
 # --- a drawing's events, as the API and the browser show them ---------------------------------------------
@@ -96,8 +102,8 @@ def drawing_api(events: Iterator[Event], described: bool = False) -> Iterator[tu
             seed, description = (event.seed if event.seed is not None else seed), event.prompt or description
         elif isinstance(event, Text):
             description = event.text
-        elif isinstance(event, Preview):
-            gallery = event.images
+        elif isinstance(event, Preview) or (isinstance(event, Decoding) and event.files):
+            gallery = [str(path) for path in event.images]
         elif isinstance(event, Result):
             gallery = list(event.files)
         return shown(gallery), seed, shown(status), *((description,) if described else ())
@@ -123,15 +129,17 @@ class Results(NamedTuple):
         return [part for part in self if part is not None]
 
 
-def browser_view(results: Results, event: Event, seed: int | None) -> dict[Any, Any]:
+def browser_view(results: Results, event: Event, run: dict[str, Any]) -> dict[Any, Any]:
     """One event as the browser's outputs: Started clears the last result (and locks Clear while the run lasts),
-    the Result offers the new one; a Problem is said in the status line. Unnamed outputs keep their value.
-    Every update of a run shows its `seed` (a lost update cannot hide it)."""
+    each image decoded is shown and offered at once, the Result offers the new one; a Problem is said in the
+    status line. Unnamed outputs keep their value. `run` is what this run has told so far (`browser_run`): every
+    update shows its seed (a lost update cannot hide it) and keeps it in the run state for `after_images`."""
     on, hide = gr.update(interactive=True), gr.update(value=None, visible=False)
     if isinstance(event, Problem):
         return {results.status: PROBLEM + problem_text(event.error), results.run_state: IDLE, results.clear: on}
     if isinstance(event, Stopped):  # the run state stays: `after_images` marks the previews unfinished
         return {results.status: event.status}
+    seed = run.get("seed")
     shown_seed = {} if seed is None else {results.seed_used: gr.update(value=seed, visible=True)}
     if isinstance(event, Result):
         paths = [str(path) for path in event.files]
@@ -144,8 +152,7 @@ def browser_view(results: Results, event: Event, seed: int | None) -> dict[Any, 
             results.reuse: on,
             results.clear: on,
         }
-    step, total = getattr(event, "step", 0), getattr(event, "total", 0)
-    view = shown_seed | {results.run_state: {"running": True, "step": step, "total": total}, results.reuse: on}
+    view = shown_seed | {results.run_state: run, results.reuse: on}
     if event.status is not None:
         view[results.status] = event.status
     if isinstance(event, Started):
@@ -156,22 +163,38 @@ def browser_view(results: Results, event: Event, seed: int | None) -> dict[Any, 
         if results.description is not None and (event.prompt is not None or event.total):
             view[results.description] = event.prompt or ""
     elif isinstance(event, Preview):
-        view[results.gallery] = event.images
+        view[results.gallery] = [str(path) for path in event.images]
+    elif isinstance(event, Decoding) and event.files:  # each image the user's as soon as it is decoded
+        view[results.gallery] = [str(path) for path in event.images]
+        view[results.files] = gr.update(value=[str(path) for path in event.files], visible=True)
     elif isinstance(event, Text) and results.description is not None:
         view[results.description] = event.text
     return view
+
+
+def run_told(run: dict[str, Any], event: Event) -> dict[str, Any]:
+    """The run state after `event`: running, its step, its seed and, once decoding, the images' count and the
+    names of the PNGs decoded so far (what `after_images` may keep after a Stop). Kept on the server (gr.State)."""
+    told = dict(run)
+    if isinstance(event, Started) and event.seed is not None:
+        told["seed"] = event.seed
+    if hasattr(event, "step"):
+        told["step"], told["total"] = event.step, event.total
+    if isinstance(event, Decoding):
+        told |= {"decoding": True, "count": event.count, "kept": [path.name for path in event.files]}
+    return told
 
 
 def browser_run(results: Results, backend: Backend, run: Any) -> Any:
     """The browser's event function over `run(*values)` (a run's events): it never raises."""
 
     def drawn(request: gr.Request, *values: Any) -> Iterator[dict[Any, Any]]:
-        seed = None
+        told: dict[str, Any] = {"running": True, "step": 0, "total": 0}
 
         def view(event: Event) -> dict[Any, Any]:
-            nonlocal seed
-            seed = event.seed if isinstance(event, Started) and event.seed is not None else seed
-            return browser_view(results, event, seed)
+            nonlocal told
+            told = run_told(told, event)
+            return browser_view(results, event, told)
 
         yield from until_client_leaves(browser_outputs(run(*values), view), request, backend.clients)
 
@@ -180,12 +203,72 @@ def browser_run(results: Results, backend: Backend, run: Any) -> Any:
 
 def after_images(gallery: list[dict[str, Any]] | None, run: dict[str, Any] | None):
     """After every run, however it ended: unlock Clear; if Stop ended it (the generator was closed mid-run
-    and could not say so), say where it stopped, and caption the previews "Unfinished"."""
-    if not (run or IDLE)["running"]:
-        return gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=True)
-    text = stopped_text(run)
-    previews = [(item["image"]["path"], UNFINISHED) for item in gallery or []]
-    return (previews or gr.skip()), text, IDLE, gr.update(interactive=True)
+    and could not say so), say where it stopped and caption each preview "Image 3 · unfinished" ("Unfinished"
+    alone); a Stop while decoding keeps the images decoded by then, uncaptioned, and offers their zip.
+
+    Keeping them, rather than waiting for the rest: Stop must free the model at once (on a CPU one image of
+    Janus-Pro takes seconds to decode, 16 take minutes), and the images already decoded cost nothing more.
+    The gallery comes back from the browser: only the files the run state names (server-side), found in
+    gradio's cache folder, are zipped."""
+    run = run or IDLE
+    if not run["running"]:
+        return gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=True), gr.skip()
+    paths = gallery_paths(gallery)
+    kept_names = set(run.get("kept", ()))
+    kept = [path for path in paths if Path(path).name in kept_names]
+    items = [
+        (path, None) if path in kept else (path, unfinished_caption(number, len(paths)))
+        for number, path in enumerate(paths, start=1)
+    ]
+    decoding = run.get("decoding", False)
+    text = stopped_text(run.get("step", 0), run.get("total", 0), len(kept) if decoding else None, run.get("count", 0))
+    archive = kept_archive(kept, run.get("seed"))
+    offered = gr.update(value=str(archive), visible=True) if archive else gr.skip()
+    return (items or gr.skip()), text, IDLE, gr.update(interactive=True), offered
+
+
+def unfinished_caption(number: int, count: int) -> str:
+    """'Image 3 · unfinished' for a preview of a batch, 'Unfinished' for a single image's."""
+    return f"Image {number} · {UNFINISHED.lower()}" if count > 1 else UNFINISHED
+
+
+def gallery_paths(gallery: Any) -> list[str]:
+    """The image paths of a gallery as the browser sends it back (untrusted: anything else is left out)."""
+    items = gallery if isinstance(gallery, list) else []
+    images = (item.get("image") if isinstance(item, dict) else None for item in items[:64])
+    return [image["path"] for image in images if isinstance(image, dict) and isinstance(image.get("path"), str)]
+
+
+def kept_archive(paths: list[str], seed: Any) -> Path | None:
+    """The zip of the kept images' files, written into gradio's cache folder (served and swept from there);
+    None when none of `paths` is a file in that folder."""
+    cache = Path(get_upload_folder()).resolve()
+    files = [file for file in map(cached_file, paths) if file is not None and file.is_relative_to(cache)]
+    if not files:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="kept-", dir=cache))
+    return zip_files(files, folder / f"janus-{seed if isinstance(seed, int) else 'images'}.zip")
+
+
+def cached_file(path: str) -> Path | None:
+    """`path` resolved, if it is short enough to look at and names a file (never a folder or a link's target
+    outside the cache: the caller checks where it is)."""
+    if len(path) > MAX_PATH_CHARS or path.count("/") > 64:
+        return None
+    resolved = Path(path).resolve()
+    return resolved if resolved.is_file() else None
+
+
+def after_every_run(event: Any, results: Results) -> None:
+    """Run `after_images` after `event` (a run of `results`' tab), however it ended."""
+    event.then(
+        after_images,
+        [results.gallery, results.run_state],
+        [results.gallery, results.status, results.run_state, results.clear, results.archive],
+        api_visibility="private",
+        queue=False,
+        preprocess=False,
+    )
 
 
 # --- the tab ---------------------------------------------------------------------------------------------
@@ -262,14 +345,7 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
         concurrency_id="images",
         concurrency_limit=image_concurrency(backend),
     )
-    run.then(
-        after_images,
-        [gallery, run_state],
-        [gallery, status, run_state, clear],
-        api_visibility="private",
-        queue=False,
-        preprocess=False,
-    )
+    after_every_run(run, results)
     stop.click(None, None, None, cancels=[run], api_visibility="private")
     clear.click(
         clear_images,
@@ -323,7 +399,7 @@ def clear_images() -> tuple[Any, ...]:
 def ask_about(gallery: list[Any] | None, selected: int | None, run: dict[str, Any] | None):
     """Put the selected (else first) finished image into the chat box and switch to the Chat tab; without a
     finished image, say so in the status line."""
-    finished = [item for item in gallery or [] if item[1] != UNFINISHED]
+    finished = [item for item in gallery or [] if is_finished(item)]
     if (run or IDLE)["running"] or not finished:
         return gr.skip(), gr.skip(), "Generate an image first, then ask about it."
     path = finished[selected if selected is not None and selected < len(finished) else 0][0]

@@ -28,7 +28,12 @@ from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.zerogpu import gpu_function
 
 NOTHING_TO_UPSCALE = "Generate an image first, then upscale it."
-UNFINISHED = "Unfinished"  # each preview's caption after Stop (the status line says where it stopped)
+UNFINISHED = "Unfinished"  # a preview's caption after Stop; in a batch "Image 3 · unfinished"
+
+
+def is_finished(item: Any) -> bool:
+    """Whether a gallery item (path, caption) is a finished image, not a preview captioned after Stop."""
+    return not str(item[1] or "").lower().endswith(UNFINISHED.lower())
 
 
 def make_upscale_on_gpu(backend: Backend) -> UpscaleFn:
@@ -147,7 +152,7 @@ def chosen_image(items: list[Any] | None, index: int | None, run: dict[str, Any]
     """The selected (else first) finished image's path; None during a run or without a finished image."""
     if (run or {}).get("running"):
         return None
-    finished = [item for item in items or [] if item[1] != UNFINISHED]
+    finished = [item for item in items or [] if is_finished(item)]
     if not finished:
         return None
     return finished[index if index is not None and index < len(finished) else 0][0]

@@ -1,6 +1,7 @@
 """The Edit tab in a real browser, on a FakeBackend app (real checks, intake, VQ encoder and model lock; fake,
-fast 384x384 images): a brush mask painted on the photo, the crop shown, Download, Stop, a refusal next to its
-input, variations with "Generate from this", and the phone layout.
+fast 384x384 images): a brush mask painted on the photo, the crop shown, Download, Stop, Stop while decoding
+keeping the decoded image, a refusal next to its input, variations with "Generate from this", and the phone
+layout.
 """
 
 import re
@@ -8,7 +9,17 @@ import zipfile
 
 from playwright.sync_api import expect
 from support import ASSETS
-from support.browser import PHONE, badges_seen, box_of, no_error_badge, shots, validation_message, watch_badges
+from support.browser import (
+    PHONE,
+    badges_seen,
+    box_of,
+    fill_box,
+    no_error_badge,
+    shots,
+    validation_message,
+    watch_badges,
+)
+from support.meters import wait_until, work_over
 from support.png import read_png_metadata
 
 PHOTO = str(ASSETS / "chelsea.png")  # 451x300
@@ -123,6 +134,41 @@ def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
     expect(page.locator("#edit-files")).to_be_hidden()
     no_error_badge(page)
     shots(page, "edit-stopped")
+
+
+def test_stop_while_decoding_keeps_the_decoded_image_in_the_gallery_and_the_downloads(pages, fake, tmp_path):
+    page = pages(fake.url, accept_downloads=True)
+    fake.image_steps = 96  # a preview at step 48 (every 48, the default)
+    fake.hold_decoding(after=1)  # every token drawn; the model holds after decoding 1 of the 2
+    edit_tab(page)
+    upload(page, "#edit-complete-image")
+    page.locator("#edit-complete-prompt textarea").fill("a cat")
+    fill_box(page.locator("#edit-field-num_images input[type=number]"), "2")
+    fill_box(page.locator("#edit-field-seed input"), "9")
+    page.locator("#edit-complete").click()
+    expect(page.locator(STATUS)).to_contain_text("Decoding 1/2")
+    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(2)  # the decoded one, the other's preview
+    expect(page.locator("#edit-files a")).to_have_count(1)
+    watch_badges(page)
+    page.locator("#edit-stop").click()
+
+    expect(page.locator(STATUS)).to_have_text("Stopped while decoding: 1 of 2 images kept.")
+    expect(page.locator(f"{GALLERY} .caption-label")).to_have_text(["Image 2 · unfinished"])
+    with page.expect_download() as one:
+        page.locator("#edit-files a").first.click()
+    assert one.value.suggested_filename == "janus-9-1.png"
+    one.value.save_as(tmp_path / "one.png")
+    assert read_png_metadata(tmp_path / "one.png")["mode"] == "complete"
+    with page.expect_download() as archive:
+        page.locator("#edit-zip").click()
+    archive.value.save_as(tmp_path / "kept.zip")
+    with zipfile.ZipFile(tmp_path / "kept.zip") as zipped:
+        assert zipped.namelist() == ["janus-9-1.png"]
+    no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    wait_until(lambda: work_over(fake), timeout=60)
+    assert fake.decoded == 1, "Stop stops the decoding too"
+    shots(page, "edit-stopped-while-decoding")
 
 
 def test_variations_show_the_description_and_generate_from_an_edited_one(fake_page, fake):

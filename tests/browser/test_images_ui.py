@@ -1,14 +1,17 @@
 """The Text-to-image tab's states in a real browser, on a FakeBackend app (real checks and model lock; fake,
-fast 384x384 images): refusals next to their input, Stop with marked previews, waiting in line, every image
-whole at 1, 4 and 16 (desktop and phone) and enlarged on click, downloads with meaningful names, Enter to
+fast 384x384 images): refusals next to their input, a batch's previews as one tile per image, Stop with each
+preview marked, Stop while decoding keeping every decoded image (gallery, downloads, zip), waiting in line, every
+image whole at 1, 4 and 16 (desktop and phone) and enlarged on click, downloads with meaningful names, Enter to
 generate, Clear, the seed, "Ask about this image" without an image, progress text.
 """
 
+import io
 import re
 import time
 import zipfile
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 from support.browser import (
     IMAGES_STATUS,
@@ -104,34 +107,85 @@ def test_a_typed_number_of_images_out_of_range_is_clamped_with_a_note(fake_page,
 # --- stop, waiting, progress ---------------------------------------------------------------------------
 
 
-def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
+def test_a_batchs_previews_are_one_tile_per_image_and_stop_marks_each(fake_page, fake):
     page = fake_page
     fake.reset(step_delay=0.02)
     fake.image_steps = 576
     images_tab(page)
     page.get_by_role("button", name="Advanced").click()
     set_number(page, "Preview every", 48)
-    generate(page, images=2)
-    expect(page.locator(f"{GALLERY} img")).to_have_count(1)  # a preview: one sheet for the batch
+    watch(page, "tiles", f"{GALLERY} .grid-container img", "src")
+    generate(page, images=4)
+    tiles = page.locator(f"{GALLERY} .grid-container img")
+    expect(tiles).to_have_count(4)  # one tile per image, as the final gallery will show them
+    wait_until(lambda: len(seen(page, "tiles")) >= 2, timeout=60, interval=0.1)  # each tile builds up
+    fake.gate.clear()  # the model holds here: the previews stay as they are
+    boxes = tiles.evaluate_all("els => els.map(e => e.getBoundingClientRect().toJSON())")
+    assert len({round(box["left"]) for box in boxes}) == 2 == len({round(box["top"]) for box in boxes}), "2 x 2"
+    expect(page.locator(f"{GALLERY} .caption-label")).to_have_count(0)
+    shots(page, "images-preview-tiles")
     watch_badges(page)  # even one that shows for a moment
     page.locator("#t2i-stop").click()
 
     expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."))
     step = re.search(r"step (\d+)", page.locator(IMAGES_STATUS).inner_text()).group(1)
     captions = page.locator(f"{GALLERY} .caption-label")
-    expect(captions).to_have_count(1)
-    expect(captions.first).to_have_text("Unfinished")
+    expect(captions).to_have_text([f"Image {n} · unfinished" for n in (1, 2, 3, 4)])
     assert 0 < int(step) < 576
     no_error_badge(page)
     wait_until(lambda: work_over(fake), timeout=60)
     assert fake.produced < 576, "Stop stops the generation itself"
     assert not badges_seen(page), "no error badge, not even for a moment"
     expect(page.locator("#t2i-files")).to_be_hidden()
+    expect(page.locator("#t2i-zip")).to_be_hidden()
     expect(page.locator("#t2i-clear")).to_be_enabled()
     shots(page, "images-stopped")
 
     page.locator("#t2i-ask").click()  # unfinished previews are not something to ask about
     expect(page.locator(IMAGES_STATUS)).to_have_text("Generate an image first, then ask about it.")
+
+
+def test_stop_while_decoding_keeps_every_decoded_image_in_the_gallery_and_the_downloads(pages, fake, tmp_path):
+    page = pages(fake.url, accept_downloads=True)
+    fake.image_steps = 192  # previews at steps 96 and 192
+    fake.hold_decoding(after=5)  # every token drawn; the model holds after decoding 5 of the 16
+    images_tab(page)
+    page.get_by_role("button", name="Advanced").click()
+    set_number(page, "Preview every", 96)
+    generate(page, "A fox in the snow", images=16, seed=7)
+    expect(page.locator(IMAGES_STATUS)).to_contain_text("Decoding 5/16")
+    gallery = page.locator(f"{GALLERY} .grid-container img")
+    expect(gallery).to_have_count(16)  # 5 decoded images, then the other 11's last previews
+    links = page.locator("#t2i-files a")
+    expect(links).to_have_count(5)  # each decoded image is offered at once
+    shots(page, "images-decoding")
+    watch_badges(page)
+    page.locator("#t2i-stop").click()
+
+    expect(page.locator(IMAGES_STATUS)).to_have_text("Stopped while decoding: 5 of 16 images kept.")
+    captions = page.locator(f"{GALLERY} .caption-label")
+    expect(captions).to_have_text([f"Image {n} · unfinished" for n in range(6, 17)])  # the 5 kept: no caption
+    expect(gallery).to_have_count(16)
+    expect(links).to_have_count(5)
+    with page.expect_download() as first:
+        links.first.click()
+    assert first.value.suggested_filename == "janus-7-1.png"
+    first.value.save_as(tmp_path / "one.png")
+    assert read_png_metadata(tmp_path / "one.png")["prompt"] == "A fox in the snow"
+    with page.expect_download() as archive:
+        page.locator("#t2i-zip").click()
+    assert archive.value.suggested_filename == "janus-7.zip"
+    archive.value.save_as(tmp_path / "kept.zip")
+    with zipfile.ZipFile(tmp_path / "kept.zip") as zipped:
+        assert zipped.namelist() == [f"janus-7-{n}.png" for n in range(1, 6)]
+        with Image.open(io.BytesIO(zipped.read("janus-7-5.png"))) as fifth:
+            assert fifth.text["seed"] == "7" and fifth.size == (384, 384)
+    no_error_badge(page)
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    wait_until(lambda: work_over(fake), timeout=60)
+    assert fake.decoded == 5, "Stop stops the decoding too"
+    expect(page.locator("#t2i-clear")).to_be_enabled()
+    shots(page, "images-stopped-while-decoding")
 
 
 def test_waiting_behind_another_users_chat_shows_the_place_in_line(fake_page, fake, tmp_path):

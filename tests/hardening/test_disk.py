@@ -1,9 +1,9 @@
 """gradio's cache belongs to the process: swept at start, while serving and at exit; previews cost few files.
 
 Measured (printed with -s): one 16-image request with a preview every step (palette previews, the CPU's
-`auto`) writes 39 files (23 preview sheets + 16 images), about 5 MB; a new process removes the folder of one
-that was killed (SIGKILL); SIGTERM and the exit-70 path remove the process's own folder; the periodic sweep
-removes empty hash folders and abandoned upload parts, and keeps files.
+`auto`) on the 8x8 model writes 96 files (5 previews of 16 small tiles + 16 images), 0.5 MB; a new process
+removes the folder of one that was killed (SIGKILL); SIGTERM and the exit-70 path remove the process's own
+folder; the periodic sweep removes empty hash folders and abandoned upload parts, and keeps files.
 """
 
 import fcntl
@@ -156,8 +156,9 @@ def test_16_images_with_a_preview_every_step_write_few_files(small_backend, tmp_
     count, size = files_in(tmp_path / "cache")
     assert len(gallery) == 16
     assert 1 <= len(previews) <= small_backend.limits.max_preview_updates
-    assert all(len(preview) == 1 for preview in previews), "one sheet per update, not one file per image"
-    assert count <= 500 and size <= 15
+    assert all(len(preview) == 16 for preview in previews), "one small tile (or decoded image) per image"
+    assert count <= 16 * small_backend.limits.max_preview_updates // 4 + 16, "a 16-image batch: 6 previews at most"
+    assert size <= 15
     print(
         f"\n[hardening] 16 images, preview every step: {len(previews)} preview updates, {count} files, {size:.1f} MB"
         f" written in {seconds:.0f} s"

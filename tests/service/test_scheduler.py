@@ -1,5 +1,6 @@
 """The image scheduler: requests waiting together are drawn in one batch, each as it would be alone; one
-request's Stop leaves the others whole; a request that does not fit waits for the next batch, first in line."""
+request's Stop leaves the others whole; a request that does not fit waits for the next batch, first in line; each
+image is handed over as it is decoded, and a Stop while decoding keeps those and decodes no more."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ import torch
 from PIL import Image
 from support.requests import generate_image_tokens, image_request
 
+from janus_demo.model import image_loop
 from janus_demo.model.image_loop import ImageProgress, decode_images, encode_image
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.scheduler import ImageScheduler, Joined
 
 
-def collect(scheduler, request, stop=None, stop_at=None):
-    """(items, final images or None): every item the scheduler yielded for `request`."""
+def collect(scheduler, request, stop=None, stop_at=None, stop_when=None):
+    """(items, final images or None): every item the scheduler yielded for `request`; `stop` is set at step
+    `stop_at`, or on the first progress for which `stop_when` is true."""
     stop = stop or threading.Event()
     items = []
     for item in scheduler.draw(request, stop):
         items.append(item)
         if stop_at is not None and isinstance(item, ImageProgress) and item.step >= stop_at:
+            stop.set()
+        if stop_when is not None and isinstance(item, ImageProgress) and stop_when(item):
             stop.set()
     final = [i for i in items if isinstance(i, ImageProgress) and i.done]
     return items, (final[0].images if final else None)
@@ -156,3 +161,40 @@ def test_requests_sent_at_the_same_moment_to_an_idle_model_are_drawn_together(lo
         results = list(pool.map(lambda request: collect(scheduler, request), requests))
     assert scheduler.batches == 1 and scheduler.largest == 4
     assert all(images is not None for _, images in results)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "in-a-batch"])
+def test_images_come_as_they_are_decoded_and_a_stop_while_decoding_decodes_no_more(loaded_small, monkeypatch, together):
+    """Alone (the one-request loop) and in a batch (its other request still gets its image), decoded one group at
+    a time (here of one image): the owner stops on the first; the second, being decoded then, still comes; the
+    third is never decoded."""
+    stop, calls = threading.Event(), []
+    original = image_loop.decode_images
+
+    def decode(loaded, tokens):  # the second group is under way when the Stop comes
+        calls.append(tokens.shape[0])
+        if len(calls) == 2:
+            stop.wait(60)
+        return original(loaded, tokens)
+
+    monkeypatch.setattr(image_loop, "decode_images", decode)
+    monkeypatch.setattr(image_loop, "DECODE_CHUNK", 1)
+    scheduler = ImageScheduler(loaded_small, max_rows=4, gather_s=60.0 if together else 0.0)
+    unguided = {"guidance_scale": 1.0, "preview_every": 0}
+    stop_me = image_request(loaded_small, "a blue fox", seed=2, num_images=3, **unguided)  # 3 rows
+    with ThreadPoolExecutor(2) as pool:
+        stopped = pool.submit(collect, scheduler, stop_me, stop, None, lambda item: item.decoded)
+        kept = None
+        if together:  # second in line, so the first to decode is the stopped request
+            while not waiting(scheduler, 1):
+                threading.Event().wait(0.01)
+            kept = pool.submit(collect, scheduler, image_request(loaded_small, "fox", seed=1, **unguided))
+        items, images = stopped.result(timeout=300)
+        kept_images = kept.result(timeout=300)[1] if kept else None
+    decoded = [image for item in items if isinstance(item, ImageProgress) for image in item.decoded or ()]
+    assert images is None and len(decoded) == 2 and calls[:2] == [1, 1], "a group at a time, the last never"
+    if not together:  # (a batch's images are those drawn alone: the first test)
+        alone = decode_images(loaded_small, generate_image_tokens(loaded_small, stop_me))
+        assert all(p.equal(q) for p, q in zip(pixels(decoded), pixels(alone[:2]), strict=True)), "its first two"
+    assert scheduler.largest == (2 if together else 1)
+    assert calls[2:] == ([1] if together else []) and (kept_images is not None) == together

@@ -5,7 +5,8 @@
 `FakeBackend` replaces only the model work (`Backend._answer` / `Backend._draw`): everything before the
 model lock (validation, image intake, tokenization) and the lock itself stay real. Its work counts
 tokens (chat) and steps (images) in `produced`, tracks how many runs are inside at once (`max_inside`),
-and can be slowed, paused (`gate`) or made to raise (`fail_seeds`).
+and can be slowed, paused (`gate`), held in its decoding (`hold_decoding(n)`: after n images decoded, until
+`decoding_gate` is set or the run is stopped) or made to raise (`fail_seeds`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class FakeBackend(Backend):
 
     Chat answers are "seed=<seed> " followed by one "x" per token, so every request's answer names its seed.
     Images are 384x384, one colour per image of the batch; previews (every `preview_every` steps) grey below.
+    After the last step the images are "decoded" one at a time, as the model does (an update with each but the
+    last, then the final one with all).
     `fail_seeds(seed)` True makes the work raise `error(seed)` (FileNotFoundError with a server path by default).
     """
 
@@ -39,6 +42,9 @@ class FakeBackend(Backend):
         super().__init__(loaded, **kwargs)
         self.schemas = self.schemas._replace(chat=chat_schema(self.limits))  # a real model's defaults: fake work
         self.gate = threading.Event()  # cleared: the work waits (holding the section) until it is set again
+        self.decoding_gate = threading.Event()  # cleared: decoding waits after `decoded_before_hold` images
+        self.decoded_before_hold: int | None = None
+        self.decoded = 0  # images "decoded" so far, by every request
         self._lock = threading.Lock()
         self.reset(token_delay=token_delay, step_delay=step_delay)
 
@@ -48,6 +54,8 @@ class FakeBackend(Backend):
         self.fail_seeds: Callable[[int], bool] = lambda seed: False
         self.error: Callable[[int], BaseException] = lambda seed: FileNotFoundError("/secret/path/weights.safetensors")
         self.gate.set()
+        self.decoding_gate.set()
+        self.decoded_before_hold, self.decoded = None, 0
         self.produced = 0  # tokens + image steps produced so far, by every request
         self.inside = self.max_inside = 0
         self.prompt_lengths: list[int] = []
@@ -83,9 +91,32 @@ class FakeBackend(Backend):
                     previews = fake_images(request, filled=step / total)
                 yield imagegen.ImageProgress(step, total, elapsed, step / max(elapsed, 1e-9), previews=previews)
             images = fake_images(request)
+            for n, image in enumerate(images[:-1], start=1):  # decoded one at a time, each handed over
+                if not self._decode(n - 1, stop):
+                    return
+                yield imagegen.ImageProgress(total, total, time.perf_counter() - start, 1.0, decoded=[image])
+            if not self._decode(len(images) - 1, stop):
+                return
             yield imagegen.ImageProgress(total, total, time.perf_counter() - start, 1.0, images=images)
 
+    def hold_decoding(self, after: int) -> None:
+        """Make the next drawing wait in its decoding once `after` images are decoded, until `decoding_gate` is
+        set (or the run is stopped)."""
+        self.decoded_before_hold = after
+        self.decoding_gate.clear()
+
     # --- helpers
+
+    def _decode(self, done: int, stop: threading.Event) -> bool:
+        """Wait where `hold_decoding` says (`done` images decoded so far), then count one more; False if stopped."""
+        if done == self.decoded_before_hold:
+            while not self.decoding_gate.wait(0.01) and not stop.is_set():
+                pass
+        if stop.is_set():
+            return False
+        with self._lock:
+            self.decoded += 1
+        return True
 
     @contextlib.contextmanager
     def _inside(self) -> Iterator[None]:
