@@ -2,7 +2,7 @@
 
     prepared = prepare_chat(backend, {"text": "What is this?", "files": ["cat.png"]}, history, 512)
     for chunk in run_chat(backend, prepared): ...       # ChatChunk (the answer so far) or Heartbeat
-    for event in chat_turn(backend, answer_on_gpu, {"text": "Hi", "files": []}, history, 512):
+    for event in chat_turn(backend, answer_on_gpu, draw_on_gpu, {"text": "Hi", "files": []}, history, 512):
         ...                                              # Started, then Text per token (and while waiting), Result
 
 `prepare_chat` checks the turn against its schema, reads its images safely, parses the conversation once and
@@ -10,25 +10,34 @@ tokenizes it (CPU): everything that can refuse it happens there, before it waits
 ZeroGPU before a GPU is borrowed (`check_chat` is its cheap part, for a browser validator). The prepared turn
 is plain data (it crosses into ZeroGPU's worker process). `run_chat` answers it under the model lock; closing
 the stream stops the generation within one token. `chat_turn` is the endpoint's run as events.
+
+A message that starts with `/imagine ` draws the rest of its text instead (`imagine_prompt`): one image, with
+the Text to image settings' other defaults, through the same run as `/generate_images`
+(`janus_demo.service.images`: its checks, the GPU-time check, the scheduler's line). Its events are that
+run's (previews, then a `Result` with the PNG) and its answer names the file and the seed: "Drew
+janus-7-1.png (seed 7)." Shown in the chat (the image in the assistant's message), the image is part of the
+conversation: the next question is asked about it (`janus_demo.service.conversation`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from janus_demo.model import chat
 from janus_demo.model.chat import ChatChunk, ChatOptions
-from janus_demo.service import intake
+from janus_demo.service import images, intake
 from janus_demo.service.conversation import Conversation, parse_conversation, parse_message
-from janus_demo.service.drawing import guarded
-from janus_demo.service.errors import InputError
+from janus_demo.service.drawing import DrawFn, guarded
+from janus_demo.service.errors import FieldError, InputError
 from janus_demo.service.events import Event, Result, Started, Text
 from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.schemas import concrete_seed
@@ -41,6 +50,10 @@ AnswerFn = Callable[[Any], Iterator[ChatChunk | Heartbeat]]
 UNREADABLE_IMAGE = "[an image that is no longer available]"  # what the model reads instead of a lost image
 CONVERSATION_TOO_LONG = "This conversation is too long; clear it and start again."
 IMAGES_ONLY = "This server only draws images (it was started with --images-only): chat is off."
+IMAGINE = re.compile(r"\s*/imagine(?:\s|$)")  # a message that draws: "/imagine a red fox"
+IMAGES_DRAWN = 1  # a drawing in a conversation is one image (each costs the model 578 tokens in every later turn)
+EMPTY_DRAWING = "Say what to draw after /imagine, e.g. “/imagine a red fox”."
+DRAWING_WITH_IMAGES = "/imagine draws from words only: remove the attached images (or ask about them without /imagine)."
 # Tokenizing costs time in proportion to the text: a conversation with more characters than this many per
 # allowed token is refused before it is tokenized (real text averages about 4 characters per token).
 MAX_CHARS_PER_TOKEN = 16
@@ -75,7 +88,11 @@ def prepare_chat(
 
 def check_chat(backend: Backend, message: object, history: object = None, *settings: object, **named: object) -> None:
     """`prepare_chat`'s cheap checks (a browser validator's): the values, the conversation's images counted
-    and the new ones sniffed (not decoded), its length in characters; nothing is tokenized."""
+    and the new ones sniffed (not decoded), its length in characters; nothing is tokenized. A `/imagine`
+    message gets a drawing's checks instead (`images.check_images`: the values and the GPU time)."""
+    if imagine_prompt(message) is not None:
+        images.check_images(backend, **drawing_values(backend, message, history, *settings, **named))
+        return
     _, conversation = _checked_turn(backend, message, history, *settings, **named)
     paths = conversation.image_paths
     new = paths[len(paths) - conversation.new_images :]
@@ -101,10 +118,12 @@ def chat_duration(backend: Backend, prepared: PreparedChat) -> int:
 
 
 def chat_turn(
-    backend: Backend, answer: AnswerFn, message: object, history: object, *settings: object
+    backend: Backend, answer: AnswerFn, draw: DrawFn, message: object, history: object, *settings: object
 ) -> Iterator[Event]:
     """The run of one chat turn: `Started`, `Text` updates, then a `Result` with the whole answer; a refusal or
-    a failure is its last event, a `Problem`."""
+    a failure is its last event, a `Problem`. A `/imagine` message is drawn by `draw` (`drawing_turn`)."""
+    if imagine_prompt(message) is not None:
+        return guarded(drawing_turn(backend, draw, message, history, *settings))
     return guarded(_chat_turn(backend, answer, message, history, *settings))
 
 
@@ -115,6 +134,54 @@ def _chat_turn(backend: Backend, answer: AnswerFn, message: object, history: obj
         text = event if isinstance(event, Text) else text
         yield event
     yield Result(text.status, text=text.text)
+
+
+def drawing_turn(backend: Backend, draw: DrawFn, message: object, history: object, *settings: object):
+    """A `/imagine` turn: the run of `/generate_images` for its prompt (`Started`, `Progress`, `Preview`, ...),
+    its `Result` answering with the file's name and the seed."""
+    seed = None
+    for event in images.text_to_image(backend, draw, **drawing_values(backend, message, history, *settings)):
+        seed = event.seed if isinstance(event, Started) else seed
+        yield replace(event, text=drawn_text(event.files, seed)) if isinstance(event, Result) else event
+
+
+def imagine_prompt(message: object) -> str | None:
+    """What a `/imagine <prompt>` message draws ("" for a bare `/imagine`); None for any other message (a
+    malformed one too: the chat's own checks say what is wrong with it)."""
+    text = message.get("text") if isinstance(message, dict) else message
+    found = IMAGINE.match(text) if isinstance(text, str) else None
+    return text[found.end() :].strip() if found else None
+
+
+def drawing_values(
+    backend: Backend, message: object, history: object, *settings: object, **named: object
+) -> dict[str, Any]:
+    """A `/imagine` turn checked as any message (its text's length, the chat's settings), then its values for
+    `/generate_images`: the prompt, one image; the other settings are that schema's defaults. Refused with
+    images attached, with nothing to draw, or when the conversation has no room for one more image."""
+    if not backend.can_chat:
+        raise InputError(IMAGES_ONLY)
+    text, paths = parse_message(message)
+    schema = backend.schemas.chat
+    schema.check(schema.bind(text, *settings, **named))
+    if paths:
+        raise FieldError("message", DRAWING_WITH_IMAGES)
+    prompt = imagine_prompt(text)
+    if not prompt:
+        raise FieldError("message", EMPTY_DRAWING)
+    count = len(parse_conversation(history, "", [], backend.limits.max_history_turns).image_paths)
+    limit = backend.limits.max_images_per_conversation
+    if count + IMAGES_DRAWN > limit:
+        raise InputError(
+            f"This conversation has {count} images; the limit is {limit}, so there is no room for a drawing. "
+            "Please start a new chat."
+        )
+    return {"prompt": prompt, "num_images": IMAGES_DRAWN}
+
+
+def drawn_text(files: tuple[Any, ...], seed: int | None) -> str:
+    """The answer to a drawing: 'Drew janus-7-1.png (seed 7).'"""
+    return f"Drew {', '.join(Path(file).name for file in files)} (seed {seed})."
 
 
 def answering(answer: AnswerFn, prepared: PreparedChat) -> Iterator[Started | Text]:

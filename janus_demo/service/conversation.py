@@ -9,6 +9,8 @@ gradio 6 hands over a history as a list of messages, each
 (the Chatbot's value, and what the app keeps per API session). Consecutive messages of one role are one
 turn; "thinking"/status bubbles (metadata with a title) are not part of the conversation; a history entry
 that cannot be read is left out and counted, so one forged or broken turn never breaks the later ones.
+An image in an assistant's message (one drawn in the chat: `/imagine`) is read as if the user had attached
+it, so the next question can be about it (Janus reads images in user turns only).
 """
 
 from __future__ import annotations
@@ -96,14 +98,23 @@ def parse_conversation(history: object, text: str, image_paths: list[str], max_t
         parsed = _entry(entry)
         if parsed is None:
             unreadable += 1
-        elif parsed.parts:
-            _append(turns, parsed)
+        else:
+            for turn in _as_read(parsed):
+                _append(turns, turn)
     new = Turn("user", (*(ImagePath(path) for path in image_paths), *([text] if text.strip() else [])))
     _append(turns, new)
     while turns and turns[0].role != "user":
         turns.pop(0)  # Janus conversations start with the user
     kept, left_out = _newest(turns, max_turns)
     return Conversation(tuple(kept), len(image_paths), left_out, unreadable)
+
+
+def _as_read(turn: Turn) -> tuple[Turn, ...]:
+    """A turn as the model reads it: an assistant's images become a user turn of their own before its words."""
+    images = tuple(part for part in turn.parts if isinstance(part, ImagePath))
+    if turn.role != "assistant" or not images:
+        return (turn,)
+    return Turn("user", images), Turn("assistant", tuple(part for part in turn.parts if isinstance(part, str)))
 
 
 def _append(turns: list[Turn], turn: Turn) -> None:

@@ -14,6 +14,11 @@ In the browser a refused message is answered next to its input before it is queu
 the composer keeps the text and images. While an answer runs the composer is locked and its button is
 Stop; the status line under it says where the request stands (its place in line while it waits). A
 stopped answer stays in the chat marked "Stopped", and the status line says so.
+
+A message that starts with `/imagine ` (or the composer's text sent with "Draw") draws instead of answering
+(`janus_demo.service.chat`): its previews build up in the assistant's message, the final PNG stays there
+(downloadable, saved with the chat) and the next question is about it. Through `/chat` the answer names the
+file and the seed, and the image joins the session's conversation.
 """
 
 import functools
@@ -21,17 +26,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypedDict
 
 import gradio as gr
+from gradio.processing_utils import save_file_to_cache, save_pil_to_cache
+from gradio.utils import get_upload_folder
+from PIL import Image
 
 from janus_demo.service.backend import Backend
-from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_chat, run_chat
+from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_chat, imagine_prompt, run_chat
 from janus_demo.service.conversation import ImagePath, history_message, parse_message, readable_messages
-from janus_demo.service.events import Event, Problem, Result, Started, Text
+from janus_demo.service.drawing import DrawFn
+from janus_demo.service.events import Event, Problem, Result, Started, Stopped, Text
 from janus_demo.service.fields import clean_text
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs
 from janus_demo.web.assets import ASSETS
+from janus_demo.web.images_tab import make_draw_fn
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
-from janus_demo.web.saved_chats import build_saved_chats, wire_saved_chats
+from janus_demo.web.saved_chats import build_saved_chats, starts_new, wire_saved_chats
 from janus_demo.web.uploads import uploads_only
 from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
@@ -94,22 +104,46 @@ def assistant_message(text: str) -> dict[str, Any]:
     return history_message("assistant", [text])
 
 
-def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn):
-    """`/chat`: the session's history lives on the server; the answer and the status stream back."""
+def drawn_message(images: list[Any], text: str = "") -> dict[str, Any]:
+    """The assistant's message of a drawing: its image (a preview or the PNG), and the answer's text if any."""
+    parts = [ImagePath(image_file(image)) for image in images]
+    return history_message("assistant", [*parts, text] if text else parts)
+
+
+def image_file(image: Any) -> str:
+    """A drawn image as a file a chat message can show: a PNG's path as it is, a preview (PIL) saved into
+    gradio's cache folder (where the Chatbot serves from and `delete_cache` sweeps)."""
+    if isinstance(image, Image.Image):
+        return save_pil_to_cache(image, get_upload_folder(), name="preview", format="webp")
+    return str(image)
+
+
+def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn, draw_on_gpu: DrawFn):
+    """`/chat`: the session's history lives on the server; the answer and the status stream back. A drawing's
+    answer names its file and seed; the PNG is kept in gradio's cache folder for the session's follow-ups."""
 
     def chat(request: gr.Request, message: Any, *settings: Any) -> Iterator[tuple[str, str]]:
         session = None if is_mcp(request) else request.session_hash  # MCP tool calls are each a new conversation
         message, history = uploads_only(message), backend.histories.get(session)
+        said = ""
 
         def outputs(event: Event) -> tuple[str, str] | None:
-            if not isinstance(event, Started | Text):
+            nonlocal said
+            if isinstance(event, Result) and not event.files:  # an answer's end: its last Text said it all
                 return None
-            text = getattr(event, "text", "")
+            if isinstance(event, Result):  # a drawing's end: its PNG joins the conversation
+                kept = [save_file_to_cache(file, get_upload_folder()) for file in event.files] if session else []
+                reply = drawn_message(kept, event.text)
+            elif isinstance(event, Started | Text):
+                reply = assistant_message(getattr(event, "text", ""))
+            else:  # a drawing's progress: the status line only
+                return (said, event.status) if getattr(event, "status", None) is not None else None
+            said = event.text if isinstance(event, Result | Text) else said
             asked = history + [history_message("user", user_parts(message))]  # a prepared (so readable) message
-            backend.histories.put(session, asked + [assistant_message(text)])  # kept if the client stops
-            return text, event.status
+            backend.histories.put(session, asked + [reply])  # kept if the client stops
+            return said, event.status
 
-        run = chat_turn(backend, answer_on_gpu, message, history, *settings)
+        run = chat_turn(backend, answer_on_gpu, draw_on_gpu, message, history, *settings)
         return until_client_leaves(api_outputs(run, outputs), request, backend.clients)
 
     return api_function(
@@ -130,37 +164,69 @@ class ChatOutputs(NamedTuple):
     status: gr.Markdown
     run_state: gr.State
     cleared: gr.State
+    draw: gr.Button
 
 
-def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn, out: ChatOutputs):
+def make_browser_chat(backend: Backend, answer_on_gpu: AnswerFn, draw_on_gpu: DrawFn, out: ChatOutputs):
     """The composer's submit: the chat, composer, status, run state and Clear's note, by name. It never raises:
     a problem is reported in the status line, so the chat shows no error badge and the composer is unlocked by
     `after_answer`."""
 
     def respond(request: gr.Request, message: dict[str, Any], chatbot: list[dict[str, Any]], *settings: Any):
         shown: list[dict[str, Any]] = []
+        reply, run = assistant_message(""), dict(IDLE)
 
         def view(event: Event) -> dict[Any, Any] | None:
-            nonlocal shown
+            nonlocal shown, reply, run
             if isinstance(event, Problem):  # the composer keeps the message
                 return {out.status: PROBLEM + problem_text(event.error), out.run_state: IDLE}
             if isinstance(event, Started):  # the chat's readable messages, the newest only (each update re-sends all)
                 shown = readable_messages(chatbot)[-backend.limits.max_shown_messages :] + user_messages(message)
-            chat = shown + [assistant_message(getattr(event, "text", ""))]
+            changed, run = reply_after(event), run_after(event, run)
+            reply = changed or reply
+            chat = shown + [reply]
             if isinstance(event, Result):  # it ended by itself: nothing to mark as stopped
                 return {out.chatbot: chat, out.status: event.status, out.run_state: IDLE}
-            answering = getattr(event, "answering", False)
-            run = {"running": True, "status": event.status, "answering": answering}
-            view = {out.chatbot: chat, out.status: event.status, out.run_state: run}
+            if isinstance(event, Stopped):  # a drawing that ended by itself early: marked as Stop would mark it
+                return {out.chatbot: chat + [STOPPED_MARK], out.status: event.status, out.run_state: IDLE}
+            view = {out.run_state: run} | ({out.chatbot: chat} if changed is not None else {})
+            if event.status is not None:
+                view[out.status] = event.status
             if isinstance(event, Started):  # locked while it answers; no Clear yet during this run
                 composer = gr.MultimodalTextbox(value=None, interactive=False, submit_btn=False, stop_btn=True)
-                view |= {out.composer: composer, out.cleared: False}
+                view |= {out.composer: composer, out.cleared: False, out.draw: gr.Button(interactive=False)}
             return view
 
-        run = chat_turn(backend, answer_on_gpu, message, chatbot, *settings)
-        yield from until_client_leaves(browser_outputs(run, view), request, backend.clients)
+        run_events = chat_turn(backend, answer_on_gpu, draw_on_gpu, message, chatbot, *settings)
+        yield from until_client_leaves(browser_outputs(run_events, view), request, backend.clients)
 
     return respond
+
+
+def reply_after(event: Event) -> dict[str, Any] | None:
+    """The assistant's message after `event`: the answer so far, a drawing's preview or its PNG and answer;
+    None when the event does not change it."""
+    if isinstance(event, Started | Text):
+        return assistant_message(getattr(event, "text", ""))
+    if isinstance(event, Result) and event.files:
+        return drawn_message(list(event.files), event.text)
+    images = getattr(event, "images", None)  # a preview (or, decoding, the PNG so far)
+    return drawn_message(images[:1]) if images else None
+
+
+def run_after(event: Event, run: dict[str, Any]) -> dict[str, Any]:
+    """The run state after `event` (read by `after_answer` when Stop ends the run): its status, whether the
+    answer has begun, and for a drawing where a Stop leaves it."""
+    run = {**run, "running": True}
+    if event.status is not None:
+        run["status"] = event.status
+    if isinstance(event, Text):
+        run["answering"] = event.answering
+    elif isinstance(event, Started) and event.seed is not None:  # a drawing
+        run["stopped"] = "Stopped before the first step."
+    elif getattr(event, "total", 0):
+        run["stopped"] = f"Stopped at step {event.step}/{event.total}."
+    return run
 
 
 def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None, cleared: bool):
@@ -168,15 +234,26 @@ def after_answer(chatbot: list[dict[str, Any]], run: dict[str, Any] | None, clea
     mid-run, so it could not say so itself), mark the answer and the status "Stopped". If Clear ended it,
     clear again: pieces of the answer that were on their way when Clear was pressed may have come back."""
     composer = gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+    draw = gr.Button(interactive=True)
     if cleared:
-        return [], composer, "", IDLE, False
+        return [], composer, "", IDLE, False, draw
     if not (run or IDLE)["running"]:
-        return gr.skip(), composer, gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), composer, gr.skip(), gr.skip(), gr.skip(), draw
     messages = list(chatbot or [])
-    if messages and messages[-1].get("role") == "assistant" and not message_text(messages[-1]).strip():
+    if messages and messages[-1].get("role") == "assistant" and is_empty(messages[-1]):
         messages.pop()  # stopped before the first token: no empty bubble
-    status = f"Stopped · {run['status']}" if run.get("answering") else "Stopped before the answer began."
-    return messages + [STOPPED_MARK], composer, status, IDLE, gr.skip()
+    answered = f"Stopped · {run['status']}" if run.get("answering") else "Stopped before the answer began."
+    status = run.get("stopped") or answered  # a drawing says where it stopped
+    return messages + [STOPPED_MARK], composer, status, IDLE, gr.skip(), draw
+
+
+def is_empty(message: dict[str, Any]) -> bool:
+    """True for a message with no text and no image (an answer stopped before its first token)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return not str(content or "").strip()
+    has_file = any(isinstance(block, dict) and block.get("type") == "file" for block in content)
+    return not has_file and not message_text(message).strip()
 
 
 def clear_chat(run: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -220,25 +297,29 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         show_label=False,  # a floating label would cover the messages as they scroll
         examples=[{"text": e["text"], "files": e["files"]} for e in EXAMPLES],
     )
-    textbox = gr.MultimodalTextbox(
-        file_types=["image"],
-        file_count="multiple",
-        placeholder="Ask about an image, or just chat… (Shift+Enter adds a line)",
-        label=schema["message"].label,
-        show_label=False,
-        elem_id="chat-input",
-        submit_btn=True,
-        stop_btn=False,
-    )
+    with gr.Row(elem_id="chat-composer", equal_height=True):
+        textbox = gr.MultimodalTextbox(
+            file_types=["image"],
+            file_count="multiple",
+            placeholder="Ask about an image, or /imagine a picture…",
+            label=schema["message"].label,
+            show_label=False,
+            elem_id="chat-input",
+            submit_btn=True,
+            stop_btn=False,
+            scale=20,
+            min_width=200,
+        )
+        draw = gr.Button("Draw", elem_id="chat-draw", size="sm", scale=0, min_width=64)
     status = gr.Markdown("", label="Status", elem_id="chat-status")
     saved = build_saved_chats()
     with gr.Accordion(SETTINGS, open=False, elem_id="chat-settings"):
         settings = [widget(field) for field in schema if field.name != "message"]
     run_state, clear_requested = gr.State(IDLE), gr.State(False)
 
-    answer_on_gpu = make_answer_fn(backend)
-    outputs = ChatOutputs(chatbot, textbox, status, run_state, clear_requested)
-    respond = make_browser_chat(backend, answer_on_gpu, outputs)
+    answer_on_gpu, draw_on_gpu = make_answer_fn(backend), make_draw_fn(backend)
+    outputs = ChatOutputs(chatbot, textbox, status, run_state, clear_requested, draw)
+    respond = make_browser_chat(backend, answer_on_gpu, draw_on_gpu, outputs)
     names = [field.name for field in schema if field.name != "message"]
     groups = dict.fromkeys(names, SETTINGS)
     ui = {
@@ -248,11 +329,13 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         "show_progress": "minimal",  # gradio's own line while the request waits in its queue ...
         "show_progress_on": [status],  # ... next to ours, not over the chat
     }
-    submit = textbox.submit(
-        respond,
+    check = validator(functools.partial(check_chat, backend), ["message", "history", *names], "message", groups)
+    submit = textbox.submit(respond, [textbox, chatbot, *settings], list(outputs), validator=check, **ui)
+    drawn = draw.click(
+        run_drawing(respond),
         [textbox, chatbot, *settings],
         list(outputs),
-        validator=validator(functools.partial(check_chat, backend), ["message", "history", *names], "message", groups),
+        validator=lambda message, *values: check(as_drawing(message), *values),
         **ui,
     )
     retry = chatbot.retry(
@@ -269,7 +352,7 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         validator=validate_example(backend, ["history", *names], groups),
         **ui,
     )
-    runs = [submit, retry, example]
+    runs = [submit, drawn, retry, example]
     ended = [
         run.then(
             after_answer,
@@ -287,7 +370,9 @@ def build_chat_tab(backend: Backend) -> ChatTab:
     )
     clear = {"cancels": runs, "api_visibility": "private", "queue": False}
     clear_io = (clear_chat, run_state, [chatbot, status, run_state, clear_requested])
-    deletes = [chatbot.clear(*clear_io, **clear), saved.delete.click(*clear_io, **clear)]
+    asks = [saved.delete, saved.confirm_delete, saved.delete_all, saved.confirm_delete_all]
+    fresh = [chatbot, status, run_state, clear_requested, saved.current, saved.picker, *asks]
+    chatbot.clear(starts_new, run_state, fresh, **clear)  # the bin: a new chat; the saved one stays
     on_load = wire_saved_chats(
         saved,
         backend.limits,
@@ -295,11 +380,11 @@ def build_chat_tab(backend: Backend) -> ChatTab:
         status,
         run_state,
         [*ended, undo],
-        deletes,
-        saved.delete_all.click(*clear_io, **clear),
+        [saved.confirm_delete.click(*clear_io, **clear)],
+        saved.confirm_delete_all.click(*clear_io, **clear),
     )
 
-    api = gr.api(make_api_chat(backend, answer_on_gpu), api_name="chat", concurrency_id="chat")
+    api = gr.api(make_api_chat(backend, answer_on_gpu, draw_on_gpu), api_name="chat", concurrency_id="chat")
     return ChatTab(textbox, chatbot, status, [event["id"] for event in (*runs, api)], on_load)
 
 
@@ -331,6 +416,23 @@ def run_retry(respond):
         yield from respond(request, message, earlier, *settings)
 
     return retry
+
+
+def as_drawing(message: Any) -> Any:
+    """The composer's message as "Draw" sends it: its text after `/imagine ` (unless it starts so already)."""
+    if not isinstance(message, dict) or not isinstance(message.get("text"), str):
+        return message
+    text = message["text"]
+    return message if imagine_prompt(text) is not None else {**message, "text": f"/imagine {text}"}
+
+
+def run_drawing(respond):
+    """The "Draw" button: the composer's text drawn, as if sent after `/imagine `."""
+
+    def draw(request: gr.Request, message: Any, chatbot: list[dict[str, Any]], *settings: Any):
+        yield from respond(request, as_drawing(message), chatbot, *settings)
+
+    return draw
 
 
 def run_example(respond):

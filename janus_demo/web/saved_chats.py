@@ -1,12 +1,15 @@
 """Chats that survive a reload: the Chat tab's conversations kept in the browser (`gr.BrowserState`, i.e.
 localStorage), a list of them to switch between, "New chat", "Delete chat" and "Delete all chats".
 
-The conversation is saved after every answer (stopped ones included), Undo and Retry; a page that loads
-reopens the newest one. What the browser sends back is untrusted: every event reads it again through
-`janus_demo.service.saved_chats`, which keeps only readable messages, caps the list, and shows an image
-only if its file is still in this process's gradio cache folder (or is one of the example pictures);
-any other image becomes a note in its message. Switching chats and "New chat" wait for a running answer
-to end or be stopped (a note under the list says so); deleting the open chat stops its answer, as Clear does.
+The conversation is saved after every answer (stopped ones included, with their "Stopped" mark), Undo and
+Retry; a page that loads reopens the newest one. What the browser sends back is untrusted: every event reads
+it again through `janus_demo.service.saved_chats`, which keeps only readable messages, caps the list, and
+shows an image only if its file is still in this process's gradio cache folder (or is one of the example
+pictures); any other image becomes a note in its message. Switching chats and "New chat" wait for a running
+answer to end or be stopped (a note under the list says so). The chat's bin icon starts a new empty chat
+and keeps the saved one (`starts_new`). Deleting asks once: "Delete chat" and "Delete all chats" turn into
+"Click again to delete" (and "... all") in their place, and only that second click deletes (and stops the
+open chat's answer, as Clear does); any other action of the list takes the question back.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ STORAGE_KEY = "janus-demo-saved-chats"
 # new one per process) lets the saved text outlive a restart of the server (its images do not).
 SECRET = "janus-demo-saved-chats"
 BUSY = "An answer is running: stop it (or let it finish) before you switch chats or start a new one."
+CONFIRM_DELETE = "Click again to delete"
+CONFIRM_DELETE_ALL = "Click again to delete all"
 EVENT = {"api_visibility": "private", "queue": False, "preprocess": False}
 
 
@@ -38,6 +43,8 @@ class SavedChats(NamedTuple):
     new: gr.Button
     delete: gr.Button
     delete_all: gr.Button
+    confirm_delete: gr.Button  # in Delete chat's place after its first click: the second click deletes
+    confirm_delete_all: gr.Button
 
 
 def roots() -> list[Path]:
@@ -58,11 +65,33 @@ def build_saved_chats() -> SavedChats:
         picker = gr.Dropdown(
             choices=[], value=None, label="Saved chats", elem_id="saved-chats-picker", scale=3, min_width=180
         )
-        new = gr.Button("New chat", elem_id="new-chat", size="md", scale=1, min_width=90)
-        delete = gr.Button("Delete chat", elem_id="delete-chat", size="md", scale=1, min_width=90)
-        delete_all = gr.Button("Delete all chats", elem_id="delete-all-chats", size="md", scale=1, min_width=90)
+        button = {"size": "md", "scale": 1, "min_width": 90}
+        asks = {**button, "variant": "stop", "visible": False}
+        new = gr.Button("New chat", elem_id="new-chat", **button)
+        delete = gr.Button("Delete chat", elem_id="delete-chat", **button)
+        confirm = gr.Button(CONFIRM_DELETE, elem_id="delete-chat-confirm", **asks)
+        delete_all = gr.Button("Delete all chats", elem_id="delete-all-chats", **button)
+        confirm_all = gr.Button(CONFIRM_DELETE_ALL, elem_id="delete-all-chats-confirm", **asks)
     note = gr.Markdown("", elem_id="saved-chats-note")
-    return SavedChats(store, current, picker, note, new, delete, delete_all)
+    return SavedChats(store, current, picker, note, new, delete, delete_all, confirm, confirm_all)
+
+
+def asking(which: str | None) -> tuple[gr.Button, ...]:
+    """The delete buttons with `which` ("one", "all" or None) asking to be clicked again: (Delete chat, its
+    confirmation, Delete all chats, its confirmation)."""
+    return (
+        gr.Button(visible=which != "one"),
+        gr.Button(visible=which == "one"),
+        gr.Button(visible=which != "all"),
+        gr.Button(visible=which == "all"),
+    )
+
+
+def starts_new(run: Any) -> tuple[Any, ...]:
+    """The chat's bin icon: an empty chat (a running answer stops, as with Clear) that is not the saved one,
+    which stays in the list: (chat, status, run state, Clear's note, open chat id, list, delete buttons)."""
+    running = bool((run or {}).get("running"))
+    return [], "", {"running": False}, running, None, gr.Dropdown(value=None), *asking(None)
 
 
 def make_handlers(limits: Limits):
@@ -81,7 +110,7 @@ def make_handlers(limits: Limits):
         waiting for the answer is over."""
         chats = service_chats.restore(stored, roots(), limits)
         chat_id, chats = service_chats.remember(chats, current, chatbot, limits)
-        return chat_id, service_chats.to_storage(chats), picker_update(chats, chat_id), ""
+        return chat_id, service_chats.to_storage(chats), picker_update(chats, chat_id), "", *asking(None)
 
     def open_chat(chosen: Any, current: Any, run: Any, stored: Any) -> tuple[Any, ...]:
         """A chat picked from the list, shown and moved to the front (reopened after a reload); while an answer
@@ -108,10 +137,10 @@ def make_handlers(limits: Limits):
     def delete(current: Any, stored: Any) -> tuple[Any, ...]:
         """After the chat was cleared: the open chat forgotten."""
         chats = service_chats.forget(service_chats.restore(stored, roots(), limits), current)
-        return None, service_chats.to_storage(chats), picker_update(chats, None)
+        return None, service_chats.to_storage(chats), picker_update(chats, None), *asking(None)
 
     def delete_all() -> tuple[Any, ...]:
-        return None, [], picker_update([], None)
+        return None, [], picker_update([], None), *asking(None)
 
     return restore, save, open_chat, new_chat, delete, delete_all
 
@@ -127,19 +156,25 @@ def wire_saved_chats(
     deletes_all: Any,
 ) -> Callable[[gr.Blocks], None]:
     """Wire the controls: save after each of `saves` (events that end with the chat changed), forget the open
-    chat after each of `deletes` and every chat after `deletes_all` (events that have cleared the chat).
-    Returns what attaches the page-load event (reopen the newest saved chat) to the app."""
+    chat after each of `deletes` and every chat after `deletes_all` (events that have cleared the chat: the
+    confirmations' clicks). "Delete chat" and "Delete all chats" only ask (`asking`). Returns what attaches
+    the page-load event (reopen the newest saved chat) to the app."""
     restore, save, open_chat, new_chat, delete, delete_all = make_handlers(limits)
     store, current, picker = saved.store, saved.current, saved.picker
     note = saved.note
+    buttons = [saved.delete, saved.confirm_delete, saved.delete_all, saved.confirm_delete_all]
     for event in saves:
-        event.then(save, [chatbot, current, store], [current, store, picker, note], **EVENT)
+        event.then(save, [chatbot, current, store], [current, store, picker, note, *buttons], **EVENT)
     shown = [chatbot, current, note, status]
     picker.input(open_chat, [picker, current, run_state, store], [*shown, picker, store], **EVENT)
     saved.new.click(new_chat, [current, run_state, store], [*shown, picker], **EVENT)
+    for trigger in (picker.input, saved.new.click):  # another action of the list: the question is taken back
+        trigger(lambda: asking(None), None, buttons, **EVENT)
+    saved.delete.click(lambda: asking("one"), None, buttons, **EVENT)
+    saved.delete_all.click(lambda: asking("all"), None, buttons, **EVENT)
     for event in deletes:
-        event.then(delete, [current, store], [current, store, picker], **EVENT)
-    deletes_all.then(delete_all, None, [current, store, picker], **EVENT)
+        event.then(delete, [current, store], [current, store, picker, *buttons], **EVENT)
+    deletes_all.then(delete_all, None, [current, store, picker, *buttons], **EVENT)
 
     def on_load(demo: gr.Blocks) -> None:
         demo.load(restore, store, [store, picker, current, chatbot], **EVENT)

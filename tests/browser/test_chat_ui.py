@@ -1,7 +1,10 @@
 """The Chat tab's states in a real browser, on a FakeBackend app (real checks and model lock, fast fake model):
 each refusal next to its input with the composer usable and the message kept, a typed out-of-range number
-noted, Stop marked on the answer, waiting in line with a place and an estimate, Clear, and a phone screen.
+noted, Stop marked on the answer, waiting in line with a place and an estimate, Clear, drawing inside the
+conversation (`/imagine`, in the browser and through `/chat`), and a phone screen.
 """
+
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -14,15 +17,20 @@ from support.browser import (
     box_of,
     fill_box,
     no_error_badge,
+    seen,
     send,
     shots,
     validation_message,
+    watch,
     watch_badges,
 )
 from support.meters import wait_until, work_over
-from support.serving import image_args, new_client
+from support.serving import chat_args, image_args, new_client
+
+from janus_demo.web.chat_tab import EXAMPLES
 
 COMPOSER = "#chat-input"
+BOTS = "#chatbot [data-testid=bot]"
 
 
 def attach(page, *paths) -> None:
@@ -65,6 +73,7 @@ REFUSALS = {
     "too-long": ("x" * 8001, lambda tmp: [], "Message is too long: 8,001 characters; the limit is 8,000."),
     "not-an-image": ("What is this?", lambda tmp: [not_an_image(tmp)], "This file is not an image we can read"),
     "fifth-image": ("Compare them.", lambda tmp: [CAT, str(ASSETS / "coffee.png")] * 2 + [CAT], "the limit is 4"),
+    "nothing-to-draw": ("/imagine ", lambda tmp: [], "Say what to draw after /imagine"),
 }
 
 
@@ -257,13 +266,79 @@ def test_the_label_never_covers_messages(fake_page, fake):
     shots(page, "chat-long-conversation")
 
 
-def test_on_a_phone_the_composer_and_status_are_on_the_first_screen(pages, fake):
+def test_on_a_phone_the_composer_status_and_examples_are_on_the_first_screen(pages, fake):
     page = pages(fake.url, viewport=PHONE)
     composer = box_of(page, COMPOSER)
     assert composer["bottom"] <= PHONE["height"], f"the composer is below the first screen: {composer}"
     assert composer["right"] <= PHONE["width"]
+    chat = box_of(page, "#chatbot")  # every example whole in the chat's box, none scrolled out of sight
+    examples = [box_of(page, f"#chatbot button.example >> nth={n}") for n in range(len(EXAMPLES))]
+    for example in examples:
+        assert chat["top"] <= example["top"] and example["bottom"] <= min(chat["bottom"], PHONE["height"]), (
+            f"an example is out of sight on load: {example} in {chat}"
+        )
+    buttons = [box_of(page, f"#{name}")["height"] for name in ("new-chat", "delete-chat", "delete-all-chats")]
+    assert max(buttons) - min(buttons) < 1, f"New chat, Delete chat and Delete all chats differ in height: {buttons}"
     send(page, "Hi from a phone")
     answered(page)
     status = box_of(page, "#chat-status")
     assert status["top"] >= composer["bottom"] - 5 and status["top"] - composer["bottom"] < 60
     shots(page, "chat-phone")
+
+
+# --- drawing inside the conversation ---------------------------------------------------------------------
+
+
+def test_imagine_draws_inside_the_conversation_and_the_next_question_sees_the_image(pages, fake):
+    page = pages(fake.url, accept_downloads=True)
+    fake.reset(step_delay=0.02)
+    fake.image_steps = 120  # previews every 48 steps (two token rows): at 48 and 96
+    watch(page, "drawn", f"{BOTS} img", "src")
+    send(page, "/imagine a red fox")
+
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Done:")
+    expect(page.locator(BOTS).last).to_have_text(re.compile(r"Drew janus-\d+-1\.png \(seed \d+\)\."))
+    final = page.locator(f"{BOTS} img").last.get_attribute("src")
+    previews = [src for src in seen(page, "drawn") if src != final]
+    assert len(set(previews)) >= 2, f"the previews build up in the conversation first: {seen(page, 'drawn')}"
+    assert re.search(r"/janus-\d+-1\.png$", final), final
+    expect(page.locator(f"{BOTS} img")).to_have_count(1)  # the previews made way for the image
+    composer_usable(page, "", 0)
+    with page.expect_download() as download:  # the image's own download button, under its message
+        page.locator("#chatbot button[aria-label=Download]").first.click()
+    assert re.fullmatch(r"janus-\d+-1\.png", download.value.suggested_filename)
+    no_error_badge(page)
+    shots(page, "chat-imagine-drawn")
+
+    send(page, "What animal is this?")
+    expect(page.locator(BOTS).last).to_contain_text("seed=42")
+    expect(page.locator(f"{COMPOSER} [data-testid=submit-button]")).to_be_visible()
+    assert fake.images_read == [1], "the follow-up was asked with the drawn image, as if the user had attached it"
+
+
+def test_stop_ends_a_drawing_in_the_chat_and_keeps_its_preview_marked(fake_page, fake):
+    page = fake_page
+    fake.reset(step_delay=0.05)
+    fake.image_steps = 400
+    send(page, "/imagine a slow snail")
+    expect(page.locator(f"{BOTS} img")).to_have_count(1)  # a preview
+    watch_badges(page)
+    page.locator(f"{COMPOSER} button[aria-label=Stop]").click()
+
+    expect(page.locator(CHAT_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/400\."))
+    expect(page.locator(BOTS).last).to_have_text("Stopped")
+    expect(page.locator(f"{BOTS} img")).to_have_count(1)  # the last preview stays, above the mark
+    composer_usable(page, "", 0)
+    wait_until(lambda: work_over(fake), timeout=60)
+    assert fake.produced < 400, "Stop ended the drawing itself"
+    assert not badges_seen(page), "no error badge, not even for a moment"
+    shots(page, "chat-imagine-stopped")
+
+
+def test_imagine_through_the_chat_api_names_the_file_and_the_seed(fake, tmp_path):
+    client = new_client(fake.url, tmp_path)
+    answer, status = client.predict({"text": "/imagine a red fox", "files": []}, *chat_args(), api_name="/chat")
+    assert re.fullmatch(r"Drew janus-\d+-1\.png \(seed \d+\)\.", answer) and status.startswith("Done:")
+    answer, _ = client.predict({"text": "What animal is this?", "files": []}, *chat_args(), api_name="/chat")
+    assert answer.startswith("seed=1") and fake.images_read == [1], "the follow-up is asked about the drawn image"
+    client.close()

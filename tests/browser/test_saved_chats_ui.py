@@ -1,15 +1,17 @@
 """Chats that survive a reload, in a real browser on a FakeBackend app: the conversation comes back with its
-image, the saved list switches between chats, New chat, Delete chat and Delete all chats, and an image whose
-file the server no longer has is left out with a note.
+image (one the user attached, or one drawn in the chat), the saved list switches between chats, New chat, the
+bin (a new chat; the saved one stays), Delete chat and Delete all chats (each asks once), a stopped answer
+keeps its mark, and an image whose file the server no longer has is left out with a note.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
 from playwright.sync_api import expect
 from support.browser import CAT, CHAT_STATUS, no_error_badge, send, shots
 
-from janus_demo.web.saved_chats import BUSY
+from janus_demo.web.saved_chats import BUSY, CONFIRM_DELETE, CONFIRM_DELETE_ALL
 
 PICKER = "#saved-chats-picker"
 BOTS = "#chatbot [data-testid=bot]"
@@ -108,14 +110,26 @@ def test_switch_between_saved_chats_and_delete_one_or_all(fake_page, fake):
     answered(page, 2)
     expect(page.locator(NOTE_LINE)).to_have_text("")  # the answer has ended: the note is over
 
-    page.get_by_role("button", name="Delete chat", exact=True).click()
+    page.get_by_role("button", name="Delete chat", exact=True).click()  # it asks once, in the button's place
+    expect(page.get_by_role("button", name=CONFIRM_DELETE, exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Delete chat", exact=True)).to_have_count(0)
+    expect(page.locator(USERS)).to_have_text(["First chat", "A long answer, please"])  # nothing deleted yet
+    shots(page, "saved-chats-delete-asks")
+    page.get_by_role("button", name=CONFIRM_DELETE, exact=True).click()
     expect(page.locator(BOTS)).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete chat", exact=True)).to_be_visible()  # the question is over
     page.wait_for_timeout(500)
     assert saved_titles(page) == ["Second chat"]
     reload(page)
     expect(page.locator(USERS)).to_have_text(["Second chat"])
 
     page.get_by_role("button", name="Delete all chats").click()
+    page.get_by_role("button", name="New chat").click()  # another action takes the question back
+    expect(page.get_by_role("button", name=CONFIRM_DELETE_ALL)).to_have_count(0)
+    pick(page, "Second chat")
+    page.get_by_role("button", name="Delete all chats").click()
+    expect(page.locator(USERS)).to_have_text(["Second chat"])
+    page.get_by_role("button", name=CONFIRM_DELETE_ALL).click()
     expect(page.locator(BOTS)).to_have_count(0)
     page.wait_for_timeout(500)
     reload(page)
@@ -147,3 +161,59 @@ def test_an_image_the_server_no_longer_has_is_left_out_with_a_note(fake_page, fa
     send(page, "Still there?")  # the chat goes on without it
     answered(page, 2)
     no_error_badge(page)
+
+
+def test_the_bin_starts_a_new_chat_and_keeps_the_saved_one(fake_page, fake):
+    page = fake_page
+    send(page, "Keep me")
+    answered(page)
+    page.locator("#chatbot button[aria-label=Clear]").click()  # the chat's bin icon
+    expect(page.locator(USERS)).to_have_count(0)
+    expect(page.locator(f"{PICKER} input")).to_have_value("")  # a new chat: not the saved one
+    page.wait_for_timeout(500)
+    assert saved_titles(page) == ["Keep me"], "the bin keeps the saved chat (it deleted it, like Delete chat)"
+    send(page, "A new one")
+    answered(page)
+    assert saved_titles(page) == ["A new one", "Keep me"]
+    reload(page)
+    pick(page, "Keep me")
+    expect(page.locator(USERS)).to_have_text(["Keep me"])
+    shots(page, "saved-chats-bin-keeps")
+
+
+def test_a_stopped_answer_keeps_its_mark_after_a_reload(fake_page, fake):
+    page = fake_page
+    fake.gate.clear()  # the answer waits: Stop comes before it ends
+    send(page, "Stop me")
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Reading the conversation")
+    page.locator("#chat-input button[aria-label=Stop]").click()
+    expect(page.locator(BOTS).last).to_have_text("Stopped")
+    expect(page.locator(f"{PICKER} input")).to_have_value("Stop me")  # saved
+    fake.gate.set()
+    reload(page)
+    expect(page.locator(USERS)).to_have_text(["Stop me"])
+    expect(page.locator(BOTS).last).to_have_text("Stopped")  # it was lost on reload
+    shots(page, "saved-chat-stopped-after-reload")
+
+
+def test_a_drawing_comes_back_after_a_reload_and_is_asked_about(pages, fake):
+    page = pages(fake.url)
+    page.locator("#chat-input textarea").fill("a red fox")
+    page.locator("#chat-draw").click()  # Draw: the composer's text, drawn
+    expect(page.locator(CHAT_STATUS)).to_contain_text("Done:")
+    expect(page.locator(USERS)).to_have_text(["/imagine a red fox"])
+    expect(page.locator(f"{PICKER} input")).to_have_value("/imagine a red fox")
+
+    reload(page)
+    drawn = page.locator(f"{BOTS} img")
+    expect(drawn).to_have_count(1)
+    assert re.search(r"/janus-\d+-1\.png$", drawn.get_attribute("src"))
+    assert drawn.evaluate("img => img.complete && img.naturalWidth") > 0, "the picture loads"
+    expect(page.locator(BOTS).last).to_contain_text("Drew janus-")
+    no_error_badge(page)
+    shots(page, "saved-chat-drawing-after-reload")
+
+    send(page, "What animal is this?")
+    expect(page.locator(BOTS).last).to_contain_text("seed=42")
+    expect(page.locator("#chat-input [data-testid=submit-button]")).to_be_visible()
+    assert fake.images_read == [1], "the follow-up was asked about the drawn image"

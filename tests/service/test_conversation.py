@@ -129,3 +129,18 @@ def test_readable_messages_drop_what_a_status_bubble_cannot_hold():
 
     bubble = {"role": "assistant", "content": ["junk", 3, text("ok")], "metadata": {"title": "Stopped"}}
     assert readable_messages([bubble]) == [{**bubble, "content": [text("ok")]}]
+
+
+def test_an_image_the_assistant_drew_is_read_as_if_the_user_had_attached_it():
+    """/imagine: the drawn image sits in the assistant's message; Janus reads images in user turns only."""
+    history = [
+        {"role": "user", "content": [text("/imagine a red fox")]},
+        {"role": "assistant", "content": [file("/cache/janus-7-1.png"), text("Drew janus-7-1.png (seed 7).")]},
+    ]
+    parsed = conversation(history, "What animal is this?")
+    assert parsed.janus_messages() == [
+        {"role": "user", "content": [text("/imagine a red fox"), IMAGE]},
+        {"role": "assistant", "content": [text("Drew janus-7-1.png (seed 7).")]},
+        {"role": "user", "content": [text("What animal is this?")]},
+    ]
+    assert parsed.image_paths == ["/cache/janus-7-1.png"] and parsed.new_images == 0

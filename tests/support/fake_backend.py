@@ -59,6 +59,7 @@ class FakeBackend(Backend):
         self.produced = 0  # tokens + image steps produced so far, by every request
         self.inside = self.max_inside = 0
         self.prompt_lengths: list[int] = []
+        self.images_read: list[int] = []  # images in each chat answer's input (what the model was shown)
         self.lock.max_active = self.lock.entered = 0
         return self
 
@@ -67,6 +68,7 @@ class FakeBackend(Backend):
     def _answer(self, inputs, options: chat.ChatOptions, stop: threading.Event, emit) -> None:
         with self._inside():
             self.prompt_lengths.append(chat.prompt_length(inputs))
+            self.images_read.append(len(inputs["pixel_values"]) if "pixel_values" in inputs else 0)
             self._maybe_fail(options.seed)
             text, count, start, reason = f"seed={options.seed} ", 0, time.perf_counter(), None
             while count < options.max_new_tokens and not (reason := self._why_stop(stop, options.deadline)):
