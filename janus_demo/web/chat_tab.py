@@ -34,8 +34,9 @@ from janus_demo.service.backend import Backend
 from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_chat, imagine_prompt, run_chat
 from janus_demo.service.conversation import ImagePath, history_message, parse_message, readable_messages
 from janus_demo.service.drawing import DrawFn
-from janus_demo.service.events import Event, Problem, Result, Started, Stopped, Text
+from janus_demo.service.events import Decoding, Event, Problem, Result, Started, Stopped, Text
 from janus_demo.service.fields import clean_text
+from janus_demo.service.status_lines import stopped_text
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs
 from janus_demo.web.assets import ASSETS
 from janus_demo.web.images_tab import make_draw_fn
@@ -222,10 +223,10 @@ def run_after(event: Event, run: dict[str, Any]) -> dict[str, Any]:
         run["status"] = event.status
     if isinstance(event, Text):
         run["answering"] = event.answering
-    elif isinstance(event, Started) and event.seed is not None:  # a drawing
-        run["stopped"] = "Stopped before the first step."
-    elif getattr(event, "total", 0):
-        run["stopped"] = f"Stopped at step {event.step}/{event.total}."
+    elif isinstance(event, Decoding):  # every token drawn: a Stop keeps what was decoded (none of one image)
+        run["stopped"] = stopped_text(event.step, event.total, len(event.files), event.count)
+    elif (isinstance(event, Started) and event.seed is not None) or getattr(event, "total", 0):  # a drawing
+        run["stopped"] = stopped_text(getattr(event, "step", 0), event.total)
     return run
 
 
