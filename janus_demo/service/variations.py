@@ -13,7 +13,7 @@ checked with the photo (`described`), as an edit without a photo (`janus_demo.se
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -46,6 +46,10 @@ DESCRIBE_TOKENS = 160  # the longest description asked for
 DESCRIBE_MIN_TOKENS = 8  # a description that ends at once would leave nothing to draw from
 TEMPLATE_TOKENS = 32  # the chat template around a prompt, more than enough
 DESCRIBE_TEMPERATURE = 0.1  # DeepSeek's chat default: faithful descriptions
+EMPTY_DESCRIPTION = (  # random weights can answer with nothing but blanks and quotes
+    "The model's description of the photo was empty, so nothing was drawn: try another seed, or write a "
+    'description in the box and press "Generate from this".'
+)
 SETTINGS = ("num_images", "seed", "guidance_scale", "temperature", "preview_every")  # the images', after the photo
 
 
@@ -111,10 +115,15 @@ def check_described(backend: Backend, description: object, *settings: object, **
 
 
 def described(
-    backend: Backend, description: object, settings: Mapping[str, Any], source_size: tuple[int, int] | None = None
+    backend: Backend,
+    description: object,
+    settings: Mapping[str, Any],
+    source_size: tuple[int, int] | None = None,
+    by_model: bool = False,
 ) -> PreparedEdit:
-    """Images drawn from a description with settings already checked (`PreparedVariations.settings`)."""
-    values = dict(settings) | {"prompt": _description(backend, description)}
+    """Images drawn from a description with settings already checked (`PreparedVariations.settings`); the
+    model's own description (`by_model`) is refused with EMPTY_DESCRIPTION when nothing is left of it."""
+    values = dict(settings) | {"prompt": _description(backend, description, by_model)}
     about = {"mode": "variations"} | ({"source_size": size_text(source_size)} if source_size else {})
     return PreparedEdit(image_request(backend, drawing_values(values)), None, tuple(about.items()))
 
@@ -138,7 +147,7 @@ def _variations(backend: Backend, answer: AnswerFn, draw: DrawFn, *values: objec
     for event in answering(answer, prepared.describe):
         description = event.text if isinstance(event, Text) else description
         yield Text(description, f"{DESCRIBING} · {event.status}", getattr(event, "answering", False))
-    drawn = described(backend, description, prepared.settings, prepared.source_size)
+    drawn = described(backend, description, prepared.settings, prepared.source_size, by_model=True)
     yield from drawing(draw, drawn, drawn.request, prompt=drawn.request.prompt)
 
 
@@ -156,11 +165,15 @@ def _described_settings(backend: Backend, *settings: object, **named: object) ->
     return schema.check(schema.bind(*settings, **named))
 
 
-def _description(backend: Backend, description: object) -> str:
-    """The description as a prompt (one line, within the prompt's length), or FieldError "description"."""
-    field = prompt_field(backend.limits)
+def _description(backend: Backend, description: object, by_model: bool = False) -> str:
+    """The description as a prompt (one line, within the prompt's length), or FieldError "description": the
+    prompt's own checks in the description's name ("Description is empty."), or EMPTY_DESCRIPTION for the
+    model's."""
+    field = replace(prompt_field(backend.limits), name="description", label="Description")
     text = description if not isinstance(description, str) else clean_description(description, field.max_chars)
     try:
         return field.check(text)
-    except FieldError as error:
-        raise FieldError("description", f"The description is empty or not text: {error}") from None
+    except FieldError:
+        if by_model:  # a string of at most the prompt's length: nothing was left of it
+            raise FieldError("description", EMPTY_DESCRIPTION) from None
+        raise

@@ -22,7 +22,8 @@ this tab reuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -131,6 +132,26 @@ def clear_results() -> tuple[Any, ...]:
     return None, "", hide, IDLE, hide, hide, gr.update(interactive=False), hide
 
 
+def shown_modes(chosen: str, owner: str | None) -> list[Any]:
+    """The mode groups with `chosen` shown, and the results column shown only if its results are `chosen`'s
+    (`owner`: the mode of the run they come from; None before any run)."""
+    return [gr.update(visible=chosen == name) for name in MODES] + [gr.update(visible=owner in (None, chosen))]
+
+
+def owned_by(mode: str, owner: gr.State, column: gr.Column, run: Callable[..., Any]) -> Callable[..., Any]:
+    """`run` (a browser run's event function) whose first update also marks the results as `mode`'s and shows
+    them: a run starts (or is refused by the service) in the mode whose button was pressed."""
+
+    def run_in_mode(request: gr.Request, *values: Any) -> Iterator[dict[Any, Any]]:
+        mark = {owner: mode, column: gr.update(visible=True)}
+        with contextlib.closing(run(request, *values)) as views:
+            for view in views:
+                yield view | mark
+                mark = {}
+
+    return run_in_mode
+
+
 # --- the tab ---------------------------------------------------------------------------------------------
 
 
@@ -138,7 +159,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
     """Render the tab into the current Blocks context; return the ids of the events that run the model."""
     schemas = backend.schemas
     complete, redraw, vary = schemas.complete, schemas.redraw, schemas.variations
-    run_state = gr.State(IDLE)
+    run_state, results_mode = gr.State(IDLE), gr.State(None)  # results_mode: the mode the results belong to
     with gr.Row(equal_height=False, elem_id="edit-layout"):
         with gr.Column(scale=2, min_width=300, elem_id="edit-compose"):
             offered = MODES if backend.can_chat else MODES[:2]  # variations need the model's description
@@ -179,7 +200,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
             with gr.Row(elem_id="edit-buttons"):
                 stop = gr.Button("Stop", variant="stop", elem_id="edit-stop", min_width=70)
                 clear = gr.Button("Clear", variant="secondary", elem_id="edit-clear", min_width=70)
-        with gr.Column(scale=3, min_width=300, elem_id="edit-results"):
+        with gr.Column(scale=3, min_width=300, elem_id="edit-results") as results_column:  # a mode's own
             status = gr.Markdown("", elem_id="edit-status")
             crop = gr.Image(
                 label="The crop used ({}×{})".format(*backend.image_shape.size),
@@ -207,9 +228,9 @@ def build_edit_tab(backend: Backend) -> list[int]:
                 preview_every = field("preview_every")
     groups_by_mode = [complete_group, redraw_group, vary_group]
     mode.change(
-        lambda chosen: [gr.update(visible=chosen == name) for name in MODES],
-        mode,
-        groups_by_mode,
+        shown_modes,
+        [mode, results_mode],
+        [*groups_by_mode, results_column],
         api_visibility="private",
         queue=False,
     )
@@ -253,9 +274,9 @@ def build_edit_tab(backend: Backend) -> list[int]:
     runs = [
         gr.on(
             [complete_button.click, complete_prompt.submit],
-            browser_run(results, backend, completed),
+            owned_by(MODES[0], results_mode, results_column, browser_run(results, backend, completed)),
             complete_inputs,
-            results.outputs(),
+            [*results.outputs(), results_mode, results_column],
             validator=validator(
                 lambda image, *values: check_complete(backend, uploaded(image), *values),
                 complete.names,
@@ -266,9 +287,9 @@ def build_edit_tab(backend: Backend) -> list[int]:
         ),
         gr.on(
             [redraw_button.click, redraw_prompt.submit],
-            browser_run(results, backend, redrawn),
+            owned_by(MODES[1], results_mode, results_column, browser_run(results, backend, redrawn)),
             redraw_inputs,
-            results.outputs(),
+            [*results.outputs(), results_mode, results_column],
             validator=validator(
                 lambda value, *values: check_redraw(backend, *editor_files(value), *values),
                 [name for name in redraw.names if name != "mask"],
@@ -278,18 +299,18 @@ def build_edit_tab(backend: Backend) -> list[int]:
             **ui,
         ),
         vary_button.click(
-            browser_run(results, backend, varied),
+            owned_by(MODES[2], results_mode, results_column, browser_run(results, backend, varied)),
             vary_inputs,
-            results.outputs(),
+            [*results.outputs(), results_mode, results_column],
             validator=validator(
                 lambda image, *values: check_variations(backend, uploaded(image), *values), vary.names, "image", groups
             ),
             **ui,
         ),
         from_description.click(
-            browser_run(results, backend, described),
+            owned_by(MODES[2], results_mode, results_column, browser_run(results, backend, described)),
             [description, *vary_inputs[1:]],
-            results.outputs(),
+            [*results.outputs(), results_mode, results_column],
             validator=validator(
                 partial(check_described, backend), ["description", *vary.names[1:]], "description", groups
             ),

@@ -35,7 +35,7 @@ from janus_demo.service.status_lines import stopped_text
 from janus_demo.web.adapters import api_function, api_outputs, browser_outputs, image_concurrency, shown
 from janus_demo.web.messages import PROBLEM, problem_text
 from janus_demo.web.refusals import validator
-from janus_demo.web.upscale import UNFINISHED, add_upscale, is_finished, pick_selected
+from janus_demo.web.upscale import UNFINISHED, add_upscale, is_finished, pick_selected, upscale_button
 from janus_demo.web.watch import until_client_leaves
 from janus_demo.web.widgets import widget
 from janus_demo.web.zerogpu import gpu_function
@@ -60,9 +60,10 @@ MAX_PATH_CHARS = 4096  # a gallery path the browser sends back that is longer is
 # --- a drawing's events, as the API and the browser show them ---------------------------------------------
 
 
-def drawn_images(prefix: str) -> tuple[gr.Gallery, gr.DownloadButton, gr.File]:
+def drawn_images(prefix: str, render_downloads: bool = True) -> tuple[gr.Gallery, gr.DownloadButton, gr.File]:
     """A drawing's results, as the Images and Edit tabs show them: the gallery, the zip of all and the files
-    one by one (element ids `<prefix>-gallery`, `<prefix>-zip`, `<prefix>-files`)."""
+    one by one (element ids `<prefix>-gallery`, `<prefix>-zip`, `<prefix>-files`). With `render_downloads`
+    False the caller places the zip and the files (`.render()`), e.g. after the buttons that act on a result."""
     gallery = gr.Gallery(
         label="Images",
         show_label=False,
@@ -74,7 +75,9 @@ def drawn_images(prefix: str) -> tuple[gr.Gallery, gr.DownloadButton, gr.File]:
         buttons=["download", "fullscreen"],
         interactive=False,  # an output; without this, being an input of "Ask" makes it an upload area
     )
-    archive = gr.DownloadButton("Download all (.zip)", visible=False, elem_id=f"{prefix}-zip", size="sm")
+    archive = gr.DownloadButton(
+        "Download all (.zip)", visible=False, elem_id=f"{prefix}-zip", size="sm", render=render_downloads
+    )
     files = gr.File(  # one click per image, named janus-<seed>-<n>.png
         label="Download one by one",
         file_count="multiple",
@@ -82,6 +85,7 @@ def drawn_images(prefix: str) -> tuple[gr.Gallery, gr.DownloadButton, gr.File]:
         visible=False,
         height=150,
         elem_id=f"{prefix}-files",
+        render=render_downloads,
     )
     return gallery, archive, files
 
@@ -296,8 +300,8 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
                 clear = gr.Button("Clear", variant="secondary", elem_id="t2i-clear", scale=1, min_width=70)
         with gr.Column(scale=3, min_width=300, elem_id="t2i-results"):
             status = gr.Markdown("", elem_id="t2i-status")
-            gallery, archive, files = drawn_images("t2i")
-            with gr.Row(elem_id="t2i-after"):
+            gallery, archive, files = drawn_images("t2i", render_downloads=False)
+            with gr.Row(elem_id="t2i-after"):  # right under the images: on the first screen of a desktop
                 seed_used = gr.Number(  # hidden until a run has a seed to show
                     None,
                     label="Seed used",
@@ -309,7 +313,10 @@ def build_images_tab(backend: Backend, chat_input: gr.MultimodalTextbox | None, 
                 )
                 reuse = gr.Button("Reuse this seed", size="sm", interactive=False, elem_id="t2i-reuse")
                 ask = gr.Button("Ask about this image", size="sm", elem_id="t2i-ask", visible=chat_input is not None)
-            upscale_events = add_upscale(backend, gallery, run_state, stop) if backend.can_upscale else []
+                upscale = upscale_button() if backend.can_upscale else None
+            upscale_events = add_upscale(backend, gallery, run_state, stop, upscale) if upscale is not None else []
+            archive.render()
+            files.render()
         with gr.Column(scale=2, min_width=300, elem_id="t2i-settings"):
             with gr.Row():
                 seed, num_images = widget(schema["seed"]), widget(schema["num_images"])

@@ -1,15 +1,17 @@
-"""Upscale 2x, offered only when the server has an upscaler (`--upscaler`): a button under a gallery of
+"""Upscale 2x, offered only when the server has an upscaler (`--upscaler`): a button by a gallery of
 results, and the API endpoint `/upscale(image)` -> (image, status).
 
     if backend.can_upscale:
         add_upscale_api(backend)                                    # once per app: /upscale
-        events = add_upscale(backend, gallery, run_state, stop)     # under each gallery of results
+        button = upscale_button()                                   # where the tab wants it (by the gallery)
+        events = add_upscale(backend, gallery, run_state, stop, button)  # the status and the result below
 
 The button enlarges the gallery's selected image (else its first) and shows the result with a download,
 `<name>-2x.png`, whose PNG text keeps the original's (prompt, seed, ...) plus an "upscaled" note. The
 request is checked and its image read on the CPU (`Backend.prepare_upscale`); only then does
-`upscale_on_gpu` borrow a GPU on ZeroGPU. It runs under the model lock like every generation, and the
-tab's Stop stops it (between two of the network's blocks).
+`upscale_on_gpu` borrow a GPU on ZeroGPU. It runs under the model lock like every generation; the status
+under the button says how far it is ("Upscaling 42% · 5.1 s · about 7 s left"), and the tab's Stop stops it
+(between two of the network's blocks).
 """
 
 from __future__ import annotations
@@ -78,15 +80,25 @@ def add_upscale_api(backend: Backend) -> int:
     return api["id"]
 
 
+def upscale_button() -> gr.Button:
+    """The "Upscale 2x" button, rendered where it is made (a tab puts it beside its gallery's other buttons)."""
+    return gr.Button("Upscale 2x", size="sm", elem_classes=["upscale-button"])
+
+
 def add_upscale(
-    backend: Backend, gallery: gr.Gallery, run_state: gr.State | None = None, stop: gr.Button | None = None
+    backend: Backend,
+    gallery: gr.Gallery,
+    run_state: gr.State | None = None,
+    stop: gr.Button | None = None,
+    button: gr.Button | None = None,
 ) -> list[int]:
-    """Render "Upscale 2x" for `gallery`'s results into the current Blocks context, with the result and its
-    download below it. `run_state` ({"running": bool}) keeps it off a run's previews; `stop` stops it too.
-    Returns the ids of the events that run the model."""
+    """Render Upscale 2x for `gallery`'s results into the current Blocks context: its status line (progress
+    while it runs), the result and its download, below `button` (`upscale_button()`, made here when None).
+    `run_state` ({"running": bool}) keeps it off a run's previews; `stop` stops it too. Returns the ids of the
+    events that run the model."""
     upscale_on_gpu = make_upscale_on_gpu(backend)
     selected, busy = gr.State(None), gr.State(False)
-    button = gr.Button("Upscale 2x", size="sm", elem_classes=["upscale-button"])
+    button = upscale_button() if button is None else button
     status = gr.Markdown("", elem_classes=["upscale-status"])
     result = gr.Image(
         label="Upscaled 2x",

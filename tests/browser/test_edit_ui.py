@@ -186,7 +186,7 @@ def test_variations_show_the_description_and_generate_from_an_edited_one(fake_pa
     shots(page, "edit-variations")
     description.fill("   ")
     page.locator("#edit-from-description").click()
-    expect(validation_message(page, "#edit-description")).to_contain_text("The description is empty")
+    expect(validation_message(page, "#edit-description")).to_have_text("Description is empty.")
 
 
 def test_on_a_phone_the_results_come_right_after_the_photo_and_its_buttons(pages, fake):
@@ -200,3 +200,13 @@ def test_on_a_phone_the_results_come_right_after_the_photo_and_its_buttons(pages
     assert buttons["bottom"] <= results["top"] + 1 and results["bottom"] <= settings["top"] + 1
     assert results["right"] <= PHONE["width"], "nothing wider than the phone"
     shots(page, "edit-phone")
+
+    edit_tab(page, "Redraw a region")  # each mode shows only its own results
+    expect(page.locator("#edit-results")).to_be_hidden()
+    expect(page.locator(f"{EDITOR} .top-panel")).to_be_visible()
+    label, toolbar = box_of(page, f"{EDITOR} > label"), box_of(page, f"{EDITOR} .top-panel")
+    apart = label["bottom"] <= toolbar["top"] or label["right"] <= toolbar["left"]
+    assert apart, f"the editor's zoom toolbar covers its label: {label} {toolbar}"
+    shots(page, "edit-redraw-phone")
+    edit_tab(page, "Complete")
+    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(1)  # back: its own result again

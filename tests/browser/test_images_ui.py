@@ -250,6 +250,23 @@ def whole_images(page, count: int) -> None:
         assert box["width"] >= 60 and box["height"] >= 60, f"too small to see: {box}"
 
 
+def every_download_whole(page, count: int) -> None:
+    """Every file of "Download one by one" in sight (the list does not scroll) with its whole name: no name
+    cut short ("janus-281961… .png") or reaching past the list."""
+    holder = page.locator("#t2i-files .file-preview-holder")
+    shown = holder.evaluate(
+        "e => ({scroll: e.scrollHeight, client: e.clientHeight, ...e.getBoundingClientRect().toJSON()})"
+    )
+    assert shown["scroll"] <= shown["client"] + 1, f"the list scrolls: {shown}"
+    names = page.locator("#t2i-files td.filename").evaluate_all(
+        """els => els.map(e => ({name: e.getAttribute('aria-label'), right: e.getBoundingClientRect().right,
+                                 cut: [...e.querySelectorAll('span')].some(s => s.scrollWidth > s.clientWidth + 1)}))"""
+    )
+    assert len(names) == count, names
+    for name in names:
+        assert not name["cut"] and name["right"] <= shown["right"] + 1, (name, shown)
+
+
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
     page = pages(fake.url, viewport=PHONE if viewport == "phone" else None)
@@ -259,6 +276,8 @@ def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
         done(page, count)
         whole_images(page, count)
         page.screenshot(path=f"test-artifacts/images-{count}-whole-{viewport}.png", full_page=True)
+    every_download_whole(page, 16)  # all 16 in sight (the list showed two at a time), every name whole
+    page.locator("#t2i-files").screenshot(path=f"test-artifacts/images-16-downloads-{viewport}.png")
 
 
 def test_an_image_enlarges_on_click(fake_page, fake):
@@ -282,6 +301,10 @@ def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip(pages, f
     expect(page.locator("#t2i-seed-used input")).to_have_value("7")
     links = page.locator("#t2i-files a")
     expect(links).to_have_count(2)
+    images = page.locator(f"{GALLERY} .grid-container img").evaluate_all(
+        "els => Math.max(...els.map(e => e.getBoundingClientRect().bottom))"
+    )
+    assert box_of(page, GALLERY)["bottom"] - images < 40, "the gallery as tall as its one row of two images"
     with page.expect_download() as first:
         links.first.click()  # one click
     assert first.value.suggested_filename == "janus-7-1.png"

@@ -7,9 +7,12 @@ import math
 import pytest
 from PIL import Image
 
+from janus_demo.model.chat import ChatChunk
 from janus_demo.model.image_shape import JANUS_PRO, ImageShape
 from janus_demo.service.errors import FieldError
+from janus_demo.service.events import Problem
 from janus_demo.service.intake import mask_grid, mask_summary, square_crop
+from janus_demo.service.variations import EMPTY_DESCRIPTION, variations
 
 PHOTO = "assets/chelsea.png"  # 451x300
 
@@ -135,9 +138,22 @@ def test_a_description_becomes_the_images_prompt(tiny_backend):
     prepared = tiny_backend.prepare_described('  "A cat\n on a  sofa." ', 2, 9, source_size=(451, 300))
     assert prepared.request.prompt == "A cat on a sofa." and prepared.request.num_images == 2
     assert dict(prepared.metadata) == {"mode": "variations", "source_size": "451x300"}
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(FieldError, match=r"^Description is empty\.$") as caught:
         tiny_backend.prepare_described("   ", 1)
     assert caught.value.field == "description"
+
+
+def test_an_empty_description_from_the_model_is_said_in_one_sentence(small_backend):
+    """Random weights can describe a photo with nothing but blanks and quotes: nothing is drawn, and the
+    message says why and what to do (it read "The description is empty or not text: Prompt is empty.")."""
+
+    def answer(prepared):
+        yield ChatChunk(' " ', 8, 0.1, done=True, stop_reason="eos")
+
+    events = list(variations(small_backend, answer, lambda prepared: pytest.fail("nothing to draw"), PHOTO, 1, 5))
+    assert isinstance(events[-1], Problem) and events[-1].error.field == "description"
+    assert str(events[-1].error) == EMPTY_DESCRIPTION
+    assert EMPTY_DESCRIPTION.startswith("The model's description of the photo was empty, so nothing was drawn: ")
 
 
 def test_the_variations_question_asks_for_a_prompt_about_the_crop(tiny_backend):
