@@ -52,7 +52,8 @@ def guarded(events: Iterator[Event]) -> Iterator[Event]:
 
 
 class DecodedPngs:
-    """The PNGs of a batch's images, saved as each is decoded (`janus-<seed>-<n>.png` in `folder`)."""
+    """The PNGs of a batch's images, saved as each is decoded (`janus-<seed>-<n>.png` in `folder`), and its
+    preview tiles' files."""
 
     def __init__(self, folder: Path, seed: int) -> None:
         self.folder, self.seed = folder, seed
@@ -74,10 +75,8 @@ class DecodedPngs:
             for image, index in zip(images, places, strict=True)
         ]
 
-    def _save(self, image: Image.Image, index: int) -> Path:
-        return save_png(image, self.folder / png_name(self.seed, index + 1))
-
     def archive(self, files: Sequence[Path]) -> Path:
+        """The zip of `files` (`janus-<seed>.zip`)."""
         return zip_files(files, self.folder / f"janus-{self.seed}.zip")
 
     def previews(self, previews: Sequence[Image.Image], step: int) -> list[Path]:
@@ -88,6 +87,9 @@ class DecodedPngs:
             save_png(preview, self.folder / f"janus-{self.seed}-{index}-step{step}.png")
             for index, preview in enumerate(previews, start=1)
         ]
+
+    def _save(self, image: Image.Image, index: int) -> Path:
+        return save_png(image, self.folder / png_name(self.seed, index + 1))
 
 
 def drawing(
