@@ -1,5 +1,5 @@
-"""Field declarations and their one check: a number, a text, a choice or an image file, each with its API name
-and UI label.
+"""Field declarations and their one check: a number, a text, a choice, an image file or on/off, each with its API
+name and UI label.
 
     steps = NumberField("max_new_tokens", "Max new tokens", default=512, minimum=1, maximum=2048, step=1, integer=True)
     steps.check(64)          # -> 64
@@ -128,7 +128,23 @@ class ImageField:
         return value
 
 
-Field = NumberField | TextField | ChoiceField | ImageField
+@dataclass(frozen=True)
+class BooleanField:
+    """On or off: a checkbox."""
+
+    name: str
+    label: str
+    default: bool
+    help: str = ""
+
+    def check(self, value: object) -> bool:
+        """`value` if it is true or false (not 1, "true" or None), else FieldError."""
+        if not isinstance(value, bool):
+            raise FieldError(self.name, f"{self.label} must be true or false (got {_show(value)}).")
+        return value
+
+
+Field = NumberField | TextField | ChoiceField | ImageField | BooleanField
 
 
 def clean_text(text: str) -> str:

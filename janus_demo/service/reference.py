@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from janus_demo.model.image_shape import JANUS_PRO
 from janus_demo.service.clients import ClientLimits, cap_fields
-from janus_demo.service.fields import ChoiceField, ImageField, NumberField
+from janus_demo.service.fields import BooleanField, ChoiceField, ImageField, NumberField
 from janus_demo.service.intake import FORMAT_NAMES, ImageLimits
 from janus_demo.service.schemas import Limits, Schema, schemas_for
 
@@ -23,6 +23,8 @@ def parameters_table(schema: Schema) -> str:
             accepts, default = ", ".join(f"`{choice}`" for choice in field.choices), f"`{field.default}`"
         elif isinstance(field, ImageField):
             accepts, default = f"image file ({FORMAT_NAMES})", "(required)"
+        elif isinstance(field, BooleanField):
+            accepts, default = "`true` or `false`", f"`{str(field.default).lower()}`"
         else:
             accepts, default = f"text, at most {field.max_chars:,} characters", "(required)"
         if field.help:

@@ -27,7 +27,7 @@ from janus_demo.model.image_shape import JANUS_PRO, ImageShape
 from janus_demo.model.memory import GPU_DEFAULT_IMAGES
 from janus_demo.model.previews import PREVIEW_MODES
 from janus_demo.service.errors import InputError
-from janus_demo.service.fields import ChoiceField, Field, ImageField, NumberField, TextField
+from janus_demo.service.fields import BooleanField, ChoiceField, Field, ImageField, NumberField, TextField
 from janus_demo.service.intake import FORMAT_NAMES
 
 RANDOM_SEED = -1  # "pick a random seed": the service draws one before the model sees the request
@@ -158,6 +158,8 @@ def describe(field: Field) -> str:
         return f"{help_text}one of {', '.join(field.choices)}; default {field.default}."
     if isinstance(field, ImageField):
         return f"{help_text}An image file ({FORMAT_NAMES})."
+    if isinstance(field, BooleanField):
+        return f"{help_text}true or false; default {str(field.default).lower()}."
     return f"{help_text}at most {field.max_chars:,} characters."
 
 
@@ -270,6 +272,17 @@ def source_field() -> ImageField:
     return ImageField("image", "Image", help="The photo to start from; turned upright, cropped to its centre square.")
 
 
+def keep_photo_pixels_field() -> BooleanField:
+    """An edit's final pixels: the photo's own where it is kept, or the model's decode of the whole image."""
+    return BooleanField(
+        "keep_photo_pixels",
+        "Keep the photo's pixels",
+        True,
+        help="Where the photo is kept, return its own pixels (the drawn part blended in over a few pixels); off: "
+        "the model's decode of the whole image, in which every pixel changes a little.",
+    )
+
+
 def image_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
     """`/generate_images`: the prompt, DeepSeek's sampling settings (guidance 5, temperature 1) and previews
     (ranges from the model's image `shape`).
@@ -319,12 +332,14 @@ def complete_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) ->
             temperature_field(1.0),
             num_images_field(limits, gpu),
             preview_every_field(limits, shape),
+            keep_photo_pixels_field(),
         ),
     )
 
 
 def redraw_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> Schema:
-    """`/redraw_region`: draw again the tokens under a mask, keep the others."""
+    """`/redraw_region`: draw again the tokens under a mask, keep the others; several images come best fit
+    first."""
     return Schema(
         "/redraw_region",
         (
@@ -341,6 +356,7 @@ def redraw_schema(limits: Limits, gpu: bool, shape: ImageShape = JANUS_PRO) -> S
             temperature_field(1.0),
             num_images_field(limits, gpu),
             preview_every_field(limits, shape),
+            keep_photo_pixels_field(),
         ),
     )
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gradio as gr
 
 from janus_demo.service.events import Event, Problem
-from janus_demo.service.fields import Field, NumberField
+from janus_demo.service.fields import BooleanField, Field, NumberField
 from janus_demo.service.schemas import Schema
 from janus_demo.web.messages import problem_text
 
@@ -96,6 +96,8 @@ def api_function(
 def _python_type(field: Field) -> Any:
     if isinstance(field, NumberField):
         return int if field.integer else float
+    if isinstance(field, BooleanField):
+        return bool
     return Any if field.__class__.__name__ == "ImageField" else str
 
 

@@ -9,15 +9,16 @@ VQ codebook whose encoder it also has, so a photo's tokens can be forced into th
   (editable, with "Generate from this").
 
 Public API endpoints and MCP tools, the fields of `backend.schemas.complete / redraw / variations` in order:
-`/complete_image(image, prompt, keep_rows, seed, guidance_scale, temperature, num_images, preview_every)` and
-`/redraw_region(image, mask, prompt, seed, guidance_scale, temperature, num_images, preview_every)` stream
-`(gallery, seed used, status)` as `/generate_images` does; `/variations(image, num_images, seed,
-guidance_scale, temperature, preview_every)` streams `(gallery, seed used, status, description)`. The photo
-is turned upright and its centre square resized to the model's image size (384x384 for Janus-Pro; the crop is
-shown in the browser). Requests are checked on the CPU; only then is a GPU borrowed on ZeroGPU
-(`edit_on_gpu`, and `answer_on_gpu` for the description). Previews, Stop, seed reuse, downloads and PNG
-metadata (mode, kept rows or mask summary, source image size) work as in the Text-to-image tab, whose pieces
-this tab reuses.
+`/complete_image(image, prompt, keep_rows, seed, guidance_scale, temperature, num_images, preview_every,
+keep_photo_pixels)` and `/redraw_region(image, mask, prompt, seed, guidance_scale, temperature, num_images,
+preview_every, keep_photo_pixels)` stream `(gallery, seed used, status)` as `/generate_images` does (the photo's
+own pixels where it is kept, several redrawn images best fit first: `janus_demo.service.edits`);
+`/variations(image, num_images, seed, guidance_scale, temperature, preview_every)` streams `(gallery, seed used,
+status, description)`. The photo is turned upright and its centre square resized to the model's image size
+(384x384 for Janus-Pro; the crop is shown in the browser). Requests are checked on the CPU; only then is a GPU
+borrowed on ZeroGPU (`edit_on_gpu`, and `answer_on_gpu` for the description). Previews, Stop, seed reuse,
+downloads and PNG metadata (mode, kept rows or mask summary, source image size, pixels, fit score) work as in
+the Text-to-image tab, whose pieces this tab reuses.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
                 seed, num_images = field("seed"), field("num_images")
             with gr.Row():
                 guidance, temperature = field("guidance_scale"), field("temperature")
+            keep_pixels = field("keep_photo_pixels")  # Complete and Redraw
             with gr.Accordion(ADVANCED, open=False, elem_id="edit-advanced"):
                 preview_every = field("preview_every")
     groups_by_mode = [complete_group, redraw_group, vary_group]
@@ -249,7 +251,7 @@ def build_edit_tab(backend: Backend) -> list[int]:
         "concurrency_limit": image_concurrency(backend),
     }
     shared = {"seed": seed, "guidance_scale": guidance, "temperature": temperature, "num_images": num_images}
-    shared |= {"preview_every": preview_every}
+    shared |= {"preview_every": preview_every, "keep_photo_pixels": keep_pixels}
 
     def inputs(schema: Any, **first: Any) -> list[Any]:
         """The inputs of `schema`'s fields, in its order (the mask is painted in the editor: no input of its own)."""

@@ -19,12 +19,13 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from janus_demo.service.fields import ChoiceField, Field, NumberField
+from janus_demo.service.fields import BooleanField, ChoiceField, Field, NumberField
 from janus_demo.web.refusals import out_of_range_note
 
 
 def widget(field: Field, **overrides: Any) -> gr.components.Component:
-    """The gradio input for `field`: a slider, a number box or a dropdown (text fields are laid out by hand)."""
+    """The gradio input for `field`: a slider, a number box, a dropdown or a checkbox (text fields are laid out by
+    hand)."""
     common = {"label": field.label, "info": field.help or None, "elem_id": f"field-{field.name}"} | overrides
     if isinstance(field, NumberField) and field.box:
         precision = 0 if field.integer else None
@@ -35,6 +36,8 @@ def widget(field: Field, **overrides: Any) -> gr.components.Component:
         return note_out_of_range(slider, slider.release, field, clamps=True)
     if isinstance(field, ChoiceField):
         return gr.Dropdown(list(field.choices), value=field.default, **common)
+    if isinstance(field, BooleanField):
+        return gr.Checkbox(field.default, **common)
     raise TypeError(f"{field.name}: text fields are laid out by their tab")
 
 

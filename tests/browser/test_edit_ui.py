@@ -76,6 +76,7 @@ def test_a_painted_region_is_redrawn_the_crop_is_shown_and_downloads_say_how(pag
     paint(page)
     page.locator("#edit-redraw-prompt textarea").fill("a cat with sunglasses")
     page.locator("#edit-field-seed input").fill("7")
+    expect(page.locator("#edit-field-keep_photo_pixels input")).to_be_checked()  # on by default
     page.locator("#edit-redraw").click()
     done(page)
     expect(page.locator("#edit-crop img")).to_be_visible()
@@ -89,6 +90,7 @@ def test_a_painted_region_is_redrawn_the_crop_is_shown_and_downloads_say_how(pag
     download.value.save_as(tmp_path / "one.png")
     meta = read_png_metadata(tmp_path / "one.png")
     assert meta["mode"] == "redraw" and meta["source_size"] == "451x300" and meta["prompt"] == "a cat with sunglasses"
+    assert meta["pixels"] == "photo kept outside the mask (feather 4 px)"
     redrawn = int(re.match(r"(\d+) of 576 tokens \(rows", meta["mask"]).group(1))
     assert 0 < redrawn < 60, f"a short stroke touches a few tokens: {meta['mask']}"
     with page.expect_download() as archive:

@@ -51,8 +51,18 @@ def join_data(url):
     """Each endpoint's request data with its file values naming pictures at `url`."""
     return {
         "chat": [{"text": "What is this?", "files": [file_data(url + "/chat.png")]}, 4, 0.0, 0.95, 1],
-        "complete_image": [file_data(url + "/complete.png"), "a cat", 12, 1, 5.0, 1.0, 1, 0],
-        "redraw_region": [file_data(url + "/redraw.png"), file_data(url + "/mask.png"), "a cat", 1, 5.0, 1.0, 1, 0],
+        "complete_image": [file_data(url + "/complete.png"), "a cat", 12, 1, 5.0, 1.0, 1, 0, True],
+        "redraw_region": [
+            file_data(url + "/redraw.png"),
+            file_data(url + "/mask.png"),
+            "a cat",
+            1,
+            5.0,
+            1.0,
+            1,
+            0,
+            True,
+        ],
         "variations": [file_data(url + "/vary.png"), 1, 1, 5.0, 1.0, 0],
         "upscale": [file_data(url + "/upscale.png")],
     }

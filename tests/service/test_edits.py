@@ -1,14 +1,20 @@
 """Edits of a photo, prepared on the CPU: the crop, the mask reduced to the token grid, and every refusal naming
 its field (an empty mask, a mask of another size, an unreadable image, keep_rows outside 1-23). On Janus-Pro's
-24x24 grid, and the crop, the grid and the ranges following an 8x8 model's."""
+24x24 grid, and the crop, the grid and the ranges following an 8x8 model's. Then run (8x8): the photo's own
+pixels where it is kept, and several redrawn images best fit first."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from janus_demo.model.chat import ChatChunk
+from janus_demo.model.image_loop import ImageProgress, encode_image, iter_image_generation
 from janus_demo.model.image_shape import JANUS_PRO, ImageShape
+from janus_demo.service.edits import keep_photo, photo_weights, run_edit
 from janus_demo.service.errors import FieldError
 from janus_demo.service.events import Problem
 from janus_demo.service.intake import mask_grid, mask_summary, square_crop
@@ -66,12 +72,18 @@ def test_redraw_keeps_the_tokens_outside_the_mask(tiny_backend, tmp_path):
     about = dict(prepared.metadata)
     assert about["mode"] == "redraw" and about["source_size"] == "451x300"
     assert about["mask"] == "96 of 576 tokens (rows 1-4, columns 1-24)"
+    assert about["pixels"] == "photo kept outside the mask (feather 4 px)" and prepared.keep_photo_pixels
 
 
 def test_complete_keeps_the_first_rows(tiny_backend):
     prepared = tiny_backend.prepare_complete(PHOTO, "a cat", 5, 1, 5.0, 1.0, 2, 0)
     assert prepared.request.forced_mask.tolist() == [True] * 120 + [False] * 456
-    assert dict(prepared.metadata) == {"mode": "complete", "keep_rows": "5", "source_size": "451x300"}
+    assert dict(prepared.metadata) == {
+        "mode": "complete",
+        "keep_rows": "5",
+        "source_size": "451x300",
+        "pixels": "photo kept in the kept rows (feather 4 px)",
+    }
     assert prepared.request.forced_tokens is None, "encoded when it runs, on the model's device"
 
 
@@ -174,3 +186,70 @@ def test_an_8x8_models_edits_use_its_grid_crop_and_row_range(small_backend, tmp_
     with pytest.raises(FieldError, match=r"^Rows to keep must be a whole number between 1 and 7"):
         small_backend.prepare_complete(PHOTO, "a cat", 8)
     assert small_backend.prepare_variations(PHOTO, 1, 4).crop.size == (128, 128)
+
+
+# --- run: the photo's pixels kept, best fit first (8x8 model)
+
+
+def final(updates) -> ImageProgress:
+    *_, last = updates
+    assert isinstance(last, ImageProgress) and last.done
+    return last
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def test_the_photo_weights_are_one_on_kept_tokens_and_fade_into_the_drawn_ones():
+    shape = ImageShape(4, 4, 16)
+    kept = torch.ones(16, dtype=torch.bool)
+    kept[5] = False  # row 1, column 1: pixels 16-31 both ways
+    weights = photo_weights(kept, shape)
+    assert weights.shape == (64, 64)
+    assert (weights[:16] == 1).all() and (weights[32:] == 1).all() and (weights[:, :16] == 1).all()
+    assert weights[23, 23] == 0 and weights[24, 24] == 0, "the middle of the drawn token is the model's"
+    assert weights[16:32, 16].tolist() == pytest.approx([0.8] * 16)  # one pixel from the kept ones
+    assert weights[20, 16:21].tolist() == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0])
+    crop, drawn = Image.new("RGB", (64, 64), (200, 0, 0)), Image.new("RGB", (64, 64), (0, 0, 100))
+    drawn.info["seed"] = "3"
+    blended = keep_photo(crop, drawn, weights)
+    assert blended.getpixel((0, 0)) == (200, 0, 0) and blended.getpixel((24, 24)) == (0, 0, 100)
+    assert blended.getpixel((18, 20)) == (80, 0, 60) and blended.info == {"seed": "3"}
+
+
+def test_a_redraw_keeps_the_photos_pixels_outside_the_mask_and_its_feather(small_backend, tmp_path):
+    mask = mask_file(tmp_path, (451, 300), [(200, 100, 230, 130)])
+    kept = small_backend.prepare_redraw(PHOTO, mask, "a cat", 3, 1.0, 1.0, 1, 0)
+    plain = small_backend.prepare_redraw(PHOTO, mask, "a cat", 3, 1.0, 1.0, 1, 0, False)
+    ours, decoded = final(run_edit(small_backend, kept)).images[0], final(run_edit(small_backend, plain)).images[0]
+    weights = photo_weights(kept.request.forced_mask, small_backend.image_shape)
+    photo = weights == 1
+    assert photo.mean() > 0.8, "a small mask: most of the photo is kept"
+    assert (pixels(ours)[photo] == pixels(kept.crop)[photo]).all()
+    assert (pixels(ours)[weights == 0] == pixels(decoded)[weights == 0]).all(), "inside: the model's pixels"
+    assert (pixels(decoded)[photo] != pixels(kept.crop)[photo]).mean() > 0.5, "the plain decode is not the photo"
+    assert ours.info["pixels"].startswith("photo kept outside the mask") and decoded.info["pixels"] == "plain decode"
+
+
+def test_several_redrawn_images_come_best_fit_first(small_backend, tmp_path):
+    mask = mask_file(tmp_path, (451, 300), [(150, 100, 260, 180)])
+    prepared = small_backend.prepare_redraw(PHOTO, mask, "a cat", 5, 5.0, 1.0, 4, 0, False)
+    last = final(run_edit(small_backend, prepared))
+    request = dataclasses.replace(prepared.request, forced_tokens=encode_image(small_backend.loaded, prepared.crop))
+    alone = final(iter_image_generation(small_backend.loaded, request))  # the seed's order, with its scores
+    assert last.order == sorted(range(4), key=lambda index: -alone.fit[index]) and last.order != [0, 1, 2, 3]
+    assert last.fit == sorted(last.fit, reverse=True) == [alone.fit[index] for index in last.order]
+    assert [image.tobytes() for image in last.images] == [alone.images[index].tobytes() for index in last.order]
+    assert [image.info["fit_score"] for image in last.images] == [f"{fit:.4f}" for fit in last.fit]
+
+
+def test_a_completion_keeps_the_photo_above_the_drawn_rows_and_the_seeds_order(small_backend):
+    prepared = small_backend.prepare_complete(PHOTO, "a cat", 5, 2, 1.0, 1.0, 2, 0)
+    last = final(run_edit(small_backend, prepared))
+    kept_rows = 5 * small_backend.image_shape.patch
+    assert last.order is None and last.fit is None, "nothing kept follows the drawn rows"
+    for image in last.images:
+        assert (pixels(image)[:kept_rows] == pixels(prepared.crop)[:kept_rows]).all()
+        assert (pixels(image)[kept_rows + 4 :] != pixels(prepared.crop)[kept_rows + 4 :]).any()
+        assert "fit_score" not in image.info and image.info["pixels"] == "photo kept in the kept rows (feather 4 px)"

@@ -67,8 +67,8 @@ def test_view_api_describes_the_endpoints(client):
     ]
     assert len(api["/chat"]["returns"]) == 2  # the answer so far and the status line
     edits = {
-        "/complete_image": ["image", "prompt", "keep_rows", *images_params[1:5], "preview_every"],
-        "/redraw_region": ["image", "mask", "prompt", *images_params[1:5], "preview_every"],
+        "/complete_image": ["image", "prompt", "keep_rows", *images_params[1:5], "preview_every", "keep_photo_pixels"],
+        "/redraw_region": ["image", "mask", "prompt", *images_params[1:5], "preview_every", "keep_photo_pixels"],
         "/variations": ["image", "num_images", "seed", "guidance_scale", "temperature", "preview_every"],
     }
     for endpoint, names in edits.items():

@@ -133,10 +133,10 @@ def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
     index = fn_index(app_url, "complete_image")
     meta = {"_type": "gradio.FileData"}
     for image in ({"path": "/etc/passwd", "meta": meta}, "/etc/passwd"):
-        done, stream = raw_call(app_url, index, [image, "a cat", 12, 1, 5.0, 1.0, 1, 0])
+        done, stream = raw_call(app_url, index, [image, "a cat", 12, 1, 5.0, 1.0, 1, 0, True])
         assert not done["success"] and "root:" not in stream
     link = {"path": None, "url": "https://example.com/cat.png", "meta": meta}
     with httpx.Client(base_url=app_url, timeout=30) as http:
-        joined = raw_join(http, index, [link, "a cat", 12, 1, 5.0, 1.0, 1, 0], "linker")
+        joined = raw_join(http, index, [link, "a cat", 12, 1, 5.0, 1.0, 1, 0, True], "linker")
     assert joined.status_code == 422 and "never fetched" in joined.json()["detail"]
     assert tiny_backend.entered == entered

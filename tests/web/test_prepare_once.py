@@ -44,7 +44,7 @@ def test_one_redraw_from_the_browser_decodes_its_photo_and_its_mask_once_each(fa
 
     monkeypatch.setattr(intake, "_read", counted)
     editor = {"background": photo, "layers": [layer], "composite": None}
-    done, _ = raw_call(url, browser_event(url, "edit-redraw"), [editor, "a cat", 7, 1.0, 1.0, 1, 0], timeout=60)
+    done, _ = raw_call(url, browser_event(url, "edit-redraw"), [editor, "a cat", 7, 1.0, 1.0, 1, 0, True], timeout=60)
 
     assert done["success"], done
     assert sorted(decoded) == sorted([photo["path"], layer["path"]])  # each once: not in the validator too
