@@ -1,8 +1,8 @@
 """Failing requests never hang, never take others down, and never stop the app from serving.
 
-Measured (printed with -s): 200 requests from 8 users (100 chat, 100 images), every odd seed raising inside the
+Measured (printed with -s): 64 requests from 8 users (32 chat, 32 images), every odd seed raising inside the
 model work (errors naming server paths, or out-of-memory): each gets its answer or the right clean error within
-the timeout, 100 + 100, and the app answers normally afterwards with the model lock free.
+the timeout, 32 + 32, and the app answers normally afterwards with the model lock free.
 """
 
 import time
@@ -16,7 +16,7 @@ from support.serving import chat_args, chat_message, close_all, image_args, new_
 from janus_demo.service.model_lock import OOM_MESSAGE
 from janus_demo.web.messages import GENERIC_MESSAGE
 
-REQUESTS, USERS = 200, 8
+REQUESTS, USERS = 64, 8  # 200 showed nothing 64 does not, at three times the CPU
 
 
 def failure_for(seed):
@@ -53,7 +53,7 @@ def run_user(url, seeds):
         client.close()
 
 
-def test_200_requests_half_failing_all_end_cleanly(fake, tmp_path):
+def test_64_requests_half_failing_all_end_cleanly(fake, tmp_path):
     fake.fail_seeds = lambda seed: seed % 2 == 1
     fake.error = lambda seed: failure_for(seed)[0]
     start = time.monotonic()
@@ -72,4 +72,5 @@ def test_200_requests_half_failing_all_end_cleanly(fake, tmp_path):
     after = new_client(fake.url, tmp_path / "after")
     assert after.predict(chat_message("still there?"), *chat_args(seed=2), api_name="/chat")[0] == "seed=2 xxxx"
     close_all([after])
-    print(f"\n[hardening] {REQUESTS} requests, half failing: 100 answered + 100 clean errors in {elapsed:.1f} s")
+    half = REQUESTS // 2
+    print(f"\n[hardening] {REQUESTS} requests, half failing: {half} answered + {half} clean errors in {elapsed:.1f} s")
