@@ -212,12 +212,12 @@ def after_images(gallery: list[dict[str, Any]] | None, run: dict[str, Any] | Non
 
     Keeping them, rather than waiting for the rest: Stop must free the model at once (on a CPU one image of
     Janus-Pro takes seconds to decode, 16 take minutes), and the images already decoded cost nothing more.
-    The gallery comes back from the browser: only the files the run state names (server-side), found in
-    gradio's cache folder, are zipped."""
+    The gallery comes back from the browser: only its files in gradio's cache folder are shown again, and
+    only those the run state (server-side) names are zipped."""
     run = run or IDLE
     if not run["running"]:
         return gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=True), gr.skip()
-    paths = gallery_paths(gallery)
+    paths = cached_paths(gallery)
     kept_names = set(run.get("kept", ()))
     kept = [path for path in paths if Path(path).name in kept_names]
     items = [
@@ -236,31 +236,32 @@ def unfinished_caption(number: int, count: int) -> str:
     return f"Image {number} · {UNFINISHED.lower()}" if count > 1 else UNFINISHED
 
 
-def gallery_paths(gallery: Any) -> list[str]:
-    """The image paths of a gallery as the browser sends it back (untrusted: anything else is left out)."""
+def cached_paths(gallery: Any) -> list[str]:
+    """The image paths of a gallery as the browser sends it back (untrusted), each a file in gradio's cache
+    folder: anything else (a path a client made up, a folder, a link out of it) is left out."""
     items = gallery if isinstance(gallery, list) else []
     images = (item.get("image") if isinstance(item, dict) else None for item in items[:64])
-    return [image["path"] for image in images if isinstance(image, dict) and isinstance(image.get("path"), str)]
+    paths = [image["path"] for image in images if isinstance(image, dict) and isinstance(image.get("path"), str)]
+    cache = Path(get_upload_folder()).resolve()
+    return [path for path in paths if in_folder(path, cache)]
+
+
+def in_folder(path: str, folder: Path) -> bool:
+    """Whether `path` is short enough to look at and, resolved, a file inside `folder`."""
+    if len(path) > MAX_PATH_CHARS or path.count("/") > 64:
+        return False
+    resolved = Path(path).resolve()
+    return resolved.is_relative_to(folder) and resolved.is_file()
 
 
 def kept_archive(paths: list[str], seed: Any) -> Path | None:
-    """The zip of the kept images' files, written into gradio's cache folder (served and swept from there);
-    None when none of `paths` is a file in that folder."""
-    cache = Path(get_upload_folder()).resolve()
-    files = [file for file in map(cached_file, paths) if file is not None and file.is_relative_to(cache)]
-    if not files:
+    """The zip of the kept images' files (in gradio's cache), written into that folder (served and swept from
+    there); None without any."""
+    if not paths:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="kept-", dir=cache))
-    return zip_files(files, folder / f"janus-{seed if isinstance(seed, int) else 'images'}.zip")
-
-
-def cached_file(path: str) -> Path | None:
-    """`path` resolved, if it is short enough to look at and names a file (never a folder or a link's target
-    outside the cache: the caller checks where it is)."""
-    if len(path) > MAX_PATH_CHARS or path.count("/") > 64:
-        return None
-    resolved = Path(path).resolve()
-    return resolved if resolved.is_file() else None
+    folder = Path(tempfile.mkdtemp(prefix="kept-", dir=Path(get_upload_folder()).resolve()))
+    name = f"janus-{seed if isinstance(seed, int) else 'images'}.zip"
+    return zip_files([Path(path) for path in paths], folder / name)
 
 
 def after_every_run(event: Any, results: Results) -> None:
