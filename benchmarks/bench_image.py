@@ -1,7 +1,7 @@
 """Text-to-image speed: our loop (with and without previews) next to transformers' generate, and the floor.
 
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_image            # tiny + mid (1B widths, 1 layer), CPU: ~2.5 min
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_image --quick    # tiny only, one round: ~20 s
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_image --quick    # tiny on an 8x8 grid, one round: seconds
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_image --models 7b --num-images 4 --repeats 3   # GPU, real shape
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_image --models 7b --quantization 4bit --num-images 1
 
@@ -66,17 +66,18 @@ def _eager(action: Callable[[], float]) -> float:
 def warm_up_previews(loaded: LoadedJanus) -> None:
     """Render one preview, so the palette's one-time fit (or the decoder's first call) is timed by no method."""
     mode = previews.resolve_mode("auto", loaded.device)
-    tokens = torch.zeros((1, common.IMAGE_TOKENS), dtype=torch.long, device=loaded.device)
+    tokens = torch.zeros((1, loaded.image_shape.tokens), dtype=torch.long, device=loaded.device)
     previews.render_previews(loaded.model, tokens, 48, mode)
     common.synchronize(loaded.device)
 
 
-def speed_rows(name: str, samples: dict[str, list[common.Sample]], num_images: int) -> list[list[object]]:
+def speed_rows(name: str, samples: dict[str, list[common.Sample]], tokens: int) -> list[list[object]]:
+    """One row per method; `tokens`: image tokens per batch."""
     generate = common.median_seconds(samples[GENERATE])
     rows = []
     for method, runs in samples.items():
         seconds = common.median_seconds(runs)
-        rate = common.IMAGE_TOKENS * num_images / seconds
+        rate = tokens / seconds
         rows.append(
             [
                 name,
@@ -91,13 +92,15 @@ def speed_rows(name: str, samples: dict[str, list[common.Sample]], num_images: i
 
 
 def floor_row(name: str, loaded: LoadedJanus, loop_seconds: float, bandwidth: float, num_images: int) -> list[object]:
-    """Weights read per step x 576 / bandwidth, with and without the KV cache reads, next to our loop."""
+    """Weights read per step x the image's steps / bandwidth, with and without the KV cache reads, next to our
+    loop."""
+    steps = loaded.image_shape.tokens
     weights = common.step_weight_bytes(loaded.model)
     rows = 2 * num_images  # guidance doubles the batch
     prompt_len = encode_prompt(loaded, common.PROMPT).shape[1]
-    kv = common.step_kv_bytes(loaded.model, rows, prompt_len, loaded.dtype)
-    floor = weights * common.IMAGE_TOKENS / bandwidth
-    floor_kv = (weights + kv) * common.IMAGE_TOKENS / bandwidth
+    kv = common.step_kv_bytes(loaded.model, rows, prompt_len, loaded.dtype, steps)
+    floor = weights * steps / bandwidth
+    floor_kv = (weights + kv) * steps / bandwidth
     kind = loaded.quantization if loaded.quantization != "none" else str(loaded.dtype).removeprefix("torch.")
     return [
         name,
@@ -112,14 +115,14 @@ def floor_row(name: str, loaded: LoadedJanus, loop_seconds: float, bandwidth: fl
 
 
 def bench_model(name: str, loaded: LoadedJanus, args: argparse.Namespace, bandwidth: float) -> tuple[list, list]:
-    repeats = args.repeats or (3 if name == "tiny" else 1)
+    repeats = args.repeats or (3 if name.startswith("tiny") else 1)
     print(f"[{name}] warming up, then {repeats} round(s) of {len(methods_for(loaded, args))} methods...", flush=True)
     common.warm_up(loaded)
     warm_up_previews(loaded)
     samples = common.interleaved(methods_for(loaded, args), repeats, loaded.device)
     loop_seconds = common.median_seconds(samples[LOOP])
-    label = f"{name} ({loaded.model_id})" if name != "tiny" else name
-    return speed_rows(label, samples, args.num_images), [
+    label = f"{name} ({loaded.model_id})" if not name.startswith("tiny") else name
+    return speed_rows(label, samples, loaded.image_shape.tokens * args.num_images), [
         floor_row(label, loaded, loop_seconds, bandwidth, args.num_images)
     ]
 
@@ -130,16 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=0, help="rounds per model (default: 3 for tiny, else 1)")
     parser.add_argument("--preview-every", type=int, default=48)
-    parser.add_argument("--quick", action="store_true", help="tiny model only, one round")
+    parser.add_argument("--quick", action="store_true", help="the tiny model on an 8x8 grid, one round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.models, args.repeats = "tiny", 1
+        args.models, args.repeats = "tiny8", 1
     device, dtype, models = common.setup(args)
 
     bandwidth = common.copy_bandwidth(device)
-    speed, floor = [], []
+    speed, floor, steps = [], [], set()
     for name in models:
         loaded = common.load_model(name, device, dtype, args.quantization, args.mid_layers)
+        steps.add(loaded.image_shape.tokens)
         rows = bench_model(name, loaded, args, bandwidth)
         speed += rows[0]
         floor += rows[1]
@@ -147,12 +151,13 @@ def main(argv: list[str] | None = None) -> None:
         common.free_device_memory(device)
 
     print(
-        f"\n{common.describe_machine(device, args.threads)}. {args.num_images} image(s) per batch, 576 steps, "
+        f"\n{common.describe_machine(device, args.threads)}. {args.num_images} image(s) per batch, "
+        f"{' / '.join(map(str, sorted(steps)))} steps, "
         f"guidance 5, previews every {args.preview_every} steps; s = seconds per batch to the last token.\n"
     )
     print("Speed")
     common.print_table(["model", "method", "s", "tokens/s", "peak extra MB", "vs generate"], speed)
-    print("Floor (weights read per step x 576 / copy bandwidth)")
+    print("Floor (weights read per step x steps / copy bandwidth)")
     headers = ["model", "weights", "MB/step", "GB/s", "floor s", "floor+KV s", "our loop s", "ours / floor"]
     common.print_table(headers, floor)
 

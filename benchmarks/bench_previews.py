@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews                   # tiny model only: ~40 s on 2 cores
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 1    # + mid-size (1 layer): ~3 min
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --mid-layers 2    # + mid-size (2 layers): ~4 min
-    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --quick           # tiny model, one round: ~20 s
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --quick           # tiny on an 8x8 grid, one round: seconds
     HF_HUB_OFFLINE=1 python -m benchmarks.bench_previews --threads 2
 
 Models (random weights, so only the timings mean anything):
@@ -66,12 +66,13 @@ def measure(loaded: LoadedJanus, args: argparse.Namespace, repeats: int, modes: 
 # --- report ----------------------------------------------------------------------------------
 
 
-def table_rows(model: str, medians: dict[str, float], once: dict[str, float], num_images: int) -> list[str]:
+def table_rows(model: str, medians: dict[str, float], once: dict[str, float], tokens: int) -> list[str]:
+    """The table's rows for one model; `tokens`: image tokens per batch."""
     plain = medians["our loop, no previews"]
     generate = medians["transformers generate"]
     rows = []
     for name, seconds in medians.items():
-        rate = 576 * num_images / seconds
+        rate = tokens / seconds
         vs_loop = f"{100 * (seconds - plain) / plain:+.1f}%"
         vs_generate = f"{100 * (seconds - generate) / generate:+.1f}%"
         rows.append(f"| {model} | {name} | {seconds:.2f} | {rate:.0f} | {vs_loop} | {vs_generate} |")
@@ -84,14 +85,15 @@ def time_previews_alone(loaded: LoadedJanus, mode: str, num_images: int, every: 
     """Seconds spent rendering the previews of one request, measured without the loop around them."""
     tokens = random_tokens(loaded, num_images, seed=1)
     start = time.perf_counter()
-    for step in range(every, 576, every):
+    for step in range(every, loaded.image_shape.tokens, every):
         previews.render_previews(loaded.model, tokens, step, mode)
     return time.perf_counter() - start
 
 
 def random_tokens(loaded: LoadedJanus, num_images: int, seed: int = 0) -> torch.Tensor:
     size = loaded.model.config.vq_config.num_embeddings
-    return torch.randint(0, size, (num_images, 576), generator=torch.Generator().manual_seed(seed))
+    shape = (num_images, loaded.image_shape.tokens)
+    return torch.randint(0, size, shape, generator=torch.Generator().manual_seed(seed))
 
 
 def bench_model(name: str, loaded: LoadedJanus, args: argparse.Namespace, repeats: int) -> list[str]:
@@ -111,14 +113,14 @@ def bench_model(name: str, loaded: LoadedJanus, args: argparse.Namespace, repeat
     previews.clear_palette(loaded.model)  # the timed rounds meet their codes for the first time too
     print(f"[{name}] timing {repeats} round(s) of {2 + len(MODES)} methods...", flush=True)
     medians = measure(loaded, args, repeats, list(MODES))
-    tokens = torch.zeros((args.num_images, 576), dtype=torch.long)
+    tokens = torch.zeros((args.num_images, loaded.image_shape.tokens), dtype=torch.long)
     once["final VQ decode of the batch"] = time_once(lambda: decode_images(loaded, tokens))
     for mode in MODES:
         previews.clear_palette(loaded.model)
         alone = time_previews_alone(loaded, mode, args.num_images, args.preview_every)
         share = 100 * alone / medians["our loop, no previews"]
         once[f"{mode} previews alone, cold palette ({share:.1f}% of our loop)"] = alone
-    return table_rows(name, medians, once, args.num_images)
+    return table_rows(name, medians, once, loaded.image_shape.tokens * args.num_images)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,23 +131,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mid-repeats", type=int, default=1, help="rounds for the mid-size model")
     parser.add_argument("--num-images", type=int, default=1)
     parser.add_argument("--preview-every", type=int, default=48)
-    parser.add_argument("--quick", action="store_true", help="tiny model only, one round")
+    parser.add_argument("--quick", action="store_true", help="the tiny model on an 8x8 grid, one round")
     parser.add_argument(
         "--whole-palette", action="store_true", help="also time decoding all 16384 codes (~100 s on 2 cores, real VQ)"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.mid_layers, args.repeats = 0, 1
+        args.mid_layers, args.repeats, args.preview_every = 0, 1, 16
     common.quiet()
     torch.set_num_threads(args.threads)
 
-    rows = bench_model("tiny", load_tiny(), args, args.repeats)
+    small = load_tiny(grid=8) if args.quick else load_tiny()
+    rows = bench_model("tiny8" if args.quick else "tiny", small, args, args.repeats)
     if args.mid_layers > 0:
         rows += bench_model(f"mid {args.mid_layers}L", build_mid(args.mid_layers), args, args.mid_repeats)
 
     print(
         f"\n{common.describe_machine(torch.device('cpu'), args.threads)}, {args.num_images} image(s) per batch, "
-        "576 steps, guidance 5, "
+        f"{small.image_shape.tokens} steps{' (576 for mid)' * (args.mid_layers > 0)}, guidance 5, "
         f"previews every {args.preview_every} steps; s = seconds per batch to the last token.\n"
     )
     print("| model | method | s | tokens/s | vs our loop | vs generate |")

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def measure_model(name: str, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> list:
     """The table's rows for one model: both arrivals, both policies."""
-    loaded, rows = load(name, device, dtype, args), []
+    loaded, rows = common.load_model(name, device, dtype, args.quantization, args.mid_layers), []
     common.warm_up(loaded)
     policies = {"one at a time": lambda: one_at_a_time(loaded), "scheduler": lambda: scheduled(loaded, args.max_rows)}
     arrivals = {"together": [("together", 0.0)], "staggered": [(f"{args.gap:g} s apart", args.gap)]}
@@ -169,17 +169,6 @@ def measure_model(name: str, device: torch.device, dtype: torch.dtype, args: arg
             rows.append(row(name, scenario, policy, visits, wall))
     common.free_device_memory(device)
     return rows
-
-
-def load(name: str, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> LoadedJanus:
-    if name == "tiny8":  # the tests' small grid: 64 steps
-        import tempfile
-
-        from janus_demo.model import tiny
-
-        with tempfile.TemporaryDirectory(prefix="janus-tiny8-") as folder:
-            return common.load_janus_quietly(str(tiny.build_tiny_janus(folder, grid=8)), "none", device.type, "auto")
-    return common.load_model(name, device, dtype, args.quantization, args.mid_layers)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from janus_demo.service.schemas import Limits, chat_schema, image_schema  # noqa
 
 PROMPT = "A lighthouse on a cliff at dusk, oil painting"
 IMAGE_TOKENS = 576
-MODELS = ("tiny", "mid", "1b", "7b")
+MODELS = ("tiny", "tiny8", "mid", "1b", "7b")
 MID_LAYERS = 1
 FILL_BLOCK = 1 << 20  # random values tiled over every weight (fast to build; values do not change the cost)
 FILL_STD = 0.02
@@ -200,11 +200,17 @@ def build_random(
 
 
 def load_tiny(
-    device: str = "cpu", dtype: str = "auto", quantization: str = "none", images_only: bool = False
+    device: str = "cpu",
+    dtype: str = "auto",
+    quantization: str = "none",
+    images_only: bool = False,
+    grid: int = tiny.GRID,
 ) -> LoadedJanus:
-    """The tiny checkpoint, built into a temporary folder and loaded with `load_janus` like any other."""
+    """The tiny checkpoint (`grid` tokens a side), built into a temporary folder and loaded with `load_janus`
+    like any other."""
     with tempfile.TemporaryDirectory(prefix="janus-tiny-") as folder:  # the loaded model keeps no file open
-        return load_janus_quietly(str(tiny.build_tiny_janus(folder)), quantization, device, dtype, images_only)
+        built = tiny.build_tiny_janus(folder, grid=grid)
+        return load_janus_quietly(str(built), quantization, device, dtype, images_only)
 
 
 def load_janus_quietly(path: str, quantization: str, device: str, dtype: str, images_only: bool = False) -> LoadedJanus:
@@ -216,8 +222,9 @@ def load_model(
     name: str, device: torch.device, dtype: torch.dtype, quantization: str = "none", mid_layers: int = MID_LAYERS
 ) -> LoadedJanus:
     """One of MODELS on `device` (see the module docstring)."""
-    if name == "tiny":
-        return load_tiny(device.type, str(dtype).removeprefix("torch."), quantization)
+    if name in ("tiny", "tiny8"):  # tiny8: the tests' 8x8 grid, 64 steps an image
+        grid = 8 if name == "tiny8" else tiny.GRID
+        return load_tiny(device.type, str(dtype).removeprefix("torch."), quantization, grid=grid)
     if name == "mid":
         return build_random(SHAPES["1b"], mid_layers, True, dtype, device, quantization)
     return build_random(SHAPES[name], None, False, dtype, device, quantization)
@@ -415,11 +422,13 @@ def step_weight_bytes(model: JanusForConditionalGeneration) -> int:
     return sum(tensor_bytes(part) for part in parts)
 
 
-def step_kv_bytes(model: JanusForConditionalGeneration, rows: int, prompt_len: int, dtype: torch.dtype) -> int:
-    """KV-cache bytes an average image step reads (keys and values up to the middle of the image)."""
+def step_kv_bytes(
+    model: JanusForConditionalGeneration, rows: int, prompt_len: int, dtype: torch.dtype, tokens: int = IMAGE_TOKENS
+) -> int:
+    """KV-cache bytes an average image step reads (keys and values up to the middle of an image of `tokens`)."""
     text = model.config.get_text_config(decoder=True)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    mean_len = prompt_len + IMAGE_TOKENS // 2
+    mean_len = prompt_len + tokens // 2
     width = text.num_key_value_heads * head_dim
     return 2 * text.num_hidden_layers * rows * mean_len * width * torch.empty((), dtype=dtype).element_size()
 

@@ -28,20 +28,20 @@ def table_rows(output: str, model: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("main", "argv", "rows"),
+    ("main", "argv", "model", "rows"),
     [
-        (bench_image.main, ["--quick", "--device", "cpu"], 4),  # 3 methods + the floor row
-        (bench_chat.main, ["--quick", "--device", "cpu"], 2),
-        (bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cpu"], 2),
-        (bench_previews.main, ["--quick"], 8),
-        (bench_loading.main, ["--repeats", "1", "--device", "cpu"], 3),  # none, 8bit, 4bit
+        (bench_image.main, ["--quick", "--device", "cpu"], "tiny8", 4),  # 3 methods + the floor row
+        (bench_chat.main, ["--quick", "--device", "cpu"], "tiny", 2),
+        (bench_memory.main, ["--quick", "--shapes", "tiny", "--device", "cpu"], "tiny", 2),
+        (bench_previews.main, ["--quick"], "tiny8", 8),
+        (bench_loading.main, ["--repeats", "1", "--device", "cpu"], "tiny", 3),  # none, 8bit, 4bit
     ],
     ids=["image", "chat", "memory", "previews", "loading"],
 )
-def test_benchmark_prints_its_table(capsys, main, argv, rows):
+def test_benchmark_prints_its_table(capsys, main, argv, model, rows):
     output = run_main(capsys, main, argv)
     assert TABLE_HEADER.search(output), output
-    assert len(table_rows(output, "tiny")) == rows, output
+    assert len(table_rows(output, model)) == rows, output
 
 
 def run_main(capsys, main, argv: list[str]) -> str:
@@ -56,7 +56,7 @@ def run_main(capsys, main, argv: list[str]) -> str:
 @needs_cuda
 def test_image_benchmark_on_cuda_adds_the_eager_row(capsys):
     output = run_main(capsys, bench_image.main, ["--quick", "--device", "cuda"])
-    assert len(table_rows(output, "tiny")) == 5 and "our loop, eager steps" in output, output
+    assert len(table_rows(output, "tiny8")) == 5 and "our loop, eager steps" in output, output
 
 
 @needs_cuda
