@@ -97,17 +97,30 @@ def tiny_backend(loaded_tiny):
 
 
 @pytest.fixture(scope="session")
-def app_url(tiny_backend, tmp_path_factory):
-    """The full app around the tiny model, served on loopback for the whole session."""
+def app_url(small_url):
+    """The full app served for the API tests: the 8x8 model's (`small_backend`), since what they check does not
+    depend on the grid (`tiny_url` serves the real one)."""
+    return small_url
+
+
+@pytest.fixture(scope="session")
+def tiny_url(tiny_backend, tmp_path_factory):
+    """The full app around the tiny model on Janus-Pro's own 24x24 grid, served on loopback for the session."""
     os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio-tmp")))  # one for every app
-    from support.serving import serve
+    from support.serving import served
 
-    from janus_demo.web.demo import build_demo
+    with served(tiny_backend) as (_, url):
+        yield url
 
-    demo = build_demo(tiny_backend)
-    url = serve(demo, tiny_backend)
-    yield url
-    demo.close()
+
+@pytest.fixture
+def tiny_client(tiny_url, tmp_path):
+    """A fresh gradio_client session of the app on the real 24x24 grid, with its own download folder."""
+    from gradio_client import Client
+
+    c = Client(tiny_url, download_files=str(tmp_path), verbose=False)
+    yield c
+    threading.Thread(target=c.close, daemon=True).start()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ generation and says where.
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 from support.browser import (
     CAT,
@@ -22,6 +23,12 @@ from support.browser import (
 from support.meters import wait_until, work_over
 
 GENERATION_TIMEOUT_MS = 120_000  # the tiny model's 576 image tokens take 5-25 s on a busy 2-core CPU
+
+
+@pytest.fixture
+def page(pages, tiny_url):
+    """A page on the app around the tiny model on Janus-Pro's own 24x24 grid: what `--model tiny` serves."""
+    return pages(tiny_url)
 
 
 def wait_for_answer(page, count: int) -> None:

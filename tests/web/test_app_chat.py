@@ -62,10 +62,10 @@ def test_follow_up_sees_the_earlier_turn(client, monkeypatch):
     assert first.strip() in str(earlier[1]["content"])
 
 
-def test_model_info_matches_the_loaded_model(client, loaded_tiny):
+def test_model_info_matches_the_loaded_model(client, loaded_small):
     info = client.predict(api_name="/model_info")
-    assert info["model_id"] == loaded_tiny.model_id
+    assert info["model_id"] == loaded_small.model_id
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["quantization"] == "none" and info["quantized_layers"] == 0
-    assert info["footprint_bytes"] == loaded_tiny.model.get_memory_footprint()
+    assert info["footprint_bytes"] == loaded_small.model.get_memory_footprint()
     assert info["random_weights"] is True

@@ -37,11 +37,11 @@ def pixels(path) -> np.ndarray:
 
 
 def seed_difference(client, api_name, *values_before_seed) -> tuple[float, dict[str, str]]:
-    """Mean absolute pixel difference between the images of seeds 1 and 2 of the same request, and the second
-    image's PNG metadata."""
+    """Mean absolute pixel difference between the plain decodes (the photo's pixels not put back) of seeds 1 and 2
+    of the same request, and the second image's PNG metadata."""
     images = []
     for seed in (1, 2):
-        paths, used = final_paths(draw(client, api_name, *values_before_seed, seed, 1.0, 1.0, 1, 0))
+        paths, used = final_paths(draw(client, api_name, *values_before_seed, seed, 1.0, 1.0, 1, 0, False))
         assert used == seed
         images.append(pixels(paths[0]))
     return float(np.abs(images[0] - images[1]).mean()), read_png_metadata(paths[0])
@@ -57,7 +57,8 @@ def mask_file(folder, box=None) -> str:
     return str(path)
 
 
-def test_keeping_23_rows_varies_far_less_across_seeds_than_keeping_1(client):
+def test_keeping_23_rows_varies_far_less_across_seeds_than_keeping_1(tiny_client):
+    client = tiny_client
     photo = handle_file(PHOTO)
     few, _ = seed_difference(client, "/complete_image", photo, "a cat", 1)
     most, meta = seed_difference(client, "/complete_image", photo, "a cat", 23)
@@ -65,7 +66,8 @@ def test_keeping_23_rows_varies_far_less_across_seeds_than_keeping_1(client):
     assert (meta["mode"], meta["keep_rows"], meta["source_size"], meta["seed"]) == ("complete", "23", "451x300", "2")
 
 
-def test_a_small_mask_varies_far_less_across_seeds_than_a_full_one(client, tmp_path):
+def test_a_small_mask_varies_far_less_across_seeds_than_a_full_one(tiny_client, tmp_path):
+    client = tiny_client
     photo = handle_file(PHOTO)
     small_mask = handle_file(mask_file(tmp_path, (200, 100, 230, 130)))
     small, meta = seed_difference(client, "/redraw_region", photo, small_mask, "a cat")
@@ -123,13 +125,13 @@ def test_a_file_that_is_not_an_image_is_refused_naming_the_image(small_client, t
         small_client.predict(handle_file(str(broken)), "a cat", 4, api_name="/complete_image")
 
 
-def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
+def test_a_forged_file_path_or_a_link_is_never_read(app_url, small_backend):
     """Raw queue calls naming a server file outside gradio's upload folder, a plain path, or a link: refused
     before the model (a link at the gate, which never lets gradio fetch it), and nothing of the file comes back."""
     import httpx
     from support.raw_api import fn_index, raw_call, raw_join
 
-    entered = tiny_backend.entered
+    entered = small_backend.entered
     index = fn_index(app_url, "complete_image")
     meta = {"_type": "gradio.FileData"}
     for image in ({"path": "/etc/passwd", "meta": meta}, "/etc/passwd"):
@@ -139,4 +141,4 @@ def test_a_forged_file_path_or_a_link_is_never_read(app_url, tiny_backend):
     with httpx.Client(base_url=app_url, timeout=30) as http:
         joined = raw_join(http, index, [link, "a cat", 12, 1, 5.0, 1.0, 1, 0, True], "linker")
     assert joined.status_code == 422 and "never fetched" in joined.json()["detail"]
-    assert tiny_backend.entered == entered
+    assert small_backend.entered == entered

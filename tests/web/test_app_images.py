@@ -10,6 +10,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from support.meters import ModelUseCounter, wait_until
 from support.png import read_png_metadata
+from support.serving import close_all, new_client
 
 PROMPT = "A red fox in the snow"
 
@@ -88,7 +89,9 @@ def test_the_widgets_and_checks_follow_the_models_grid(small_url, small_client):
         small_client.predict(PROMPT, 1, 5.0, 1.0, 1, 1.0, 65, "palette", api_name="/generate_images")
 
 
-def test_cancel_stops_generation_within_a_step(client, tiny_backend, loaded_tiny):
+def test_cancel_stops_generation_within_a_step(tiny_url, tiny_backend, loaded_tiny):
+    """On the real grid, where a cancel after the first previews leaves most of the 576 steps to run."""
+    client = new_client(tiny_url)
     job = client.submit(PROMPT, 3, 5.0, 1.0, 4, 1.0, 24, "palette", api_name="/generate_images")
     deadline = time.monotonic() + 60
     while len(job.outputs()) < 3 and time.monotonic() < deadline:
@@ -100,6 +103,7 @@ def test_cancel_stops_generation_within_a_step(client, tiny_backend, loaded_tiny
         wait_until(lambda: not tiny_backend.busy, timeout=120)
     finally:
         counter.remove()
+        close_all([client])
     print(f"\n[cancel] {counter.calls} steps ran after the cancel")
     assert counter.calls < 576 // 2, f"{counter.calls} of 576 steps ran after the cancel: it did not stop the work"
 

@@ -24,15 +24,15 @@ TOOLS = {"chat", "generate_images", "complete_image", "redraw_region", "variatio
 
 
 @pytest.fixture(scope="module")
-def mcp_url(tiny_backend, tmp_path_factory, monkeypatch_module):
+def mcp_url(small_backend, tmp_path_factory, monkeypatch_module):
     """The app with --mcp, launched with app.py's own launch arguments on a free port."""
     from janus_demo.web.demo import build_demo
 
     monkeypatch_module.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("mcp-gradio")))
-    demo = build_demo(tiny_backend)
+    demo = build_demo(small_backend)
     settings = Settings(mcp=True)
     configure_queue(demo, settings.queue_size)
-    kwargs = {**launch_kwargs(settings, tiny_backend), "server_port": None, "ssr_mode": False, "quiet": True}
+    kwargs = {**launch_kwargs(settings, small_backend), "server_port": None, "ssr_mode": False, "quiet": True}
     demo.launch(prevent_thread_lock=True, **kwargs)
     yield demo.local_url + "gradio_api/mcp/"
     demo.close()
@@ -90,9 +90,9 @@ def call_tools(url: str, calls: list[tuple[str, dict, bool]]) -> tuple[set[str],
     return asyncio.run(session())
 
 
-def test_an_mcp_client_lists_and_calls_the_tools(mcp_url, tiny_backend):
+def test_an_mcp_client_lists_and_calls_the_tools(mcp_url, small_backend):
     message = {"text": "Say something.", "files": []}
-    kept = len(tiny_backend.histories)
+    kept = len(small_backend.histories)
     names, (info, answer, quiet) = call_tools(
         mcp_url,
         [
@@ -105,7 +105,7 @@ def test_an_mcp_client_lists_and_calls_the_tools(mcp_url, tiny_backend):
     assert not info.isError and "'random_weights': True" in info.content[0].text
     assert not answer.isError and "tokens/s" in answer.content[-1].text
     assert not quiet.isError and "tokens/s" in quiet.content[-1].text, "with or without a progress token"
-    assert len(tiny_backend.histories) == kept, "MCP calls share one session: each must be a new conversation"
+    assert len(small_backend.histories) == kept, "MCP calls share one session: each must be a new conversation"
 
 
 def data_url(path) -> str:
@@ -141,15 +141,17 @@ def test_the_chat_tool_says_how_to_attach_images(schema):
     assert "$ref" not in str(message) and "$defs" not in str(message)
 
 
-def test_an_mcp_client_completes_a_photo_sent_as_a_data_url(mcp_url):
-    arguments = {"image": data_url(ASSETS / "chelsea.png"), "prompt": "a cat", "keep_rows": 20, "preview_every": 0}
+def test_an_mcp_client_completes_a_photo_sent_as_a_data_url(mcp_url, small_backend):
+    shape = small_backend.image_shape
+    arguments = {"image": data_url(ASSETS / "chelsea.png"), "prompt": "a cat", "keep_rows": 5, "preview_every": 0}
     _, (done, refused) = call_tools(
         mcp_url,
-        [("complete_image", arguments, True), ("complete_image", {**arguments, "keep_rows": 24}, True)],
+        [("complete_image", arguments, True), ("complete_image", {**arguments, "keep_rows": shape.rows}, True)],
     )
     text = str([block.text for block in done.content])
-    assert not done.isError and "janus-" in text and "Done: 576 tokens" in text
-    assert refused.isError and "Rows to keep must be a whole number between 1 and 23" in refused.content[0].text
+    assert not done.isError and "janus-" in text and f"Done: {shape.tokens} tokens" in text
+    expected = f"Rows to keep must be a whole number between 1 and {shape.rows - 1}"
+    assert refused.isError and expected in refused.content[0].text
 
 
 def noise_png(seed: int) -> bytes:
