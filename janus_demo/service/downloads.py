@@ -1,7 +1,7 @@
 """Finished images as files people can keep: `janus-<seed>-<n>.png` (settings in the PNG metadata) and one zip.
 
     with download_folder() as folder:
-        paths = save_pngs(images, seed=7, folder=folder)   # [.../janus-7-1.png, .../janus-7-2.png]
+        paths = [save_png(image, folder / png_name(7, n)) for n, image in enumerate(images, 1)]  # janus-7-1.png
         archive = zip_files(paths, folder / "janus-7.zip")
         yield paths, archive                               # gradio copies outputs into its cache, names kept
 
@@ -36,13 +36,8 @@ def png_name(seed: int, index: int) -> str:
     return f"janus-{seed}-{index}.png"
 
 
-def save_pngs(images: Sequence[Image.Image], seed: int, folder: Path) -> list[Path]:
-    """Each image as a PNG whose text chunks hold its `info` (prompt, seed, guidance, ... from the backend)."""
-    return [save_png(image, folder / png_name(seed, index)) for index, image in enumerate(images, start=1)]
-
-
 def save_png(image: Image.Image, path: Path) -> Path:
-    """`image` as a PNG at `path`, the text values of its `info` as text chunks."""
+    """`image` as a PNG at `path`, the text values of its `info` (prompt, seed, guidance, ...) as text chunks."""
     metadata = PngImagePlugin.PngInfo()
     for key, value in image.info.items():
         if isinstance(value, str):
