@@ -83,8 +83,9 @@ def small_url(small_backend, tmp_path_factory):
 def small_client(small_url, tmp_path):
     """A fresh gradio_client session of the 8x8 app with its own download folder."""
     from gradio_client import Client
+    from support.serving import CLIENT_HTTPX
 
-    c = Client(small_url, download_files=str(tmp_path), verbose=False)
+    c = Client(small_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
     yield c
     threading.Thread(target=c.close, daemon=True).start()
 
@@ -117,8 +118,9 @@ def tiny_url(tiny_backend, tmp_path_factory):
 def tiny_client(tiny_url, tmp_path):
     """A fresh gradio_client session of the app on the real 24x24 grid, with its own download folder."""
     from gradio_client import Client
+    from support.serving import CLIENT_HTTPX
 
-    c = Client(tiny_url, download_files=str(tmp_path), verbose=False)
+    c = Client(tiny_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
     yield c
     threading.Thread(target=c.close, daemon=True).start()
 
@@ -127,8 +129,9 @@ def tiny_client(tiny_url, tmp_path):
 def client(app_url, tmp_path):
     """A fresh gradio_client session (its own history) with its own download folder."""
     from gradio_client import Client
+    from support.serving import CLIENT_HTTPX
 
-    c = Client(app_url, download_files=str(tmp_path), verbose=False)
+    c = Client(app_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
     yield c
     threading.Thread(target=c.close, daemon=True).start()  # close() waits up to 1 s for its heartbeat thread
 

@@ -37,13 +37,19 @@ def served(
         demo.close()
 
 
+# gradio_client's requests (its /config and /info at start, each upload and call) wait this long at most: httpx's
+# default 5 s timed out when 50 clients started at once on a busy 2-core machine. Streams get gradio's heartbeat.
+CLIENT_HTTPX = {"timeout": 60.0}
+
+
 def new_client(url: str, download_dir: Any = None, visitor: int | None = None):
     """One user: its own gradio_client session and download folder (None: files are not downloaded); a
     `visitor` number makes it a visitor at its own address behind one proxy (the app served with proxy_hops=1)."""
     from gradio_client import Client
 
     headers = {"x-forwarded-for": f"198.51.100.{visitor % 250}"} if visitor is not None else None
-    return Client(url, download_files=str(download_dir) if download_dir else False, verbose=False, headers=headers)
+    downloads = str(download_dir) if download_dir else False
+    return Client(url, download_files=downloads, verbose=False, headers=headers, httpx_kwargs=dict(CLIENT_HTTPX))
 
 
 def close_all(clients: list[Any]) -> None:
