@@ -31,7 +31,15 @@ def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp
     page.locator("#t2i-prompt textarea").fill("A fox in the snow")
     page.locator("#t2i-generate").click()
     expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images")
+    selected = []  # the gallery's two select events (Ask's and Upscale's) answered: the choice is on the server
+    page.on("response", lambda response: selected.append(1) if "/gradio_api/run/predict" in response.url else None)
     page.locator("#t2i-gallery .grid-container img").nth(1).click()  # select the second image
+    expect(page.locator("#t2i-gallery .preview")).to_be_visible()  # shown large
+    for _ in range(600):  # on a busy machine the click on Upscale came before the choice reached the server
+        if len(selected) >= 2:
+            break
+        page.wait_for_timeout(100)  # lets Playwright deliver the responses it has received
+    assert len(selected) >= 2, "the selection never reached the server"
     page.keyboard.press("Escape")
     upscale.click()
     expect(page.locator(UPSCALE_STATUS)).to_contain_text("Upscaled 384×384 → 768×768")
