@@ -2,14 +2,14 @@
 
 Measured (printed with -s): one 16-image request with a preview every step (palette previews, the CPU's
 `auto`) on the 8x8 model writes 96 files (5 previews of 16 small tiles + 16 images), 0.5 MB; a new process
-removes the folder of one that was killed (SIGKILL); SIGTERM and the exit-70 path remove the process's own
-folder; the periodic sweep removes empty hash folders and abandoned upload parts, and keeps files.
+removes the folder of one that was killed (SIGKILL); the exit-70 path removes the process's own folder (and
+SIGTERM does: tests/web/test_mcp.py's app.py run); the periodic sweep removes empty hash folders and abandoned
+upload parts, and keeps files.
 """
 
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,43 +81,6 @@ def test_the_exit_70_path_removes_the_cache_folder(tmp_path):
     )
     assert result.returncode == 70
     assert not Path(result.stdout.strip()).exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_app_py_removes_its_cache_folder_on_sigterm(tiny_dir, tmp_path):
-    port, base = free_port(), tmp_path / "gradio"
-    env = {
-        **os.environ,
-        "GRADIO_TEMP_DIR": str(base),
-        "JANUS_MODEL": str(tiny_dir),
-        "JANUS_DEVICE": "cpu",
-        "JANUS_QUANTIZATION": "none",
-    }
-    with open(tmp_path / "out.txt", "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Running on" not in (tmp_path / "out.txt").read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "out.txt").read_text()
-            time.sleep(0.2)
-        client = Client(f"http://127.0.0.1:{port}/", download_files=False, verbose=False)
-        client.predict("a fox", 1, 1.0, 1.0, 1, 1.0, 0, "off", api_name="/generate_images")
-        client.close()
-        (folder,) = base.glob("janus-*")
-        assert files_in(folder)[0] > 0
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-    assert not folder.exists(), (tmp_path / "out.txt").read_text()
 
 
 def test_the_periodic_sweep_removes_empty_folders_and_abandoned_parts(tmp_path):

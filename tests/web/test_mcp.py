@@ -162,11 +162,12 @@ def noise_png(seed: int) -> bytes:
 
 
 @pytest.mark.slow
-def test_app_py_keeps_mcp_images_in_its_own_cache_folder(tiny_dir, tmp_path):
+def test_app_py_keeps_mcp_images_in_its_own_cache_folder_and_removes_it_on_sigterm(tiny_dir, tmp_path):
     """gradio's MCP server saves the `data:` image of an image input as a file before the call, under the temp
     folder gradio.mcp read when it was imported, before app.py claimed its own: 40 refused calls left 25 MB
     outside it, still present after a restart. Now they land in the process's own folder (counted by the cache
-    budget, swept) and nothing is left once the app has exited."""
+    budget, swept), and on SIGTERM app.py removes that folder with its files: nothing is left once it has exited.
+    (The one app.py start of the cache folder's end to end; tests/hardening/test_disk.py has the rest.)"""
     base, port = tmp_path / "gradio", free_port()
     env = {
         **os.environ,
