@@ -6,7 +6,7 @@ accepted (1,140 MB, 60 files in 9.5 s); 25 requests of 1,000 tiny files added 25
 budgets raised out of the way (--upload-budget 10gb, as many logins would have): --cache-size 500mb took 19 of
 60 x 19 MB (361 MB on disk; 41 got 507), the default 2gb took 99 of 120 (1,881 MB; 21 got 507); 600 uploads of
 4 tiny files with --cache-files 2000 left 2,156 files (61 got 507). MCP images (case 5) are tested in
-tests/web/test_mcp.py::test_app_py_keeps_mcp_images_in_its_own_cache_folder.
+tests/web/test_mcp.py::test_app_py_keeps_mcp_images_in_its_own_cache_folder_and_removes_it_on_sigterm.
 """
 
 from __future__ import annotations
