@@ -79,15 +79,21 @@ def small_url(small_backend, tmp_path_factory):
         yield url
 
 
-@pytest.fixture
-def small_client(small_url, tmp_path):
-    """A fresh gradio_client session of the 8x8 app with its own download folder."""
+def fresh_client(url, folder):
+    """A gradio_client session of `url` downloading into `folder`, closed in the background afterwards (close()
+    waits up to 1 s for its heartbeat thread)."""
     from gradio_client import Client
     from support.serving import CLIENT_HTTPX
 
-    c = Client(small_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
+    c = Client(url, download_files=str(folder), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
     yield c
     threading.Thread(target=c.close, daemon=True).start()
+
+
+@pytest.fixture
+def small_client(small_url, tmp_path):
+    """A fresh gradio_client session of the 8x8 app with its own download folder."""
+    yield from fresh_client(small_url, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -117,23 +123,13 @@ def tiny_url(tiny_backend, tmp_path_factory):
 @pytest.fixture
 def tiny_client(tiny_url, tmp_path):
     """A fresh gradio_client session of the app on the real 24x24 grid, with its own download folder."""
-    from gradio_client import Client
-    from support.serving import CLIENT_HTTPX
-
-    c = Client(tiny_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
-    yield c
-    threading.Thread(target=c.close, daemon=True).start()
+    yield from fresh_client(tiny_url, tmp_path)
 
 
 @pytest.fixture
 def client(app_url, tmp_path):
     """A fresh gradio_client session (its own history) with its own download folder."""
-    from gradio_client import Client
-    from support.serving import CLIENT_HTTPX
-
-    c = Client(app_url, download_files=str(tmp_path), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
-    yield c
-    threading.Thread(target=c.close, daemon=True).start()  # close() waits up to 1 s for its heartbeat thread
+    yield from fresh_client(app_url, tmp_path)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -4,16 +4,12 @@ another tab's 16 images are drawn. Desktop and phone screenshots of each state i
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from playwright.sync_api import expect
 from support.browser import CHAT_STATUS, IMAGES_STATUS, no_error_badge, seen, send, set_number, shots, watch
 from support.meters import wait_until
-from support.scheduling import holding, waiting
+from support.scheduling import holding, paused_at_step, waiting
 from support.serving import image_args, new_client
-
-from janus_demo.service import scheduler as scheduling
 
 
 def images_tab(page) -> None:
@@ -65,17 +61,7 @@ def test_two_tabs_drawing_at_once_are_drawn_together(pages, small_url, held, tmp
 
 
 def test_a_chat_is_answered_in_one_tab_while_another_draws_16_images(pages, small_url, monkeypatch):
-    answered, during = threading.Event(), []
-    original = scheduling.image_loop.iter_image_generation
-
-    def slow_images(loaded, request, stop):  # the 16 images wait after step 8 until the chat has answered
-        for progress in original(loaded, request, stop):
-            if progress.step == 8:
-                answered.wait(120)
-                during.append(answered.is_set())
-            yield progress
-
-    monkeypatch.setattr(scheduling.image_loop, "iter_image_generation", slow_images)
+    answered, during = paused_at_step(monkeypatch, 8)  # the 16 images wait there until the chat has answered
     painter, talker = pages(small_url), pages(small_url)
     images_tab(painter)
     generate(painter, "sixteen foxes", images=16)

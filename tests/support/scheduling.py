@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from janus_demo.model import image_loop
 from janus_demo.service.scheduler import ImageScheduler
 
 
@@ -36,3 +37,20 @@ def running(scheduler: ImageScheduler) -> int:
     """Requests in the batch being drawn now."""
     with scheduler._state:
         return len(scheduler._running)
+
+
+def paused_at_step(monkeypatch, step: int) -> tuple[threading.Event, list[bool]]:
+    """Image generation pauses after `step` until the returned event is set (e.g. when a chat has answered);
+    the list records, per image request, whether the event was set when it went on."""
+    answered, during = threading.Event(), []
+    original = image_loop.iter_image_generation
+
+    def paused(loaded, request, stop):
+        for progress in original(loaded, request, stop):
+            if progress.step == step:
+                answered.wait(120)
+                during.append(answered.is_set())
+            yield progress
+
+    monkeypatch.setattr(image_loop, "iter_image_generation", paused)
+    return answered, during

@@ -4,16 +4,13 @@ others' images whole. Speed itself is `benchmarks/bench_serving.py`'s (docs/benc
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 from support.meters import wait_until
-from support.scheduling import holding, running, waiting
+from support.scheduling import holding, paused_at_step, running, waiting
 from support.serving import chat_args, chat_message, close_all, image_args, new_client
-
-from janus_demo.service import scheduler as scheduling
 
 
 @pytest.fixture
@@ -56,17 +53,7 @@ def test_four_visitors_at_once_are_drawn_in_one_batch_each_as_alone(small_url, h
 def test_a_chat_is_answered_while_images_are_drawn(small_url, small_backend, tmp_path, monkeypatch):
     """The 16-image job waits after step 8 until the chat has said something (at most 120 s): with images
     holding the model, as before the scheduler, the chat could not start and the job would end first."""
-    answered, during = threading.Event(), []
-    original = scheduling.image_loop.iter_image_generation
-
-    def slow_images(loaded, request, stop):
-        for progress in original(loaded, request, stop):
-            if progress.step == 8:
-                answered.wait(120)
-                during.append(answered.is_set())
-            yield progress
-
-    monkeypatch.setattr(scheduling.image_loop, "iter_image_generation", slow_images)
+    answered, during = paused_at_step(monkeypatch, 8)  # the 16 images wait there until the chat has answered
     painter, talker = new_client(small_url, tmp_path / "p"), new_client(small_url, tmp_path / "t")
     job = painter.submit("a red fox", *image_args(seed=3, num_images=16), api_name="/generate_images")
     wait_until(lambda: running(small_backend.scheduler) == 1, timeout=120)
