@@ -7,7 +7,7 @@ import re
 
 from PIL import Image
 from playwright.sync_api import expect
-from support.browser import DESKTOP, IMAGES_STATUS, box_of, no_error_badge, shots
+from support.browser import DESKTOP, IMAGES_STATUS, DirectCalls, box_of, no_error_badge, shots
 from support.meters import wait_until, work_over
 from support.png import read_png_metadata
 from support.serving import image_args, new_client
@@ -29,17 +29,15 @@ def test_upscale_2x_shows_and_downloads_the_selected_image(pages, upscaling, tmp
     page.locator("#field-num_images input[type=number]").fill("2")
     page.locator("#field-seed input").fill("7")
     page.locator("#t2i-prompt textarea").fill("A fox in the snow")
+    calls = DirectCalls(page)  # the gallery's change (new images: nothing selected) and select events
     page.locator("#t2i-generate").click()
     expect(page.locator(IMAGES_STATUS)).to_contain_text("× 2 images")
-    selected = []  # the gallery's two select events (Ask's and Upscale's) answered: the choice is on the server
-    page.on("response", lambda response: selected.append(1) if "/gradio_api/run/predict" in response.url else None)
+    # The new images' "nothing selected" (two change events) answered first: on a busy machine a late one came
+    # after the choice below and undid it.
+    calls.settle(lambda answered: len(answered) >= 2)
     page.locator("#t2i-gallery .grid-container img").nth(1).click()  # select the second image
     expect(page.locator("#t2i-gallery .preview")).to_be_visible()  # shown large
-    for _ in range(600):  # on a busy machine the click on Upscale came before the choice reached the server
-        if len(selected) >= 2:
-            break
-        page.wait_for_timeout(100)  # lets Playwright deliver the responses it has received
-    assert len(selected) >= 2, "the selection never reached the server"
+    calls.settle(lambda answered: sum(1 for data in answered if data and data.get("index") == 1) >= 2)  # both
     page.keyboard.press("Escape")
     upscale.click()
     expect(page.locator(UPSCALE_STATUS)).to_contain_text("Upscaled 384×384 → 768×768")

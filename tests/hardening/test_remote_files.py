@@ -234,6 +234,7 @@ def test_gradios_file_route_never_fetches_a_remote_url(upscaling, public_host):
 def mcp_url(loaded_tiny, tmp_path_factory):
     """The app with an upscaler and --mcp, launched with app.py's own launch arguments on a free port."""
     from support.fake_backend import FakeBackend
+    from support.serving import launch_on_loopback
     from support.upscaler import tiny_upscaler
 
     from janus_demo.launch.server import configure_queue, launch_kwargs
@@ -244,9 +245,8 @@ def mcp_url(loaded_tiny, tmp_path_factory):
     demo = build_demo(backend)
     settings = Settings(mcp=True)
     configure_queue(demo, settings.queue_size)
-    kwargs = {**launch_kwargs(settings, backend), "server_port": None, "ssr_mode": False, "quiet": True}
-    demo.launch(prevent_thread_lock=True, **kwargs)
-    yield demo.local_url + "gradio_api/mcp/"
+    url = launch_on_loopback(demo, **(launch_kwargs(settings, backend) | {"server_port": None}))
+    yield url + "gradio_api/mcp/"
     demo.close()
 
 

@@ -2,7 +2,6 @@
 with a share link that cannot be made (offline)."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.serving import free_port
 
 from janus_demo.launch import access
 from janus_demo.launch.server import SHARE_FAILED, launch_report
@@ -151,12 +151,6 @@ def app_env(tiny_dir, **extra) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in SHARE_ENV}
     env.update(JANUS_MODEL=str(tiny_dir), JANUS_DEVICE="cpu", JANUS_QUANTIZATION="none", **extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_share_without_a_login_is_refused_in_one_line(tiny_dir):

@@ -49,6 +49,33 @@ WATCH_JS = """([name, selector, attribute]) => {
 }"""
 
 
+class DirectCalls:
+    """The page's unqueued event calls (gradio's /run/predict, e.g. a gallery's select and change): how many are
+    in flight, and the event data of each that has answered."""
+
+    def __init__(self, page) -> None:
+        self.page, self.pending, self.answered = page, 0, []
+        page.on("request", self._sent)
+        page.on("requestfinished", self._finished)
+        page.on("requestfailed", self._finished)
+
+    def _sent(self, request) -> None:
+        self.pending += "/gradio_api/run/predict" in request.url
+
+    def _finished(self, request) -> None:
+        if "/gradio_api/run/predict" in request.url:
+            self.pending -= 1
+            self.answered.append((request.post_data_json or {}).get("event_data"))
+
+    def settle(self, until=lambda answered: True) -> None:
+        """Wait (letting Playwright deliver its events) until none is in flight and `until(answered)` holds."""
+        for _ in range(600):
+            if self.pending == 0 and until(self.answered):
+                return
+            self.page.wait_for_timeout(100)
+        raise AssertionError(f"calls never settled: {self.pending} in flight, answered {self.answered}")
+
+
 def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: bool = False):
     """A fresh browser session (its own chat history) on the app, loaded."""
     from playwright.sync_api import expect

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +19,33 @@ def serve(demo, backend: Backend, queue_size: int = 32, settings: Any = None, lo
 
     configure_queue(demo, queue_size)
     options = safe_launch_options(settings or Settings(), backend, logins) | launch_options()  # the page's style too
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False, auth=logins, **options)
-    return demo.local_url
+    return launch_on_loopback(demo, server_name="127.0.0.1", auth=logins, **options)
+
+
+def launch_on_loopback(demo, **options: Any) -> str:
+    """demo.launch(**options) in this process on a free port the system chose; return its URL.
+
+    Not gradio's own search from port 7860: two test workers once took 7860 at the same moment, and an MCP app
+    that failed to start once never starts again (its session manager runs once), so the search failed on all
+    100 ports. Gradio's launch asks its own page once (3 s at most) and gives up with "localhost is not
+    accessible" when the answer is late, as it was once on a busy 2-core machine: then it starts again."""
+    for attempt in range(3):
+        ports = {"server_port": free_port()} if options.get("server_port") is None else {}
+        try:
+            demo.launch(prevent_thread_lock=True, **(options | ports | {"ssr_mode": False, "quiet": True}))
+            return demo.local_url
+        except ValueError as error:
+            if "localhost is not accessible" not in str(error) or attempt == 2:
+                raise
+            demo.close()
+    raise AssertionError("unreachable")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the system's pick among its ephemeral ports)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

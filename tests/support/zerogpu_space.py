@@ -82,6 +82,7 @@ def main() -> None:
     from janus_demo.service.schemas import Limits
     from janus_demo.web.demo import build_demo
     from support.fake_backend import FakeBackend
+    from support.serving import launch_on_loopback
 
     class SpaceBackend(FakeBackend):
         """FakeBackend whose image steps take `step_delay` per image of the batch (more images, longer runs)."""
@@ -102,8 +103,7 @@ def main() -> None:
         backend.error = lambda seed: RuntimeError("/secret/path: the model broke")
     demo = build_demo(backend)
     configure_queue(demo, 32, config.get("concurrency", 2))
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False,
-                **safe_launch_options(Settings(), backend))  # fmt: skip
+    launch_on_loopback(demo, server_name="127.0.0.1", **safe_launch_options(Settings(), backend))
     backend.info()  # as the Model panel and /model_info do on every page load
     decorated = {fn.__name__: fn for fn in spaces.zero.decorator.decorated_cache}
     info = {

@@ -6,7 +6,6 @@ import importlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 from support import ASSETS, ROOT
+from support.serving import free_port, launch_on_loopback
 
 from janus_demo.launch.cache import GRADIO_IMPORT_TIME_DIRS
 from janus_demo.launch.server import configure_queue, launch_kwargs
@@ -32,9 +32,8 @@ def mcp_url(small_backend, tmp_path_factory, monkeypatch_module):
     demo = build_demo(small_backend)
     settings = Settings(mcp=True)
     configure_queue(demo, settings.queue_size)
-    kwargs = {**launch_kwargs(settings, small_backend), "server_port": None, "ssr_mode": False, "quiet": True}
-    demo.launch(prevent_thread_lock=True, **kwargs)
-    yield demo.local_url + "gradio_api/mcp/"
+    url = launch_on_loopback(demo, **(launch_kwargs(settings, small_backend) | {"server_port": None}))
+    yield url + "gradio_api/mcp/"
     demo.close()
 
 
@@ -200,12 +199,6 @@ def test_app_py_keeps_mcp_images_in_its_own_cache_folder_and_removes_it_on_sigte
     finally:
         process.kill()
     assert [path for path in base.rglob("*") if path.is_file()] == [], log.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_gradio_still_copies_its_temp_folder_at_import():
