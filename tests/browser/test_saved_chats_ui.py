@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from playwright.sync_api import expect
-from support.browser import CAT, CHAT_STATUS, no_error_badge, send, shots
+from support.browser import CAT, CHAT_STATUS, DirectCalls, no_error_badge, send, shots
 
 from janus_demo.web.saved_chats import BUSY, CONFIRM_DELETE, CONFIRM_DELETE_ALL
 
@@ -40,10 +40,15 @@ def saved_titles(page) -> list[str]:
 
 
 def pick(page, title: str) -> None:
+    """Choose a saved chat in the list and wait until both of its events (open it; take back a Delete's
+    question) have answered: a Delete clicked sooner was once taken back by the second."""
     page.locator(f"{PICKER} input").click()
     option = page.get_by_role("option", name=title)
     expect(option).to_be_visible()
+    calls = DirectCalls(page)
     option.click()
+    calls.settle(lambda answered: len(answered) >= 2)
+    calls.close()
 
 
 def reload(page) -> None:

@@ -55,9 +55,8 @@ class DirectCalls:
 
     def __init__(self, page) -> None:
         self.page, self.pending, self.answered = page, 0, []
-        page.on("request", self._sent)
-        page.on("requestfinished", self._finished)
-        page.on("requestfailed", self._finished)
+        for name, listener in self._listeners():
+            page.on(name, listener)
 
     def _sent(self, request) -> None:
         self.pending += "/gradio_api/run/predict" in request.url
@@ -74,6 +73,14 @@ class DirectCalls:
                 return
             self.page.wait_for_timeout(100)
         raise AssertionError(f"calls never settled: {self.pending} in flight, answered {self.answered}")
+
+    def close(self) -> None:
+        """Stop listening."""
+        for name, listener in self._listeners():
+            self.page.remove_listener(name, listener)
+
+    def _listeners(self):
+        return [("request", self._sent), ("requestfinished", self._finished), ("requestfailed", self._finished)]
 
 
 def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: bool = False):
