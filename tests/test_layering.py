@@ -75,11 +75,24 @@ def test_web_talks_to_the_service_layer_only():
 
 def test_model_and_service_layers_run_without_gradio():
     names = [f"janus_demo.{layer}.{p.stem}" for layer in sorted(NO_GRADIO) for p in modules(layer)]
-    code = f"import sys; {'; '.join(f'import {n}' for n in names)}; print('gradio' in sys.modules)"
+    assert imported_after(names, ("gradio",)) == []
+
+
+def imported_after(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
+    """Which of `heavy` a fresh interpreter has imported after importing `modules`."""
+    imports = "; ".join(f"import {name}" for name in modules)
+    code = f"import sys; {imports}; print(*[m for m in {heavy!r} if m in sys.modules])"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    return result.stdout.split()
+
+
+def test_what_app_py_runs_before_its_heavy_imports_imports_none():
+    """app.py reads its settings and access rules before `import spaces`: --help and a refused flag answer at
+    once, and on ZeroGPU nothing touches torch before spaces has patched it."""
+    light = ["janus_demo.launch.settings", "janus_demo.launch.access"]
+    assert imported_after(light, ("torch", "gradio", "transformers", "spaces")) == []
 
 
 def test_the_check_catches_an_upward_import(tmp_path):

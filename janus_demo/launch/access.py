@@ -4,13 +4,15 @@
     problem = access_problem(settings, logins)  # a one-line refusal, or None
     warning = access_warning(settings, logins)  # a one-line caution, or None
 
-Pure functions (no gradio): `janus_demo.launch.server.check_access_or_exit` turns a problem into `error: ...`
-and exit status 2.
+No gradio, no torch: `check_access_or_exit` turns a problem into `error: ...` and exit status 2 before app.py
+imports the heavy libraries.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from janus_demo.launch.settings import Settings
 
@@ -73,3 +75,22 @@ def access_warning(settings: Settings, logins: list[Login] | None) -> str | None
     if settings.share and not logins:
         return "sharing without a login: anyone with the link can use this app and its GPU."
     return None
+
+
+def check_access_or_exit(settings: Settings) -> list[Login] | None:
+    """The logins to require (None: an open server). Refuse unsafe settings in one line, exit status 2."""
+    try:
+        logins = read_logins(settings)
+    except AccessError as error:
+        exit_with(str(error))
+    if problem := access_problem(settings, logins):
+        exit_with(problem)
+    if warning := access_warning(settings, logins):
+        print(f"warning: {warning}", file=sys.stderr)
+    return logins
+
+
+def exit_with(message: str) -> NoReturn:
+    """Say `error: <message>` on stderr and exit with status 2 (a setting to change, not a crash)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None

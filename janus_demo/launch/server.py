@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import sys
-from typing import NoReturn
 
 import gradio as gr
 import torch
@@ -21,8 +19,8 @@ from janus_demo.launch.gate.addresses import distrust_forwarded_headers
 from janus_demo.launch.gate.bodies import BodyLimits
 from janus_demo.launch.settings import Settings
 from janus_demo.model.loading import ModelLoadError, load_janus
+from janus_demo.model.options import on_zero_gpu
 from janus_demo.model.upscaler import Upscaler, UpscalerError, load_upscaler
-from janus_demo.model.zero_gpu import on_zero_gpu
 from janus_demo.service.backend import Backend
 from janus_demo.service.clients import parse_size
 from janus_demo.web.demo import launch_options
@@ -46,8 +44,7 @@ def load_backend_or_exit(settings: Settings) -> Backend:
             settings.model, settings.quantization, settings.device, settings.dtype, settings.images_only
         )
     except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        access.exit_with(str(error))
     info = loaded.info()
     log.info("Loaded in %.1f s: %s", loaded.load_seconds, info)
     if upscaler:
@@ -65,7 +62,7 @@ def load_upscaler_or_exit(settings: Settings) -> Upscaler | None:
     try:
         return load_upscaler(settings.upscaler, torch.device("cpu"))
     except UpscalerError as error:
-        _exit_with(str(error))
+        access.exit_with(str(error))
 
 
 def configure_queue(demo: gr.Blocks, max_size: int = 32, zerogpu_concurrency: int = 1) -> gr.Blocks:
@@ -116,24 +113,6 @@ def upload_request_bytes(settings: Settings, backend: Backend) -> int:
     """The largest upload request: as many files of --max-file-size as one message may carry, plus framing."""
     one_file = parse_size(settings.max_file_size)
     return one_file * backend.limits.max_images_per_conversation + 2**20
-
-
-def check_access_or_exit(settings: Settings) -> list[access.Login] | None:
-    """The logins to require (None: an open server). Refuse unsafe settings in one line, exit status 2."""
-    try:
-        logins = access.read_logins(settings)
-    except access.AccessError as error:
-        _exit_with(str(error))
-    if problem := access.access_problem(settings, logins):
-        _exit_with(problem)
-    if warning := access.access_warning(settings, logins):
-        print(f"warning: {warning}", file=sys.stderr)
-    return logins
-
-
-def _exit_with(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2) from None
 
 
 def launch_kwargs(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from janus_demo.model.loading import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
+from janus_demo.model.options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from janus_demo.service.clients import ClientLimits, cap_fields, parse_size, size_text
 
 _LIMITS = ClientLimits()

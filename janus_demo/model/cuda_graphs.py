@@ -38,13 +38,13 @@ from dataclasses import dataclass
 
 import torch
 
-from janus_demo.model import internals, memory, zero_gpu
+from janus_demo.model import internals, memory, options
 
 log = logging.getLogger("janus_demo")
 
 ENV_SWITCH = "JANUS_CUDA_GRAPHS"  # "0", "false", "no" or "off" turns the fast path off
 OFF_VALUES = frozenset({"0", "false", "no", "off"})
-ZERO_GPU_ENV = zero_gpu.ZERO_GPU_ENV  # on ZeroGPU a graph cannot outlive its GPU slice
+ZERO_GPU_ENV = options.ZERO_GPU_ENV  # on ZeroGPU a graph cannot outlive its GPU slice
 WARM_UP_STEPS = 2  # eager decode steps on a side stream before a capture
 VERIFY_STEPS = 3  # graph-vs-eager comparisons after each new capture
 MAX_KEPT = 4  # captures kept per model
@@ -72,7 +72,7 @@ def blocker(model: torch.nn.Module, device: torch.device | str) -> str | None:
         return f"turned off by {ENV_SWITCH}"
     if torch.device(device).type != "cuda":
         return "not on CUDA"
-    if zero_gpu.on_zero_gpu():
+    if options.on_zero_gpu():
         return "ZeroGPU"
     if status(model) == DISABLED:
         return "disabled for this model after an earlier failure"

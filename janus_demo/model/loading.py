@@ -24,14 +24,9 @@ from transformers import AutoConfig, AutoProcessor, JanusForConditionalGeneratio
 
 from janus_demo.model import hub, internals, placement, precision, tiny
 from janus_demo.model.image_shape import ImageShape, read_image_shape
-from janus_demo.model.zero_gpu import on_zero_gpu
+from janus_demo.model.options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS, on_zero_gpu
 
 log = logging.getLogger("janus_demo")
-
-DEFAULT_MODEL = "deepseek-community/Janus-Pro-1B"
-QUANTIZATIONS = ("auto", "none", "8bit", "4bit")
-DEVICES = ("auto", "cuda", "cpu")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 class ModelLoadError(RuntimeError):

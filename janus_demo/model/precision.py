@@ -22,7 +22,7 @@ import torch
 from transformers import BitsAndBytesConfig, JanusConfig, JanusForConditionalGeneration
 
 from janus_demo.model import internals, memory
-from janus_demo.model.zero_gpu import on_zero_gpu
+from janus_demo.model.options import on_zero_gpu
 
 GB = 1e9
 MODES = ("none", "8bit", "4bit")  # best quality first

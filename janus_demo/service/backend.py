@@ -24,8 +24,8 @@ from janus_demo.model.chat import ChatOptions
 from janus_demo.model.image_batch import batch_fits
 from janus_demo.model.image_loop import ImageProgress, ImageRequest
 from janus_demo.model.loading import LoadedJanus
+from janus_demo.model.options import on_zero_gpu
 from janus_demo.model.upscaler import Upscaler
-from janus_demo.model.zero_gpu import on_zero_gpu
 from janus_demo.service import intake
 from janus_demo.service.clients import ClientLedger, ClientLimits
 from janus_demo.service.gpu_budget import GpuBudget

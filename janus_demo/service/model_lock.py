@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from janus_demo.model.zero_gpu import on_zero_gpu
+from janus_demo.model.options import on_zero_gpu
 from janus_demo.service.errors import BusyError, OutOfMemory
 
 log = logging.getLogger("janus_demo")

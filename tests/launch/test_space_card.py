@@ -9,7 +9,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from janus_demo.launch.settings import build_parser
-from janus_demo.model.loading import DEFAULT_MODEL
+from janus_demo.model.options import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

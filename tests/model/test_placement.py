@@ -7,8 +7,8 @@ from support.gpu import needs_cuda
 from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
 from janus_demo.model import internals, placement, precision
+from janus_demo.model.options import ZERO_GPU_ENV
 from janus_demo.model.precision import Gpu, Needs
-from janus_demo.model.zero_gpu import ZERO_GPU_ENV
 
 GB = 10**9
 

@@ -56,7 +56,7 @@ torch.cuda._exchange_device = _exchange_device
 torch.cuda._maybe_exchange_device = _exchange_device
 torch.cuda._is_in_bad_fork = _never_bad_fork
 
-import spaces  # noqa: E402,F401 - first of the app's imports, as in app.py
+import spaces  # noqa: E402,F401 - before the app's heavy imports, as in app.py
 import spaces.zero.torch  # noqa: E402
 
 
