@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from support import ROOT
 
@@ -83,17 +84,31 @@ class DirectCalls:
         return [("request", self._sent), ("requestfinished", self._finished), ("requestfailed", self._finished)]
 
 
-def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: bool = False):
-    """A fresh browser session (its own chat history) on the app, loaded."""
+def open_app(browser, url: str, viewport: dict | None = None, accept_downloads: bool = False, context=None):
+    """A browser session on the app, loaded: a fresh one (its own chat history), or a page of `context`."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport=viewport or DESKTOP, accept_downloads=accept_downloads)
+    if context is None:
+        context = browser.new_context(viewport=viewport or DESKTOP, accept_downloads=accept_downloads)
     page = context.new_page()
+    page.set_viewport_size(viewport or DESKTOP)
     page.set_default_timeout(STATE_TIMEOUT_MS)
     with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):  # the load event
         page.goto(url)
     expect(page.locator("#chat-input textarea")).to_be_visible()
     return page
+
+
+def forget_visit(page) -> None:
+    """Close `page` leaving nothing of its visit in its context: the app's storage there (saved chats) and the
+    cookies are cleared, the browser's cache of the app's scripts stays."""
+    address, context = urlsplit(page.url), page.context
+    page.close()  # first: a save on its way when the test ended would write the storage again
+    blank = context.new_page()
+    blank.goto(f"{address.scheme}://{address.netloc}/no-such-page")  # the same origin, without the app
+    blank.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
+    blank.close()
+    context.clear_cookies()
 
 
 def shots(page, name: str) -> None:
