@@ -53,10 +53,11 @@ def pick(page, title: str) -> None:
 
 def reload(page) -> None:
     """Reload the page and wait for the saved chats to be read (the list's value set, or no chat to open)."""
-    with page.expect_response(lambda response: "/gradio_api/run/predict" in response.url):
-        page.reload()
+    calls = DirectCalls(page)
+    page.reload()
     expect(page.locator("#chat-input textarea")).to_be_visible()
-    page.wait_for_timeout(500)  # both page-load events answered
+    calls.settle(lambda answered: len(answered) >= 2)  # both page-load events (the model panel's, the chats')
+    calls.close()
 
 
 def ask_with_cat(page, text: str) -> None:

@@ -51,20 +51,25 @@ WATCH_JS = """([name, selector, attribute]) => {
 
 
 class DirectCalls:
-    """The page's unqueued event calls (gradio's /run/predict, e.g. a gallery's select and change): how many are
-    in flight, and the event data of each that has answered."""
+    """The page's unqueued event calls (gradio's /run/predict, e.g. a gallery's select and change) sent since it
+    began to listen: how many are in flight, and the event data of each that has answered."""
 
     def __init__(self, page) -> None:
-        self.page, self.pending, self.answered = page, 0, []
+        self.page, self.sent, self.answered = page, [], []
         for name, listener in self._listeners():
             page.on(name, listener)
 
+    @property
+    def pending(self) -> int:
+        return len(self.sent)
+
     def _sent(self, request) -> None:
-        self.pending += "/gradio_api/run/predict" in request.url
+        if "/gradio_api/run/predict" in request.url:
+            self.sent.append(request)
 
     def _finished(self, request) -> None:
-        if "/gradio_api/run/predict" in request.url:
-            self.pending -= 1
+        if request in self.sent:  # one sent before it listened is not counted
+            self.sent.remove(request)
             self.answered.append((request.post_data_json or {}).get("event_data"))
 
     def settle(self, until=lambda answered: True) -> None:
