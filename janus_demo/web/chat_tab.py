@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypedDict
 
 import gradio as gr
-from gradio.processing_utils import save_file_to_cache, save_pil_to_cache
+from gradio.processing_utils import save_file_to_cache
 from gradio.utils import get_upload_folder
-from PIL import Image
 
 from janus_demo.service.backend import Backend
 from janus_demo.service.chat import AnswerFn, chat_duration, chat_turn, check_chat, imagine_prompt, run_chat
@@ -106,17 +105,10 @@ def assistant_message(text: str) -> dict[str, Any]:
 
 
 def drawn_message(images: list[Any], text: str = "") -> dict[str, Any]:
-    """The assistant's message of a drawing: its image (a preview or the PNG), and the answer's text if any."""
-    parts = [ImagePath(image_file(image)) for image in images]
+    """The assistant's message of a drawing: its image (a preview's or the PNG's file), and the answer's text if
+    any."""
+    parts = [ImagePath(str(image)) for image in images]
     return history_message("assistant", [*parts, text] if text else parts)
-
-
-def image_file(image: Any) -> str:
-    """A drawn image as a file a chat message can show: a PNG's path as it is, a preview (PIL) saved into
-    gradio's cache folder (where the Chatbot serves from and `delete_cache` sweeps)."""
-    if isinstance(image, Image.Image):
-        return save_pil_to_cache(image, get_upload_folder(), name="preview", format="webp")
-    return str(image)
 
 
 def make_api_chat(backend: Backend, answer_on_gpu: AnswerFn, draw_on_gpu: DrawFn):
