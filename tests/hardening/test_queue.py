@@ -38,7 +38,11 @@ def test_a_full_queue_refuses_at_once_and_service_resumes(small_queue_app, tmp_p
     backend.gate.clear()  # the first request holds the model until the gate opens
     users = [new_client(url, tmp_path / str(n)) for n in range(QUEUE_SIZE + 1)]
     jobs = [user.submit(chat_message(f"hi {n}"), *chat_args(seed=n), api_name="/chat") for n, user in enumerate(users)]
-    wait_until(lambda: backend.lock.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=60)
+    try:
+        wait_until(lambda: backend.lock.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=60)
+    except AssertionError as error:  # failed once in a whole-suite run, never alone: say what the line held
+        held = f"{backend.lock.active} in the model, {len(demo._queue)} queued, {[job.status().code for job in jobs]}"
+        raise AssertionError(f"{error}: {held}") from None
 
     late = new_client(url, tmp_path / "late")
     chat_refused = refusal_seconds(late, chat_message("one more"), *chat_args(), api_name="/chat")
