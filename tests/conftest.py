@@ -82,10 +82,9 @@ def small_url(small_backend, tmp_path_factory):
 def fresh_client(url, folder):
     """A gradio_client session of `url` downloading into `folder`, closed in the background afterwards (close()
     waits up to 1 s for its heartbeat thread)."""
-    from gradio_client import Client
-    from support.serving import CLIENT_HTTPX
+    from support.serving import new_client
 
-    c = Client(url, download_files=str(folder), verbose=False, httpx_kwargs=dict(CLIENT_HTTPX))
+    c = new_client(url, folder)
     yield c
     threading.Thread(target=c.close, daemon=True).start()
 

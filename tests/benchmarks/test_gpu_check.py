@@ -61,6 +61,7 @@ def test_a_step_that_fails_or_hangs_is_reported_and_the_rest_still_run(tmp_path,
     ]
     monkeypatch.setattr(gpu_check, "STEPS", steps)
     monkeypatch.setattr(gpu_check, "CPU_LIMIT_S", 3)
+    monkeypatch.setattr(gpu_check, "machine", lambda: ["GPU: (not asked: a child importing torch)"])
     report = tmp_path / "report.md"
     assert gpu_check.main(["--dry-run", "--report", str(report)]) == 1
     text = report.read_text()
@@ -81,8 +82,10 @@ def test_the_cpu_safe_part_runs_end_to_end_on_the_tiny_model_and_again(tmp_path,
     assert text.startswith("# GPU check (dry run: CPU, tiny model)")
     assert text.count("| passed |") == 1 and "Chat speed" in text
     assert "| tiny |" in text  # the benchmark's own table, in the report
+    assert "- GPU: no CUDA GPU" in text and "- Versions: torch " in text  # the machine, asked of a child
     left = set(tmp_path.iterdir())
     monkeypatch.setattr(gpu_check, "STEPS", [Step("works", "A working step", [], [sys.executable, "-c", "pass"], 5)])
+    monkeypatch.setattr(gpu_check, "machine", lambda: ["GPU: (asked once above)"])
     assert gpu_check.main(["--dry-run", "--report", str(report)]) == 0  # again: replaced
     assert set(tmp_path.iterdir()) == left and report.read_text().count("| passed |") == 1
     assert "Chat speed" not in report.read_text()

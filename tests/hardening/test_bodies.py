@@ -172,14 +172,13 @@ def test_responses_carry_security_headers(app_url, path):
 def test_session_state_is_bounded_and_expires(loaded_tiny, tmp_path, monkeypatch):
     """An API session's history is forgotten `session_ttl_s` after its last use, and beyond `max_sessions`
     the least recently used session is forgotten (gradio kept 10,000 sessions for good)."""
-    from gradio_client import Client
     from support.fake_backend import FakeBackend
-    from support.serving import chat_message, close_all, served
+    from support.serving import chat_message, close_all, new_client, served
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     backend = FakeBackend(loaded_tiny, client_limits=ClientLimits(max_sessions=2, session_ttl_s=2.0))
     with served(backend) as (_, url):
-        users = [Client(url, download_files=False, verbose=False) for _ in range(3)]
+        users = [new_client(url) for _ in range(3)]
 
         def prompt_length(user, text):
             user.predict(chat_message(text), 2, 0.0, 0.95, 1, api_name="/chat")

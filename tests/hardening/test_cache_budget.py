@@ -17,10 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gradio_client import Client
 from support.fake_backend import FakeBackend
 from support.meters import wait_until
-from support.serving import image_args, served
+from support.serving import image_args, new_client, served
 
 from janus_demo.launch.cache_budget import KEEP_YOUNG_S, LOW_WATER
 from janus_demo.launch.settings import Settings
@@ -80,7 +79,7 @@ def aged(paths: list[str]) -> None:
 
 def test_uploads_past_the_bound_get_507_a_running_job_finishes_and_old_files_make_room(bounded):
     bounded.gate.clear()  # the job holds the model until the folder is full
-    client = Client(bounded.url, download_files=False, verbose=False)
+    client = new_client(bounded.url)
     job = client.submit("a red fox", *image_args(num_images=2), api_name="/generate_images")
     wait_until(lambda: bounded.inside == 1, 30)
     with httpx.Client(base_url=bounded.url, timeout=60) as http:

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
 
 from janus_demo.launch import cache
 
@@ -105,11 +104,11 @@ def test_the_periodic_sweep_removes_empty_folders_and_abandoned_parts(tmp_path):
 @pytest.mark.slow
 def test_16_images_with_a_preview_every_step_write_few_files(small_backend, tmp_path, monkeypatch):
     """On the 8x8 model (64 steps): the files written depend on the previews per request, not on the grid."""
-    from support.serving import served
+    from support.serving import new_client, served
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
     with served(small_backend) as (_, url):
-        client = Client(url, download_files=False, verbose=False)
+        client = new_client(url)
         start = time.monotonic()
         job = client.submit("a red fox", 1, 5.0, 1.0, 16, 1.0, 1, "auto", api_name="/generate_images")
         gallery, _, _ = job.result(timeout=600)

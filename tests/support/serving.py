@@ -70,12 +70,18 @@ CLIENT_HTTPX = {"timeout": 60.0}
 
 def new_client(url: str, download_dir: Any = None, visitor: int | None = None):
     """One user: its own gradio_client session and download folder (None: files are not downloaded); a
-    `visitor` number makes it a visitor at its own address behind one proxy (the app served with proxy_hops=1)."""
+    `visitor` number makes it a visitor at its own address behind one proxy (the app served with proxy_hops=1).
+
+    No certificates to check on loopback's plain http: with ssl_verify on, every request gradio_client makes
+    (each its own httpx client) loaded certifi's bundle first, 35 ms of CPU each, which was most of a
+    session's start and half the CPU of a short /chat call."""
     from gradio_client import Client
 
     headers = {"x-forwarded-for": f"198.51.100.{visitor % 250}"} if visitor is not None else None
     downloads = str(download_dir) if download_dir else False
-    return Client(url, download_files=downloads, verbose=False, headers=headers, httpx_kwargs=dict(CLIENT_HTTPX))
+    return Client(
+        url, download_files=downloads, verbose=False, headers=headers, ssl_verify=False, httpx_kwargs=dict(CLIENT_HTTPX)
+    )
 
 
 def close_all(clients: list[Any]) -> None:

@@ -29,9 +29,9 @@ def widgets(url: str) -> dict[str, dict]:
 
 
 def parameters(url: str, api_name: str) -> list[str]:
-    from gradio_client import Client
+    from support.serving import new_client
 
-    client = Client(url, verbose=False, download_files=False)
+    client = new_client(url)
     names = [
         p["parameter_name"]
         for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"][f"/{api_name}"][

@@ -26,6 +26,7 @@ import spaces
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from support import ROOT
+from support.serving import new_client
 from support.zerogpu_device import DeviceApi, space_env
 
 from janus_demo.service.errors import BusyError, FieldError, OutOfMemory
@@ -122,7 +123,7 @@ class Space:
         self.loans_at_start = len(api.calls)
 
     def client(self) -> Client:
-        return Client(self.url, verbose=False, download_files=False)
+        return new_client(self.url)
 
     def loans(self) -> int:
         return len(self.api.calls)
