@@ -17,6 +17,7 @@ from janus_demo.launch.cache_budget import CacheBudget
 from janus_demo.launch.gate import GateConfig, gate_app_kwargs
 from janus_demo.launch.gate.addresses import distrust_forwarded_headers
 from janus_demo.launch.gate.bodies import BodyLimits
+from janus_demo.launch.queue_polling import calm_idle_polling
 from janus_demo.launch.settings import Settings
 from janus_demo.model.loading import ModelLoadError, load_janus
 from janus_demo.model.options import on_zero_gpu
@@ -71,9 +72,12 @@ def configure_queue(demo: gr.Blocks, max_size: int = 32, zerogpu_concurrency: in
     One request of each kind (chat, images) at a time, and the model lock serialises the two, since they
     share one model on one device. On ZeroGPU each request runs in its own worker process on its own GPU
     (each forked worker has its own copy of the model lock), so `zerogpu_concurrency` requests of each kind
-    run at once; one at a time would only queue visitors behind each other."""
+    run at once; one at a time would only queue visitors behind each other. While the line is empty the
+    queue looks for work every 10 ms, not gradio's 1 ms (launch/queue_polling.py)."""
     limit = zerogpu_concurrency if on_zero_gpu() else 1
-    return demo.queue(default_concurrency_limit=limit, max_size=max_size, api_open=False)
+    demo.queue(default_concurrency_limit=limit, max_size=max_size, api_open=False)
+    calm_idle_polling(demo)
+    return demo
 
 
 def safe_launch_options(settings: Settings, backend: Backend, logins: list[access.Login] | None = None) -> dict:

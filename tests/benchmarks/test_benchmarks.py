@@ -147,3 +147,11 @@ def test_peak_memory_sees_a_large_allocation_on_cpu():
         block = torch.ones(64 * 2**20 // 4)
         del block
     assert meter.extra >= 60 * 2**20
+
+
+def test_idle_benchmark_prints_gradios_polling_beside_ours(capsys):
+    from benchmarks import bench_idle
+
+    output = run_main(capsys, bench_idle.main, ["--seconds", "0.2"])
+    rows = [line for line in output.splitlines() if line.startswith(("| gradio's own", "| ours"))]
+    assert len(rows) == 2 and "| queue polling | CPU s in 0.2 s | % of a core |" in output, output
