@@ -34,8 +34,9 @@ def edit_tab(page, mode: str = "Complete") -> None:
 
 
 def upload(page, selector: str) -> None:
-    """Put the photo into the input `selector` and wait until it is there: an Image uploads it at once; the
-    editor lays it on its canvas (and uploads it with the request)."""
+    """Put the photo into the input `selector` and wait until it is there: an Image uploads it at once (its
+    value lives in the page until a button sends it; no event of the app reads it before); the editor lays it
+    on its canvas (and uploads it with the request)."""
     files = page.locator(f"{selector} input[type=file]").first
     if selector != EDITOR:
         with page.expect_response(lambda response: "gradio_api/upload" in response.url):
@@ -47,8 +48,7 @@ def upload(page, selector: str) -> None:
         files.set_input_files(PHOTO)
         expect(page.locator(selector).get_by_text("Upload an image")).to_be_hidden(timeout=10_000)
         expect(page.locator(selector).get_by_role("button", name="Undo")).to_be_enabled()  # the photo is a step
-        page.wait_for_timeout(500)  # the canvas settles (once in ~20 runs a click right after it sent nothing)
-    page.wait_for_timeout(300)  # the value reaches the app's state
+        page.wait_for_timeout(800)  # the canvas settles (once in ~20 runs a click right after it sent nothing)
 
 
 def paint(page, dx: float = 0.5, dy: float = 0.5) -> None:
@@ -100,9 +100,10 @@ def test_a_painted_region_is_redrawn_the_crop_is_shown_and_downloads_say_how(pag
         assert zipped.namelist() == ["janus-7-1.png"]
 
 
-def test_a_missing_photo_is_refused_next_to_it_and_everything_stays_usable(fake_page, fake):
-    """(The empty-mask refusal is tested through the service and the API, test_app_edits.py: in this browser
-    suite a Redraw on a photo without a stroke sometimes sent nothing, in gradio 6.31's editor.)"""
+def test_a_missing_photo_is_refused_next_to_it_then_variations_generate_from_an_edited_description(fake_page, fake):
+    """One page: the refusal leaves everything usable, then Variations. (The empty-mask refusal is tested
+    through the service and the API, test_app_edits.py: in this browser suite a Redraw on a photo without a
+    stroke sometimes sent nothing, in gradio 6.31's editor.)"""
     page = fake_page
     edit_tab(page, "Complete")
     watch_badges(page)
@@ -119,6 +120,21 @@ def test_a_missing_photo_is_refused_next_to_it_and_everything_stays_usable(fake_
     page.locator("#edit-complete").click()
     done(page)
     expect(validation_message(page, "#edit-complete-image")).to_have_count(0)
+
+    edit_tab(page, "Variations")
+    upload(page, "#edit-variations-image")
+    fill_box(page.locator("#edit-field-seed input"), "5")
+    page.locator("#edit-variations").click()
+    done(page)
+    description = page.locator("#edit-description textarea")
+    expect(description).to_have_value(re.compile(r"^seed=5 x+$"))  # the fake model's answer
+    description.fill("A watercolor of a cat")
+    page.locator("#edit-from-description").click()
+    done(page)
+    shots(page, "edit-variations")
+    description.fill("   ")
+    page.locator("#edit-from-description").click()
+    expect(validation_message(page, "#edit-description")).to_have_text("Description is empty.")
 
 
 def test_stop_says_where_it_stopped_and_marks_the_previews(fake_page, fake):
@@ -171,24 +187,6 @@ def test_stop_while_decoding_keeps_the_decoded_image_in_the_gallery_and_the_down
     wait_until(lambda: work_over(fake), timeout=60)
     assert fake.decoded == 1, "Stop stops the decoding too"
     shots(page, "edit-stopped-while-decoding")
-
-
-def test_variations_show_the_description_and_generate_from_an_edited_one(fake_page, fake):
-    page = fake_page
-    edit_tab(page, "Variations")
-    upload(page, "#edit-variations-image")
-    page.locator("#edit-field-seed input").fill("5")
-    page.locator("#edit-variations").click()
-    done(page)
-    description = page.locator("#edit-description textarea")
-    expect(description).to_have_value(re.compile(r"^seed=5 x+$"))  # the fake model's answer
-    description.fill("A watercolor of a cat")
-    page.locator("#edit-from-description").click()
-    done(page)
-    shots(page, "edit-variations")
-    description.fill("   ")
-    page.locator("#edit-from-description").click()
-    expect(validation_message(page, "#edit-description")).to_have_text("Description is empty.")
 
 
 def test_on_a_phone_the_results_come_right_after_the_photo_and_its_buttons(pages, fake):

@@ -16,6 +16,8 @@ from playwright.sync_api import expect
 from support.browser import (
     IMAGES_STATUS,
     PHONE,
+    QUEUE_JOIN,
+    DirectCalls,
     badges_seen,
     box_of,
     fill_box,
@@ -58,42 +60,18 @@ def done(page, images: int = 1) -> None:
 # --- refusals ------------------------------------------------------------------------------------------
 
 
-def test_an_empty_prompt_is_refused_next_to_it(fake_page, fake):
+def test_refusals_are_named_next_to_their_input_and_leave_everything_usable(fake_page, fake):
+    """An empty prompt, a typed number of images out of range (clamped, with a note) and a refused seed, one
+    after another on one page; then a good seed draws and every note goes away."""
     page = fake_page
     images_tab(page)
     watch_badges(page)
     page.locator("#t2i-generate").click()
     expect(validation_message(page, PROMPT)).to_have_text("Prompt is empty.")
     no_error_badge(page)
-    assert not badges_seen(page), "no error badge, not even for a moment"
-    assert fake.lock.entered == 0
     expect(page.locator("#t2i-generate")).to_be_enabled()
     shots(page, "images-refused-empty-prompt")
 
-    generate(page, "A lighthouse")  # the refusal leaves everything usable, and goes away
-    done(page)
-    expect(validation_message(page, PROMPT)).to_have_count(0)
-
-
-def test_a_refused_seed_is_named_on_its_field_and_the_prompt_is_kept(fake_page, fake):
-    page = fake_page
-    images_tab(page)
-    generate(page, "A fox at dusk", seed=-7)
-    expect(validation_message(page, "#field-seed")).to_have_text(
-        "Seed must be a whole number between -1 and 4294967295 (got -7)."
-    )
-    expect(page.locator(f"{PROMPT} textarea")).to_have_value("A fox at dusk")
-    no_error_badge(page)
-    shots(page, "images-refused-seed")
-    fill_box(page.locator("#field-seed input"), "7")
-    page.locator("#t2i-generate").click()
-    done(page)
-    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
-
-
-def test_a_typed_number_of_images_out_of_range_is_clamped_with_a_note(fake_page, fake):
-    page = fake_page
-    images_tab(page)
     box = page.get_by_label("number input for Number of images")
     box.fill("500")
     page.locator(f"{PROMPT} textarea").click()
@@ -102,6 +80,25 @@ def test_a_typed_number_of_images_out_of_range_is_clamped_with_a_note(fake_page,
         "Number of images must be a whole number between 1 and 16 (got 500). It was set to 16."
     )
     shots(page, "images-number-clamped")
+    box.fill("1")
+    page.locator(f"{PROMPT} textarea").click()
+    expect(validation_message(page, "#field-num_images")).to_have_count(0)
+
+    generate(page, "A fox at dusk", seed=-7)
+    expect(validation_message(page, "#field-seed")).to_have_text(
+        "Seed must be a whole number between -1 and 4294967295 (got -7)."
+    )
+    expect(page.locator(f"{PROMPT} textarea")).to_have_value("A fox at dusk")
+    no_error_badge(page)
+    shots(page, "images-refused-seed")
+    assert fake.lock.entered == 0 and not badges_seen(page), "no refusal reached the model or showed a badge"
+
+    fill_box(page.locator("#field-seed input"), "7")
+    page.locator("#t2i-generate").click()
+    done(page)
+    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+    expect(validation_message(page, PROMPT)).to_have_count(0)
+    expect(validation_message(page, "#field-seed")).to_have_count(0)
 
 
 # --- stop, waiting, progress ---------------------------------------------------------------------------
@@ -280,20 +277,7 @@ def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
     page.locator("#t2i-files").screenshot(path=f"test-artifacts/images-16-downloads-{viewport}.png")
 
 
-def test_an_image_enlarges_on_click(fake_page, fake):
-    page = fake_page
-    images_tab(page)
-    generate(page, images=4)
-    done(page, 4)
-    thumbnail = box_of(page, f"{GALLERY} .grid-container img")
-    page.locator(f"{GALLERY} .grid-container button").first.click()
-    large = page.locator(f"{GALLERY} .preview img").first
-    expect(large).to_be_visible()
-    assert large.bounding_box()["width"] > 1.5 * thumbnail["width"]
-    shots(page, "images-enlarged")
-
-
-def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip(pages, fake, tmp_path):
+def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip_and_an_image_enlarges(pages, fake, tmp_path):
     page = pages(fake.url, accept_downloads=True)
     images_tab(page)
     generate(page, "A fox in the snow", images=2, seed=7)
@@ -320,53 +304,58 @@ def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip(pages, f
         assert zipped.namelist() == ["janus-7-1.png", "janus-7-2.png"]
     expect(page.locator("#t2i-seed-used input")).to_have_value("7")
     shots(page, "images-downloads")
-    expect(page.locator("#t2i-seed-used input")).to_have_value("7")
+
+    thumbnail = box_of(page, f"{GALLERY} .grid-container img")  # an image enlarges on click
+    page.locator(f"{GALLERY} .grid-container button").first.click()
+    large = page.locator(f"{GALLERY} .preview img").first
+    expect(large).to_be_visible()
+    assert large.bounding_box()["width"] > 1.5 * thumbnail["width"]
+    shots(page, "images-enlarged")
 
 
 # --- prompt box, buttons, seed --------------------------------------------------------------------------
 
 
-def test_enter_generates_and_shift_enter_adds_a_line(fake_page, fake):
+def test_ask_before_an_image_then_enter_generates_shift_enter_adds_a_line_and_clear_resets(
+    fake_page, fake, caplog, capfd
+):
     page = fake_page
     images_tab(page)
-    box = page.locator(f"{PROMPT} textarea")
-    box.fill("A lighthouse")
-    box.press("Shift+Enter")
-    box.type("at night")
-    expect(box).to_have_value("A lighthouse\nat night")
-    page.wait_for_timeout(500)
-    assert fake.lock.entered == 0, "Shift+Enter only adds a line"
-    box.press("Enter")
-    done(page)
-
-
-def test_clear_resets_the_tab_and_the_seed_is_shown_only_after_a_run(fake_page, fake):
-    page = fake_page
-    images_tab(page)
-    expect(page.locator("#t2i-seed-used")).to_be_hidden()  # never a made-up 0 before any run
-    expect(page.locator("#t2i-reuse")).to_be_disabled()
-    generate(page, seed=11)
-    done(page)
-    expect(page.locator("#t2i-seed-used input")).to_have_value("11")
-    page.locator("#t2i-clear").click()
-    expect(page.locator(f"{PROMPT} textarea")).to_have_value("")
-    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(0)
-    expect(page.locator(IMAGES_STATUS)).to_have_text("")
-    expect(page.locator("#t2i-seed-used")).to_be_hidden()
-    expect(page.locator("#t2i-files")).to_be_hidden()
-    shots(page, "images-cleared")
-
-
-def test_ask_about_this_image_without_an_image_says_so(fake_page, fake, caplog, capfd):
-    page = fake_page
-    images_tab(page)
-    page.locator("#t2i-ask").click()
+    page.locator("#t2i-ask").click()  # "Ask about this image" before there is one
     expect(page.locator(IMAGES_STATUS)).to_have_text("Generate an image first, then ask about it.")
     expect(page.get_by_role("tab", name="Text to image")).to_have_attribute("aria-selected", "true")
     no_error_badge(page)
     assert not [record for record in caplog.records if record.exc_info], "no traceback in the server's log"
     assert "Traceback" not in capfd.readouterr().err
     shots(page, "images-ask-without-image")
+    expect(page.locator("#t2i-seed-used")).to_be_hidden()  # never a made-up 0 before any run
+    expect(page.locator("#t2i-reuse")).to_be_disabled()
+
+    fill_box(page.locator("#field-seed input"), "11")
+    box = page.locator(f"{PROMPT} textarea")
+    runs = DirectCalls(page, QUEUE_JOIN)
+    box.fill("A lighthouse")
+    box.press("Shift+Enter")
+    box.type("at night")
+    expect(box).to_have_value("A lighthouse\nat night")  # the keys have been handled by now
+
+    def asked() -> list:  # the runs of this prompt the page has sent (a field's own events are sent too)
+        return [r for r in runs.all if "A lighthouse" in (r.post_data or "")]
+
+    assert not asked() and fake.lock.entered == 0, "Shift+Enter only adds a line"
+    box.press("Enter")
+    done(page)
+    assert len(asked()) == 1
+    runs.close()
+    expect(page.locator("#t2i-seed-used input")).to_have_value("11")
+
+    page.locator("#t2i-clear").click()
+    expect(box).to_have_value("")
+    expect(page.locator(f"{GALLERY} .grid-container img")).to_have_count(0)
+    expect(page.locator(IMAGES_STATUS)).to_have_text("")
+    expect(page.locator("#t2i-seed-used")).to_be_hidden()
+    expect(page.locator("#t2i-files")).to_be_hidden()
+    shots(page, "images-cleared")
 
 
 # --- phone layout ---------------------------------------------------------------------------------------

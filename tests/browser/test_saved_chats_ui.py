@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from playwright.sync_api import expect
-from support.browser import CAT, CHAT_STATUS, DirectCalls, no_error_badge, send, shots
+from support.browser import CAT, CHAT_STATUS, DirectCalls, no_error_badge, send, shots, wait_loaded
 
 from janus_demo.web.saved_chats import BUSY, CONFIRM_DELETE, CONFIRM_DELETE_ALL
 
@@ -76,7 +76,7 @@ def test_a_chat_with_an_image_comes_back_after_a_reload(fake_page, fake):
     expect(page.locator(BOTS)).to_have_count(1)
     expect(page.locator(BOTS)).to_contain_text("seed=")
     expect(page.locator(f"{USERS} img")).to_have_count(1)
-    assert page.locator(f"{USERS} img").evaluate("img => img.complete && img.naturalWidth") > 0, "the picture loads"
+    wait_loaded(page.locator(f"{USERS} img"))  # the picture loads
     expect(page.locator(f"{PICKER} input")).to_have_value("What is in this picture?")
     no_error_badge(page)
     shots(page, "saved-chat-after-reload")
@@ -214,7 +214,7 @@ def test_a_drawing_comes_back_after_a_reload_and_is_asked_about(pages, fake):
     drawn = page.locator(f"{BOTS} img")
     expect(drawn).to_have_count(1)
     assert re.search(r"/janus-\d+-1\.png$", drawn.get_attribute("src"))
-    assert drawn.evaluate("img => img.complete && img.naturalWidth") > 0, "the picture loads"
+    wait_loaded(drawn)  # the picture loads
     expect(page.locator(BOTS).last).to_contain_text("Drew janus-")
     no_error_badge(page)
     shots(page, "saved-chat-drawing-after-reload")

@@ -18,11 +18,12 @@ from janus_demo.service.model_lock import Heartbeat
 from janus_demo.service.scheduler import ImageScheduler, Joined
 
 
-def collect(scheduler, request, stop=None, stop_at=None, stop_when=None):
-    """(items, final images or None): every item the scheduler yielded for `request`; `stop` is set at step
-    `stop_at`, or on the first progress for which `stop_when` is true."""
+def collect(scheduler, request, stop=None, stop_at=None, stop_when=None, items=None):
+    """(items, final images or None): every item the scheduler yielded for `request` (appended to `items` as
+    they come, when given); `stop` is set at step `stop_at`, or on the first progress for which `stop_when` is
+    true."""
     stop = stop or threading.Event()
-    items = []
+    items = [] if items is None else items
     for item in scheduler.draw(request, stop):
         items.append(item)
         if stop_at is not None and isinstance(item, ImageProgress) and item.step >= stop_at:
@@ -70,9 +71,11 @@ def test_requests_waiting_together_are_drawn_in_one_batch_as_they_would_be_alone
         busy = pool.submit(collect, scheduler, first)
         while scheduler.batches < 1:
             threading.Event().wait(0.01)
-        futures = [pool.submit(collect, scheduler, request) for request in requests]
-        while not waiting(scheduler, 3):
-            threading.Event().wait(0.01)
+        heard = [[] for _ in requests]
+        futures = [pool.submit(collect, scheduler, r, items=items) for r, items in zip(requests, heard, strict=True)]
+        while not all(any(isinstance(i, Heartbeat) and i.waiting for i in items) for items in heard):
+            threading.Event().wait(0.01)  # each has heard its place in line (a heartbeat comes every 0.25 s)
+        assert waiting(scheduler, 3)
         release.set()
         results = [future.result(timeout=300) for future in futures]
         busy.result(timeout=300)

@@ -32,6 +32,7 @@ CHAT_STATUS = "#chat-status [data-testid=markdown]"  # the text only, not gradio
 IMAGES_STATUS = "#t2i-status [data-testid=markdown]"
 ERROR_BADGE = "[data-testid=status-tracker] .error"  # gradio's red "Error" over a component
 TOAST = "[data-testid=toast-body]"
+QUEUE_JOIN = "/gradio_api/queue/join"  # a queued event (a run of the model) sent by the page
 # How long a page action or an expect() waits for its state: a bound for a broken page, never a speed target
 # (the Chat tests once waited at most Playwright's default 5 s for the Send button and failed on a busy machine).
 STATE_TIMEOUT_MS = 60_000
@@ -52,10 +53,11 @@ WATCH_JS = """([name, selector, attribute]) => {
 
 class DirectCalls:
     """The page's unqueued event calls (gradio's /run/predict, e.g. a gallery's select and change) sent since it
-    began to listen: how many are in flight, and the event data of each that has answered."""
+    began to listen: how many are in flight, and the event data of each that has answered. With another
+    `path` (e.g. QUEUE_JOIN), the page's requests to that path instead."""
 
-    def __init__(self, page) -> None:
-        self.page, self.sent, self.answered = page, [], []
+    def __init__(self, page, path: str = "/gradio_api/run/predict") -> None:
+        self.page, self.path, self.sent, self.answered, self.all = page, path, [], [], []
         for name, listener in self._listeners():
             page.on(name, listener)
 
@@ -64,8 +66,9 @@ class DirectCalls:
         return len(self.sent)
 
     def _sent(self, request) -> None:
-        if "/gradio_api/run/predict" in request.url:
+        if self.path in request.url:
             self.sent.append(request)
+            self.all.append(request)  # every one sent since it began to listen
 
     def _finished(self, request) -> None:
         if request in self.sent:  # one sent before it listened is not counted
@@ -127,6 +130,12 @@ def shots(page, name: str) -> None:
         page.wait_for_timeout(150)  # let the layout settle
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(size)
+
+
+def wait_loaded(image) -> None:
+    """Wait until the one <img> of the locator `image` has its picture (complete, with a width): its src can be
+    there before the browser has fetched the file."""
+    image.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
 
 
 def no_error_badge(page) -> None:
