@@ -5,8 +5,13 @@ from playwright.sync_api import expect
 from support.browser import shots
 
 
-def test_the_model_panel_is_a_readable_table(fake_page, fake):
+def test_the_model_panel_is_a_readable_table_under_a_notice_that_names_no_other_default(fake_page, fake):
     page = fake_page
+    notice = page.locator("#random-weights-notice")
+    expect(notice).to_contain_text("answers and images are noise")
+    expect(notice).not_to_contain_text("--model deepseek-community/Janus-Pro-1B")
+    expect(notice).to_contain_text("without --model, which loads Janus-Pro-1B")
+
     page.locator("#model-panel").get_by_text("Model").first.click()
     table = page.locator("#model-info table")
     expect(table).to_be_visible()
@@ -21,10 +26,3 @@ def test_the_model_panel_is_a_readable_table(fake_page, fake):
     assert rows["Load time"].endswith(" s") and rows["Random weights"] == "yes"
     expect(page.locator("#model-panel")).not_to_contain_text("footprint_bytes")  # no raw JSON
     shots(page, "model-panel")
-
-
-def test_the_random_weights_notice_does_not_offer_the_default_as_another_model(fake_page):
-    notice = fake_page.locator("#random-weights-notice")
-    expect(notice).to_contain_text("answers and images are noise")
-    expect(notice).not_to_contain_text("--model deepseek-community/Janus-Pro-1B")
-    expect(notice).to_contain_text("without --model, which loads Janus-Pro-1B")

@@ -41,9 +41,12 @@ def wait_for_answer(page, count: int) -> None:
 # --- chat -----------------------------------------------------------------------------------------
 
 
-def test_chat_about_an_uploaded_image_streams_and_follows_up(page):
+def test_chat_about_an_uploaded_image_streams_and_follows_up_in_short_answers_by_default(page):
+    """Random weights answer noise that rarely ends: 48 new tokens by default (the page says so), not 512."""
+    expect(page.locator("#random-weights-notice")).to_contain_text("Chat answers stop after 48 tokens by default")
     page.get_by_role("button", name="Generation settings").click()
-    set_number(page, "Max new tokens", 48)
+    expect(page.get_by_label("number input for Max new tokens")).to_have_value("48")
+    expect(page.locator("#field-max_new_tokens")).to_contain_text("Random weights: answers stop after this many")
     page.locator("#chat-input input[type=file]").set_input_files(CAT)
     expect(page.locator("#chat-input .thumbnail-item")).to_have_count(1)
     watch(page, "chat-status", CHAT_STATUS)
@@ -54,6 +57,7 @@ def test_chat_about_an_uploaded_image_streams_and_follows_up(page):
     # Several pieces, in order, up to the whole answer (at most ten updates a second: web.adapters.paced).
     assert len(counts) >= 2 and counts == sorted(set(counts)), f"the answer should stream in: {counts}"
     assert counts[-1] == max(tokens_in([page.locator(CHAT_STATUS).inner_text()])), "the last count is the answer's"
+    assert counts[-1] <= 48
     shots(page, "chat-answered")
     expect(page.locator("#chatbot [data-testid=user]")).to_have_count(2)  # the image, then the question
     expect(page.locator("#chatbot [data-testid=bot]").first).not_to_be_empty()
@@ -63,17 +67,6 @@ def test_chat_about_an_uploaded_image_streams_and_follows_up(page):
     wait_for_answer(page, 2)
     assert len(tokens_in(seen(page, "chat-status"))) >= 2
     expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text("What colour is it?")
-
-
-def test_the_tiny_models_answers_stop_by_themselves_after_a_short_default(page):
-    """Random weights answer noise that rarely ends: 48 new tokens by default (the page says so), not 512."""
-    expect(page.locator("#random-weights-notice")).to_contain_text("Chat answers stop after 48 tokens by default")
-    send(page, "Hello?")
-    wait_for_answer(page, 1)
-    assert max(tokens_in([page.locator(CHAT_STATUS).inner_text()])) <= 48
-    page.get_by_role("button", name="Generation settings").click()
-    expect(page.get_by_label("number input for Max new tokens")).to_have_value("48")
-    expect(page.locator("#field-max_new_tokens")).to_contain_text("Random weights: answers stop after this many")
 
 
 # --- text to image --------------------------------------------------------------------------------
@@ -88,7 +81,18 @@ def start_generating(page, prompt: str) -> None:
     page.locator("#t2i-generate").click()
 
 
-def test_previews_change_before_the_final_gallery_and_ask_carries_it_to_chat(page):
+def test_stop_says_where_then_previews_change_before_the_final_gallery_and_ask_carries_it_to_chat(page, tiny_backend):
+    start_generating(page, "A rocket lifting off at dawn")
+    expect(page.locator("#t2i-gallery img").first).to_be_visible(timeout=GENERATION_TIMEOUT_MS)  # a preview
+    page.locator("#t2i-stop").click()
+    expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."))
+    stopped_at = page.locator(IMAGES_STATUS).inner_text()
+    wait_until(lambda: work_over(tiny_backend), timeout=60)  # the generation itself has ended ...
+    assert page.locator(IMAGES_STATUS).inner_text() == stopped_at  # ... and sent no step after the stop
+    no_error_badge(page)
+    page.locator("#t2i-clear").click()  # the stopped previews go: every preview seen next is the new image's
+    expect(page.locator("#t2i-gallery img")).to_have_count(0)
+
     start_generating(page, "A watercolor painting of a lighthouse")
     expect(page.locator(IMAGES_STATUS)).to_contain_text("Done:", timeout=GENERATION_TIMEOUT_MS)
     final = page.locator("#t2i-gallery img").first.get_attribute("src")
@@ -103,14 +107,3 @@ def test_previews_change_before_the_final_gallery_and_ask_carries_it_to_chat(pag
     textbox = page.locator("#chat-input textarea")
     expect(textbox).to_have_value("Describe this image.")
     expect(textbox).to_be_focused()
-
-
-def test_stop_ends_image_generation_and_says_where(page, tiny_backend):
-    start_generating(page, "A rocket lifting off at dawn")
-    expect(page.locator("#t2i-gallery img").first).to_be_visible(timeout=GENERATION_TIMEOUT_MS)  # a preview
-    page.locator("#t2i-stop").click()
-    expect(page.locator(IMAGES_STATUS)).to_have_text(re.compile(r"Stopped at step \d+/576\."))
-    stopped_at = page.locator(IMAGES_STATUS).inner_text()
-    wait_until(lambda: work_over(tiny_backend), timeout=60)  # the generation itself has ended ...
-    assert page.locator(IMAGES_STATUS).inner_text() == stopped_at  # ... and sent no step after the stop
-    no_error_badge(page)
