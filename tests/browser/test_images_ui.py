@@ -10,7 +10,6 @@ import re
 import time
 import zipfile
 
-import pytest
 from PIL import Image
 from playwright.sync_api import expect
 from support.browser import (
@@ -264,10 +263,8 @@ def every_download_whole(page, count: int) -> None:
         assert not name["cut"] and name["right"] <= shown["right"] + 1, (name, shown)
 
 
-@pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
-    page = pages(fake.url, viewport=PHONE if viewport == "phone" else None)
-    images_tab(page)
+def whole_at_1_4_and_16(page, viewport: str) -> None:
+    """Draw 1, 4 and 16 images: each time every image is whole in the gallery; then all 16 downloads in sight."""
     for count in (1, 4, 16):
         generate(page, images=count)
         done(page, count)
@@ -275,6 +272,11 @@ def test_every_image_is_whole_at_1_4_and_16(pages, fake, viewport):
         page.screenshot(path=f"test-artifacts/images-{count}-whole-{viewport}.png", full_page=True)
     every_download_whole(page, 16)  # all 16 in sight (the list showed two at a time), every name whole
     page.locator("#t2i-files").screenshot(path=f"test-artifacts/images-16-downloads-{viewport}.png")
+
+
+def test_every_image_is_whole_at_1_4_and_16(fake_page, fake):
+    images_tab(fake_page)
+    whole_at_1_4_and_16(fake_page, "desktop")
 
 
 def test_downloads_are_one_click_each_with_meaningful_names_and_one_zip_and_an_image_enlarges(pages, fake, tmp_path):
@@ -361,7 +363,7 @@ def test_ask_before_an_image_then_enter_generates_shift_enter_adds_a_line_and_cl
 # --- phone layout ---------------------------------------------------------------------------------------
 
 
-def test_on_a_phone_the_results_come_right_after_the_prompt_and_generate(pages, fake):
+def test_on_a_phone_the_results_come_right_after_the_prompt_and_every_image_is_whole(pages, fake):
     page = pages(fake.url, viewport=PHONE)
     images_tab(page)
     generate(page, images=4)
@@ -373,3 +375,4 @@ def test_on_a_phone_the_results_come_right_after_the_prompt_and_generate(pages, 
     assert gallery["top"] < PHONE["height"], "the images start on the first screen"
     assert settings["top"] > gallery["bottom"], "settings and examples come after the results"
     shots(page, "images-phone")
+    whole_at_1_4_and_16(page, "phone")
