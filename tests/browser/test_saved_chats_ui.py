@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from playwright.sync_api import expect
 from support.browser import CAT, CHAT_STATUS, DirectCalls, no_error_badge, send, shots, wait_loaded
+from support.meters import wait_until
 
 from janus_demo.web.saved_chats import BUSY, CONFIRM_DELETE, CONFIRM_DELETE_ALL
 
@@ -29,14 +30,20 @@ def answered(page, count: int = 1) -> None:
 
 
 def saved_titles(page) -> list[str]:
-    """The titles in the saved-chats list (opened and closed again)."""
+    """The titles in the saved-chats list now (opened and closed again)."""
     page.locator(f"{PICKER} input").click()
+    expect(page.locator(f"{PICKER} input")).to_have_attribute("aria-expanded", "true")
     options = page.get_by_role("option")
-    expect(options.first).to_be_visible()
     titles = options.all_inner_texts()
     page.locator(f"{PICKER} input").blur()  # closes the list
     expect(options).to_have_count(0)
     return [title.replace("✓", "").strip() for title in titles]  # the open chat's option has a check mark
+
+
+def expect_titles(page, expected: list[str]) -> None:
+    """Wait until the saved-chats list holds `expected`: a save or a delete reaches the list in an event of its
+    own, after the chat on the page has changed."""
+    wait_until(lambda: saved_titles(page) == expected, timeout=60, interval=0.2)
 
 
 def pick(page, title: str) -> None:
@@ -94,7 +101,7 @@ def test_switch_between_saved_chats_and_delete_one_or_all(fake_page, fake):
     expect(page.locator(BOTS)).to_have_count(0)
     send(page, "Second chat")
     answered(page)
-    assert saved_titles(page) == ["Second chat", "First chat"]
+    expect_titles(page, ["Second chat", "First chat"])
 
     pick(page, "First chat")
     expect(page.locator(USERS)).to_have_text(["First chat"])
@@ -124,8 +131,7 @@ def test_switch_between_saved_chats_and_delete_one_or_all(fake_page, fake):
     page.get_by_role("button", name=CONFIRM_DELETE, exact=True).click()
     expect(page.locator(BOTS)).to_have_count(0)
     expect(page.get_by_role("button", name="Delete chat", exact=True)).to_be_visible()  # the question is over
-    page.wait_for_timeout(500)
-    assert saved_titles(page) == ["Second chat"]
+    expect_titles(page, ["Second chat"])
     reload(page)
     expect(page.locator(USERS)).to_have_text(["Second chat"])
 
@@ -137,12 +143,12 @@ def test_switch_between_saved_chats_and_delete_one_or_all(fake_page, fake):
     expect(page.locator(USERS)).to_have_text(["Second chat"])
     page.get_by_role("button", name=CONFIRM_DELETE_ALL).click()
     expect(page.locator(BOTS)).to_have_count(0)
-    page.wait_for_timeout(500)
+    expect_titles(page, [])
     reload(page)
     expect(page.locator(BOTS)).to_have_count(0)
     page.locator(f"{PICKER} input").click()
-    page.wait_for_timeout(300)
-    expect(page.get_by_role("option")).to_have_count(0)
+    expect(page.locator(f"{PICKER} input")).to_have_attribute("aria-expanded", "true")  # the list is open ...
+    expect(page.get_by_role("option")).to_have_count(0)  # ... and empty
     expect(page.locator(f"{PICKER} input")).to_have_value("")
     no_error_badge(page)
     shots(page, "saved-chats-all-deleted")
@@ -176,11 +182,10 @@ def test_the_bin_starts_a_new_chat_and_keeps_the_saved_one(fake_page, fake):
     page.locator("#chatbot button[aria-label=Clear]").click()  # the chat's bin icon
     expect(page.locator(USERS)).to_have_count(0)
     expect(page.locator(f"{PICKER} input")).to_have_value("")  # a new chat: not the saved one
-    page.wait_for_timeout(500)
-    assert saved_titles(page) == ["Keep me"], "the bin keeps the saved chat (it deleted it, like Delete chat)"
+    expect_titles(page, ["Keep me"])  # the bin keeps the saved chat (it deleted it, like Delete chat)
     send(page, "A new one")
     answered(page)
-    assert saved_titles(page) == ["A new one", "Keep me"]
+    expect_titles(page, ["A new one", "Keep me"])
     reload(page)
     pick(page, "Keep me")
     expect(page.locator(USERS)).to_have_text(["Keep me"])

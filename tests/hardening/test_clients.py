@@ -121,8 +121,9 @@ def test_a_job_whose_stream_is_never_read_is_stopped(space_app, api_name):
     started = time.monotonic()
     wait_until(lambda: lock_idle(space_app), timeout=60)
     held = time.monotonic() - started
+    # Stopped after the 1 s grace and the watch's next look: a few hundred steps at most of the 2000 (steps, not
+    # seconds: a busy machine slows the fake's steps as much as the watch).
     assert space_app.produced < 500
-    assert held < space_app.clients.limits.stream_grace_s + 2
     print(f"\n[hardening] unread /{api_name} job stopped after {held:.1f} s ({space_app.produced} steps of 2000)")
 
 
