@@ -37,7 +37,7 @@ def raw_data(api_name):
     return ["a fox", *image_args()]
 
 
-def wait_joined(job, timeout=10):
+def wait_joined(job, timeout=60):
     """Wait until the server has given the job its event id (a cancel sent before that cannot name it)."""
     wait_until(lambda: job.communicator.event_id is not None, timeout)
 
@@ -131,6 +131,7 @@ def test_stop_before_the_first_step_frees_the_model(slow_fake, tmp_path):
     wait_until(lambda: slow_fake.lock.active == 1, timeout=60)
     waiting = submit(waiter, "generate_images", seed=2)
     wait_until(lambda: slow_fake.lock.waiting == 1, timeout=60)
+    wait_joined(waiting)  # on a busy machine the server ran it before the client read its event id
     waiting.cancel()
     wait_until(lambda: slow_fake.lock.waiting == 0, timeout=60)
     threading.Timer(0.1, slow_fake.gate.set).start()
