@@ -2,13 +2,13 @@
 
 gradio 6.31's queue looks for a new job every 1 ms while its line is empty, and for `gr.Progress` updates
 every 10 ms (`queueing.Queue.sleep_when_free`, `progress_update_sleep_when_free`; no public option sets
-them). An idle app burned about 5% of a CPU core that way, all day on a Space. Every 10 ms and 100 ms cost
+them). An idle app burned about 6% of a CPU core that way, all day on a Space. Every 10 ms and 100 ms cost
 about a quarter of that (`python -m benchmarks.bench_idle`). A job then starts at most 10 ms after it is
 queued, which nobody sees in front of a model's work. This app reports progress by yielding, never through
 `gr.Progress`, so the slower progress loop changes nothing a visitor gets.
 
 The attributes are not part of gradio's documented API: `tests/launch/test_queue_polling.py` fails when
-gradio renames them.
+gradio renames them or changes their values.
 """
 
 from __future__ import annotations
