@@ -158,6 +158,7 @@ def test_an_image_the_server_no_longer_has_is_left_out_with_a_note(fake_page, fa
     page = fake_page
     ask_with_cat(page, "Remember this cat")
     answered(page)
+    expect(page.locator(f"{PICKER} input")).to_have_value("Remember this cat")  # saved: its own event, after the answer
     src = page.locator(f"{USERS} img").get_attribute("src")
     served = Path(unquote(src.split("file=", 1)[1]))
     served.unlink()  # gradio swept its cache (after an hour), or the server restarted
