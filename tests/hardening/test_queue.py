@@ -41,7 +41,8 @@ def test_a_full_queue_refuses_at_once_and_service_resumes(small_queue_app, tmp_p
     try:
         wait_until(lambda: backend.lock.active == 1 and len(demo._queue) == QUEUE_SIZE, timeout=60)
     except AssertionError as error:  # failed once in a whole-suite run, never alone: say what the line held
-        held = f"{backend.lock.active} in the model, {len(demo._queue)} queued, {[job.status().code for job in jobs]}"
+        ends = [(job.status().code, job.exception() if job.done() else None, job.outputs()[-1:]) for job in jobs]
+        held = f"{backend.lock.active} in the model, {len(demo._queue)} queued, jobs (status, error, last): {ends}"
         raise AssertionError(f"{error}: {held}") from None
 
     late = new_client(url, tmp_path / "late")
