@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import time
 
 import torch
@@ -34,12 +33,6 @@ def idle_cpu(seconds: float) -> float:
     return cpu_seconds() - start
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="idle stretch measured for each setting")
@@ -47,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     common.quiet()
     demo = build_demo(Backend(common.load_tiny(grid=8)))
     demo.queue(default_concurrency_limit=1, api_open=False)  # gradio's own intervals
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)  # gradio finds a free port
     try:
         idle_cpu(1.0)  # start-up work settles
         rows = [["gradio's own (1 ms; progress 10 ms)", idle_cpu(args.seconds)]]
